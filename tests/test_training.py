@@ -1,0 +1,147 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflm.data import Batching, num_batches, tokenize_pairs, translation_dataset
+from tflm.models import LSTMAttentionSeq2Seq
+from tflm.tasks.translation import DecodingConfig, Translator
+from tflm.text import train_tokenizer
+from tflm.training import Trainer, WarmupInverseSqrt, token_cross_entropy
+
+from conftest import CPU_DEVICES, SAMPLE_DIR
+
+
+def tiny_model(vocabulary_size, **kwargs):
+    params = dict(embedding_dim=16, hidden_dim=32, num_encoder_layers=1, num_decoder_layers=1, dropout=0.0)
+    params.update(kwargs)
+    model = LSTMAttentionSeq2Seq(vocabulary_size, vocabulary_size, **params)
+    model.build()
+    return model
+
+
+@pytest.fixture(scope="module")
+def small_pairs(sample_corpus, sample_tokenizer):
+    return tokenize_pairs(sample_corpus.head(120), sample_tokenizer, sample_tokenizer, 24, 24)
+
+
+def test_label_smoothing_loss_matches_its_definition():
+    logits = tf.constant(np.random.default_rng(0).normal(size=(2, 3, 5)), tf.float32)
+    labels = tf.constant([[1, 2, 0], [3, 0, 0]])
+    loss_sum, nll_sum, tokens = token_cross_entropy(labels, logits, label_smoothing=0.2)
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    expected_nll = -(log_probs[0, 0, 1] + log_probs[0, 1, 2] + log_probs[1, 0, 3])
+    expected_smooth = -(log_probs[0, 0].mean() + log_probs[0, 1].mean() + log_probs[1, 0].mean())
+    assert float(tokens) == 3
+    np.testing.assert_allclose(float(nll_sum), expected_nll, rtol=1e-6)
+    np.testing.assert_allclose(float(loss_sum), 0.8 * expected_nll + 0.2 * expected_smooth, rtol=1e-6)
+
+
+def test_tiny_model_overfits_and_greedy_decoding_reproduces_the_targets(sample_corpus, tmp_path):
+    # 32 pairs with distinct sources, and a vocabulary of their own
+    seen, index = set(), []
+    for i, source in enumerate(sample_corpus.source):
+        if source not in seen and len(source) < 40:
+            seen.add(source)
+            index.append(i)
+        if len(index) == 32:
+            break
+    sources = [sample_corpus.source[i] for i in index]
+    targets = [sample_corpus.target[i] for i in index]
+    tokenizer = train_tokenizer(sources + targets, "unigram", 200)
+    corpus = sample_corpus.head(0)
+    corpus.source, corpus.target, corpus.line_numbers = sources, targets, list(range(1, 33))
+    pairs = tokenize_pairs(corpus, tokenizer, tokenizer)
+    keras.utils.set_random_seed(1)
+    model = tiny_model(tokenizer.vocabulary_size, embedding_dim=32, hidden_dim=64)
+    trainer = Trainer(model, keras.optimizers.Adam(1e-2), str(tmp_path), clip_norm=1.0, save_every_epoch=False,
+                      verbose=False)
+    trainer.fit(lambda epoch: translation_dataset(pairs, Batching(batch_size=32), seed=0, epoch=epoch),
+                max_steps=250)
+    translator = Translator(model, tokenizer, tokenizer, DecodingConfig(max_length=40))
+    assert translator.translate(sources) == targets
+
+
+def make_trainer(run_dir, vocabulary_size, strategy=None, seed=7):
+    strategy = strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = tiny_model(vocabulary_size)
+        optimizer = keras.optimizers.Adam(WarmupInverseSqrt(1e-2, warmup_steps=4))
+    return Trainer(model, optimizer, str(run_dir), strategy=strategy, clip_norm=0.5, label_smoothing=0.1,
+                   save_every_epoch=False, verbose=False)
+
+
+def test_resumed_run_continues_exactly_where_it_stopped(small_pairs, sample_tokenizer, tmp_path):
+    batching = Batching(batch_size=24)
+    data = lambda epoch: translation_dataset(small_pairs, batching, seed=0, epoch=epoch)  # noqa: E731
+    size = sample_tokenizer.vocabulary_size
+    per_epoch = num_batches(small_pairs, batching)
+    stop, total = per_epoch + 2, 2 * per_epoch + 3  # stop inside the second epoch, end inside the third
+
+    straight = make_trainer(tmp_path / "straight", size)
+    straight.fit(data, max_steps=total)
+
+    first = make_trainer(tmp_path / "resumed", size)
+    result = first.fit(data, max_steps=stop)
+    assert (result.step, result.epoch) == (stop, 1)
+    resumed = make_trainer(tmp_path / "resumed", size, seed=123)  # other initial weights: all from the checkpoint
+    resumed.restore()
+    assert resumed.step == stop
+    assert int(resumed.epoch.numpy()) == 1 and int(resumed.step_in_epoch.numpy()) == 2
+    np.testing.assert_allclose(float(resumed.optimizer.learning_rate), float(WarmupInverseSqrt(1e-2, 4)(stop)))
+    resumed.fit(data, max_steps=total)
+    assert resumed.step == total
+    for a, b in zip(straight.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_mirrored_strategy_matches_one_device(small_pairs, sample_tokenizer, tmp_path):
+    inputs, labels = next(iter(translation_dataset(small_pairs, Batching(batch_size=16), seed=0)))
+    size = sample_tokenizer.vocabulary_size
+    single = make_trainer(tmp_path / "single", size)
+    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES))
+    assert mirrored.strategy.num_replicas_in_sync == 2
+    for variable, value in zip(mirrored.model.weights, single.model.weights):
+        variable.assign(value)
+    for _ in range(3):
+        one, two = single.train_on_batch(inputs, labels), mirrored.train_on_batch(inputs, labels)
+        assert one["tokens"] == two["tokens"]
+        np.testing.assert_allclose(one["loss"], two["loss"], rtol=1e-5)
+    for a, b in zip(single.model.weights, mirrored.model.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    """A real `tflm train` process is killed (SIGKILL) mid-epoch; the same command then resumes."""
+    run_dir = str(tmp_path / "run")
+    command = [sys.executable, "-m", "tflm.cli", "train", "--run-dir", run_dir, "--max-train-pairs", "600",
+               "--batch-tokens", "400", "--vocab-size", "300", "--epochs", "2", "--quiet",
+               "--set", 'model.params={"embedding_dim": 16, "hidden_dim": 16, "num_encoder_layers": 1, '
+                        '"num_decoder_layers": 1}',
+               "--set", "training.checkpoint_every_steps=4", "--set", "training.samples=0"]
+    env = dict(os.environ, TFLM_CACHE_DIR=str(tmp_path / "cache"))
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress_file = os.path.join(run_dir, "progress.json")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if os.path.exists(progress_file) and json.load(open(progress_file))["step"] >= 8:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = json.load(open(progress_file))
+    assert killed_at["epoch"] == 0 and killed_at["step"] % 4 == 0 and killed_at["step_in_epoch"] > 0
+    finished = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    log = open(os.path.join(run_dir, "train.log")).read()
+    assert f"Resuming from {run_dir}/checkpoints/ckpt-{killed_at['step']}: step {killed_at['step']}" in log
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert summary["epoch"] == 2 and summary["stopped_by"] == "epochs"

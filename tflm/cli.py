@@ -1,0 +1,284 @@
+"""The `tflm` command line: each command parses its options, calls one library function, and prints.
+
+TensorFlow is imported inside the commands, so `tflm --help` answers at once.
+"""
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+logger = logging.getLogger("tflm")
+
+
+def _setup_logging(verbose=True, log_file=None):
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not any(getattr(h, "_tflm_console", False) for h in logger.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        console.setLevel(logging.INFO if verbose else logging.WARNING)
+        console._tflm_console = True
+        logger.addHandler(console)
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+class _FriendlyErrors(click.Group):
+    """Turns the library's expected errors (bad config, missing files, bad data) into one clear line."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (ValueError, FileNotFoundError, KeyError, ConnectionError, RuntimeError) as error:
+            if os.environ.get("TFLM_DEBUG"):
+                raise
+            message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+            click.echo(f"Error: {message}", err=True)
+            click.echo("(set TFLM_DEBUG=1 for the full traceback)", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_FriendlyErrors)
+@click.version_option(package_name="tflm")
+def main():
+    """tflm: train, evaluate, export and serve language models with TensorFlow and Keras 3."""
+
+
+# ----------------------------------------------------------------------------------------- vocab
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--type", "vocabulary_type", default="unigram", show_default=True,
+              type=click.Choice(["unigram", "bpe", "wordpiece"]), help="SentencePiece unigram/BPE, or WordPiece.")
+@click.option("--size", default=8000, show_default=True, help="Number of pieces, special tokens included.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Vocabulary file to write (.model for SentencePiece, .vocab for WordPiece; added if missing).")
+def vocab(files, vocabulary_type, size, output):
+    """Train a subword vocabulary on text FILES (one sentence per line, .gz accepted).
+
+    Special ids are fixed: 0 <pad>, 1 <unk>, 2 <s>, 3 </s>. Giving the files of both languages makes a
+    joint vocabulary.
+    """
+    _setup_logging()
+    from tflm.data import read_lines
+    from tflm.text import train_tokenizer
+
+    texts = [line for path in files for line in read_lines(path) if line]
+    tokenizer = train_tokenizer(texts, vocabulary_type, size)
+    if not output.endswith(tokenizer.file_suffix):
+        output += tokenizer.file_suffix
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    tokenizer.save(output)
+    click.echo(f"{output}: {tokenizer.kind} vocabulary of {tokenizer.vocabulary_size} pieces from {len(texts)} lines")
+
+
+# ----------------------------------------------------------------------------------------- train
+
+_TRAIN_OPTIONS = {
+    # option name: configuration field it sets
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "source_lang": "data.source_language",
+    "target_lang": "data.target_language",
+    "batch_tokens": "data.batch_tokens",
+    "max_train_pairs": "data.max_train_pairs",
+    "vocab_type": "vocabulary.type",
+    "vocab_size": "vocabulary.size",
+    "model": "model.type",
+    "epochs": "training.epochs",
+    "max_steps": "training.max_steps",
+    "time_budget": "training.time_budget",
+    "learning_rate": "training.learning_rate",
+    "strategy": "training.strategy",
+    "mixed_precision": "training.mixed_precision",
+    "seed": "training.seed",
+}
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: created for a new run; an existing one is resumed.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON or YAML configuration (sections data, vocabulary, model, training, decoding).")
+@click.option("--dataset", help="Registered corpus (see `tflm data list`). Default: the shipped sample.")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
+              help="Folder holding the corpus (or its parent). Also $TFLM_DATA_DIR.")
+@click.option("--source-lang", help="Source language code, as in the corpus file names.")
+@click.option("--target-lang", help="Target language code.")
+@click.option("--model", help="Model type: lstm (or transformer, when available).")
+@click.option("--epochs", type=int)
+@click.option("--max-steps", type=int)
+@click.option("--time-budget", help="Stop after this much training time, e.g. 25m or 1.5h (across resumes).")
+@click.option("--batch-tokens", type=int, help="Token budget per batch.")
+@click.option("--max-train-pairs", type=int, help="Use only the first N training pairs.")
+@click.option("--vocab-type", type=click.Choice(["unigram", "bpe", "wordpiece"]))
+@click.option("--vocab-size", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker", "tpu"]))
+@click.option("--mixed-precision", type=click.Choice(["bfloat16", "float16"]))
+@click.option("--seed", type=int)
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Set any configuration field, e.g. --set model.params.hidden_dim=256 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar; warnings only on the console.")
+def train(run_dir, config_file, overrides, quiet, **options):
+    """Train a translation model in RUN_DIR (or resume the run already there).
+
+    Writes config.json, vocab/, checkpoints/ (last N and best on validation), logs/ for TensorBoard
+    (`tensorboard --logdir RUN_DIR/logs`) and train.log. Interrupt it at any time: running the same
+    command again resumes from the last checkpoint.
+    """
+    _setup_logging(not quiet, os.path.join(run_dir, "train.log"))
+    from tflm.tasks import translation
+
+    config = _run_config(run_dir, config_file, overrides, options, translation)
+    result = translation.train(config, run_dir, verbose=not quiet)
+    click.echo(json.dumps({
+        "run_dir": run_dir, "step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
+        "train_seconds": round(result.train_seconds, 1),
+        "target_tokens_per_second": round(result.tokens_per_second, 1),
+        "best_valid_loss": round(result.best_valid_loss, 4),
+    }))
+
+
+def _run_config(run_dir, config_file, overrides, options, translation):
+    from tflm import config as config_lib
+
+    if os.path.exists(os.path.join(run_dir, translation.CONFIG_FILE)):
+        if config_file:
+            raise config_lib.ConfigError(
+                f"{run_dir} already has its configuration; to resume, leave out --config (or use a new --run-dir)."
+            )
+        config = translation.load_run_config(run_dir)
+    elif config_file:
+        config = config_lib.from_dict(translation.TranslationConfig, config_lib.load_file(config_file), config_file)
+    else:
+        config = translation.TranslationConfig()
+    flags = [f"{field}={json.dumps(options[name])}" for name, field in _TRAIN_OPTIONS.items()
+             if options.get(name) is not None]
+    return config_lib.apply_overrides(config, flags + list(overrides)).validate()
+
+
+# ----------------------------------------------------------------------------------------- evaluate
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, or a checkpoint path.")
+@click.option("--max-pairs", type=int, help="Evaluate on the first N pairs only.")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
+              help="Where the run's corpus is, if not where it was trained.")
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir):
+    """Translate a split of the run's corpus and score it with sacreBLEU (BLEU 13a, chrF).
+
+    Writes RUN_DIR/eval/SPLIT.CHECKPOINT.hyp and .json and prints the scores as JSON.
+    """
+    _setup_logging()
+    from tflm.tasks import translation
+
+    if data_dir:
+        _set_run_data_dir(run_dir, data_dir, translation)
+    scores = translation.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs)
+    click.echo(json.dumps(scores, indent=1))
+
+
+def _set_run_data_dir(run_dir, data_dir, translation):
+    from tflm import config as config_lib
+
+    config = translation.load_run_config(run_dir)
+    config.data.data_dir = data_dir
+    config_lib.save_file(config, os.path.join(run_dir, translation.CONFIG_FILE))
+
+
+# ----------------------------------------------------------------------------------------- translate
+
+
+@main.command()
+@click.argument("sentences", nargs=-1)
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
+              help="File of sentences, one per line ('-' for stdin). Default: the arguments, else stdin.")
+@click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where the translations go, one line per input line. Default: stdout.")
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, or a checkpoint path.")
+@click.option("--batch-size", type=int, help="Sentences per decoding batch.")
+def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_size):
+    """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
+
+    An empty input line gives an empty output line.
+    """
+    _setup_logging(verbose=False)
+    if sentences and input_file:
+        raise click.UsageError("Give sentences as arguments or --input, not both.")
+    if sentences:
+        lines = list(sentences)
+    else:
+        source = input_file or click.get_text_stream("stdin")
+        lines = [line.rstrip("\n") for line in source]
+    from tflm.tasks import translation
+
+    translator = translation.Translator.from_run_dir(run_dir, checkpoint)
+    outputs = []
+    chunk = 1024
+    with click.progressbar(length=len(lines), label="Translating", file=sys.stderr,
+                           hidden=len(lines) <= chunk or not sys.stderr.isatty()) as bar:
+        for start in range(0, len(lines), chunk):
+            outputs += translator.translate(lines[start: start + chunk], batch_size=batch_size)
+            bar.update(len(lines[start: start + chunk]))
+    for text in outputs:
+        output_file.write(text + "\n")
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+@main.group()
+def data():
+    """List, fetch and verify the registered corpora."""
+
+
+@data.command("list")
+def data_list():
+    """List the registered corpora with their task, license and whether they can be downloaded."""
+    from tflm.data.registry import REGISTRY
+
+    for name, info in REGISTRY.items():
+        how = "shipped" if info.packaged else ("download" if info.downloads else "manual")
+        click.echo(f"{name:24} {info.task:18} {how:9} {info.license}")
+
+
+@data.command("get")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR")
+def data_get(name, data_dir):
+    """Find corpus NAME locally, or download and prepare it into the cache; print its folder."""
+    _setup_logging()
+    from tflm.data.registry import find_dataset
+
+    click.echo(find_dataset(name, data_dir))
+
+
+@data.command("verify")
+@click.argument("name")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR")
+def data_verify(name, data_dir):
+    """Check the files of corpus NAME against the registry's sha256 checksums."""
+    from tflm.data.registry import dataset_info, find_dataset, verify_files
+
+    directory = find_dataset(name, data_dir, download=False)
+    problems = verify_files(dataset_info(name), directory)
+    for problem in problems:
+        click.echo(problem)
+    click.echo(f"{directory}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""tf.data pipelines for sequence-to-sequence training: tokenize, filter, shuffle, bucket, batch, prefetch.
+
+Tokenization runs once per corpus as a batched `tf.data` map over the in-graph tokenizers; the token ids are
+kept in memory as ragged tensors, so every epoch only shuffles, buckets and pads. Each batch is a pair
+`(inputs, labels)`:
+
+- `inputs["source_ids"]`: int32 `(batch_size, source_length)`, the source pieces then EOS, PAD-padded;
+- `inputs["target_ids"]`: int32 `(batch_size, target_length)`, BOS then the target pieces (decoder input);
+- `labels`: int32 `(batch_size, target_length)`, the target pieces then EOS (PAD where padded).
+
+Sequence lengths count the added EOS (or BOS), so `max_target_length=64` means 63 target pieces at most.
+"""
+
+import dataclasses
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tflm.data.parallel import DropReport
+from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+logger = logging.getLogger("tflm")
+
+OVERLONG_POLICIES = ("filter", "truncate")
+
+
+@dataclasses.dataclass
+class TokenizedPairs:
+    """Token ids of a parallel corpus (without BOS/EOS).
+
+    Attributes:
+        source, target: ragged int32 `(num_pairs, None)`.
+        line_numbers: int array `(num_pairs,)`, 1-based line of each pair in its files.
+    """
+
+    source: tf.RaggedTensor
+    target: tf.RaggedTensor
+    line_numbers: np.ndarray
+
+    def __len__(self):
+        return int(self.source.nrows())
+
+    def num_target_tokens(self):
+        """Target tokens per epoch, EOS included (the unit of the tokens/s figures)."""
+        return int(tf.reduce_sum(self.target.row_lengths())) + len(self)
+
+
+def tokenize_texts(texts, tokenizer, batch_size=4096):
+    """Tokenizes a list of strings with a batched tf.data map; returns a ragged int32 tensor."""
+    if not texts:
+        return tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([0], tf.int64))
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(batch_size)
+    dataset = dataset.map(tokenizer.tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return tf.concat([batch.with_row_splits_dtype(tf.int64) for batch in dataset], axis=0)
+
+
+def tokenize_pairs(corpus, source_tokenizer, target_tokenizer, max_source_length=None,
+                   max_target_length=None, overlong="filter"):
+    """Tokenizes a `ParallelCorpus` and enforces the length limits.
+
+    Args:
+        corpus: a `ParallelCorpus`.
+        source_tokenizer, target_tokenizer: `tflm.text.Tokenizer`s.
+        max_source_length, max_target_length: int or None. Longest sequence, EOS/BOS included.
+        overlong: `"filter"` drops pairs over a limit (for training), `"truncate"` cuts them (for
+            evaluation, where every line must be kept). Either way they are counted in the log.
+    Returns:
+        `TokenizedPairs`.
+    """
+    if overlong not in OVERLONG_POLICIES:
+        raise ValueError(f"overlong={overlong!r} must be one of {OVERLONG_POLICIES}.")
+    source = tokenize_texts(corpus.source, source_tokenizer)
+    target = tokenize_texts(corpus.target, target_tokenizer)
+    line_numbers = np.asarray(corpus.line_numbers, dtype=np.int64)
+    report = DropReport(f"{corpus.source_path} / {corpus.target_path}")
+    too_long = np.zeros(len(line_numbers), dtype=bool)
+    for side, ids, limit in (("source", source, max_source_length), ("target", target, max_target_length)):
+        if limit is None:
+            continue
+        over = ids.row_lengths().numpy() + 1 > limit
+        for number in line_numbers[over]:
+            report.add(f"{side} longer than {limit} tokens", int(number))
+        too_long |= over
+    if overlong == "filter":
+        keep = ~too_long
+        source = tf.ragged.boolean_mask(source, keep)
+        target = tf.ragged.boolean_mask(target, keep)
+        line_numbers = line_numbers[keep]
+        report.log("dropped")
+    else:
+        if max_source_length:
+            source = source[:, : max_source_length - 1]
+        if max_target_length:
+            target = target[:, : max_target_length - 1]
+        report.log("truncated")
+    return TokenizedPairs(source, target, line_numbers)
+
+
+def bucket_boundaries(max_length, min_length=8, growth=1.2):
+    """Upper length bounds of the buckets: 8, 9, 10, 12, ... growing ~20% each, ending at `max_length`."""
+    boundaries, length = [], min_length
+    while length < max_length:
+        boundaries.append(length)
+        length = max(length + 1, int(length * growth))
+    return boundaries + [max_length]
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How examples are grouped into batches.
+
+    Either `batch_tokens` (a token budget: a batch holds at most that many padded tokens on its longer
+    side) or `batch_size` (sentences per batch). Examples are bucketed by length either way, so a batch
+    holds sentences of similar length.
+    """
+
+    batch_tokens: int = None
+    batch_size: int = None
+
+    def __post_init__(self):
+        if (self.batch_tokens is None) == (self.batch_size is None):
+            raise ValueError(
+                f"Give exactly one of batch_tokens={self.batch_tokens} and batch_size={self.batch_size}."
+            )
+
+    def plan(self, max_length):
+        """(bucket upper bounds, batch size of each bucket incl. the overflow bucket)."""
+        bounds = bucket_boundaries(max_length)
+        if self.batch_size is not None:
+            sizes = [self.batch_size] * (len(bounds) + 1)
+        else:
+            sizes = [max(1, self.batch_tokens // b) for b in bounds]
+            sizes.append(sizes[-1])
+        return bounds, sizes
+
+
+def _example_length(pairs):
+    return np.maximum(pairs.source.row_lengths().numpy(), pairs.target.row_lengths().numpy()) + 1
+
+
+def translation_dataset(pairs, batching, shuffle=True, seed=0, epoch=0):
+    """Batches of `(inputs, labels)` for one epoch over `pairs` (see the module docstring).
+
+    The order depends only on `seed` and `epoch`, so a resumed run can skip the batches it has already
+    trained on and see exactly the batches an uninterrupted run would have seen.
+    """
+    lengths = _example_length(pairs)
+    max_length = int(lengths.max()) if len(lengths) else 1
+    bounds, sizes = batching.plan(max_length)
+    dataset = tf.data.Dataset.from_tensor_slices((pairs.source, pairs.target))
+    if shuffle:
+        dataset = dataset.shuffle(len(pairs), seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+
+    def add_specials(source, target):
+        eos, bos = tf.constant([EOS_ID]), tf.constant([BOS_ID])
+        return {
+            "source_ids": tf.concat([source, eos], 0),
+            "target_ids": tf.concat([bos, target], 0),
+        }, tf.concat([target, eos], 0)
+
+    dataset = dataset.map(add_specials, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.bucket_by_sequence_length(
+        lambda inputs, labels: tf.maximum(tf.shape(inputs["source_ids"])[0], tf.shape(labels)[0]),
+        bucket_boundaries=[b + 1 for b in bounds],  # bucket_by_sequence_length's bounds are exclusive
+        bucket_batch_sizes=sizes,
+        padding_values=({"source_ids": PAD_ID, "target_ids": PAD_ID}, PAD_ID),
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def num_batches(pairs, batching):
+    """The number of batches `translation_dataset` yields per epoch (computed without running it)."""
+    lengths = _example_length(pairs)
+    if not len(lengths):
+        return 0
+    bounds, sizes = batching.plan(int(lengths.max()))
+    bucket = np.searchsorted(np.asarray(bounds), lengths, side="left")
+    counts = np.bincount(bucket, minlength=len(sizes))
+    return int(sum(-(-count // size) for count, size in zip(counts, sizes)))
+
+
+def source_dataset(texts, tokenizer, batch_size, max_source_length=None):
+    """Batches of padded source ids (pieces then EOS) for decoding, in the order of `texts`."""
+    def encode(text):
+        ids = tokenizer.tokenize(text)
+        if max_source_length:
+            ids = ids[:, : max_source_length - 1]
+        eos = tf.fill([ids.nrows(), 1], EOS_ID)
+        return tf.concat([ids, tf.RaggedTensor.from_tensor(eos)], axis=1).to_tensor(PAD_ID)
+
+    return tf.data.Dataset.from_tensor_slices(texts).batch(batch_size).map(encode).prefetch(tf.data.AUTOTUNE)

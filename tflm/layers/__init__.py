@@ -1,0 +1,8 @@
+"""Keras layers: attention, embeddings, LSTM encoder and attention decoder."""
+
+from tflm.layers.additive_attention import AdditiveAttention
+from tflm.layers.attention_decoder import ATTENTION_TYPES, AttentionDecoder
+from tflm.layers.lstm_encoder import LSTMEncoder
+from tflm.layers.luong_attention import LuongAttention
+from tflm.layers.masking import masked_softmax
+from tflm.layers.token_embedding import TokenEmbedding, read_word_vectors

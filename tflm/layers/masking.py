@@ -1,0 +1,23 @@
+"""Shared helpers for masked attention scores."""
+
+from keras import ops
+
+
+def masked_softmax(scores, mask):
+    """Softmax over the last axis that gives exactly zero weight where `mask` is False.
+
+    Computed in float32 whatever the compute dtype (mixed precision), then cast back. A row whose mask is
+    all False (an empty source) gets all-zero weights rather than NaNs.
+
+    Args:
+        scores: float `(..., length)`.
+        mask: bool, broadcastable to `scores`, or None.
+    """
+    dtype = scores.dtype
+    scores = ops.cast(scores, "float32")
+    if mask is None:
+        return ops.cast(ops.softmax(scores, axis=-1), dtype)
+    mask = ops.broadcast_to(mask, ops.shape(scores))
+    scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
+    weights = ops.softmax(scores, axis=-1) * ops.cast(mask, "float32")
+    return ops.cast(weights, dtype)

@@ -1,0 +1,3 @@
+"""Evaluation metrics."""
+
+from tflm.metrics.translation import corpus_scores

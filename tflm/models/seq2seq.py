@@ -1,0 +1,56 @@
+import keras
+from keras import ops
+
+from tflm.text.tokenizers import PAD_ID
+
+
+class Seq2Seq(keras.Model):
+    """Base class of the encoder-decoder models: the interface decoding and export use for every model.
+
+    A subclass implements:
+
+    - `encode(source_ids, training=False)` -> a dict of batch-major tensors (the encoder's outputs);
+    - `initial_state(encoded, max_length)` -> the decoding state (a nest of batch-major tensors;
+      `max_length` sizes any key/value cache);
+    - `decode_step(token_ids, state, step, training=False)` -> `(logits, state)` for one target position:
+      `token_ids` int `(batch_size,)` is the previous token, `step` the 0-based position being predicted;
+    - `decode(target_ids, encoded, training=False)` -> logits for a whole target (teacher forcing).
+
+    `call({"source_ids", "target_ids"})` is teacher forcing from `encode` and `decode`.
+    `decode_step` applied position by position gives the same logits as `decode` (tested), which is what
+    lets the decoding toolkit (greedy, beam search, sampling) run every model.
+    """
+
+    def call(self, inputs, training=False):
+        encoded = self.encode(inputs["source_ids"], training=training)
+        return self.decode(inputs["target_ids"], encoded, training=training)
+
+    def encode(self, source_ids, training=False):
+        raise NotImplementedError
+
+    def initial_state(self, encoded, max_length):
+        return encoded
+
+    def decode_step(self, token_ids, state, step, training=False):
+        raise NotImplementedError
+
+    def decode(self, target_ids, encoded, training=False):
+        raise NotImplementedError
+
+    def cross_attention(self, source_ids, target_ids):
+        """Attention weights of each target position over the source, float `(batch, target, source)`."""
+        raise NotImplementedError
+
+    def build(self, input_shape=None):
+        # Subclassed models create their weights on a first call; a tiny dummy batch does it, so that a
+        # model rebuilt from its config (`.keras` loading, checkpoint restoring) has all its variables.
+        if self.built:
+            return
+        dummy = ops.full((1, 2), PAD_ID + 4, dtype="int32")
+        self.call({"source_ids": dummy, "target_ids": dummy})
+        self.built = True
+
+
+def padding_mask(token_ids):
+    """True on real tokens, False on PAD."""
+    return ops.not_equal(token_ids, PAD_ID)

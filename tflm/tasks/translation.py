@@ -1,0 +1,507 @@
+"""Translation runs: configuration, vocabularies, data, model, training, decoding and evaluation.
+
+The steps are separate functions so that the CLI (`tflm train`, `tflm evaluate`, `tflm translate`) and the
+recipe (`recipes/translation.py`) compose the same pieces:
+
+    config = TranslationConfig(...)
+    train_corpus = read_split(config.data, "train")
+    source_tokenizer, target_tokenizer = prepare_vocabularies(config.vocabulary, run_dir, train_corpus)
+    model = build_model(config, source_tokenizer, target_tokenizer)
+    ...
+    translator = Translator(model, source_tokenizer, target_tokenizer, config.decoding, ...)
+    translator.translate(["Hello."])
+"""
+
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import time
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from tflm import config as config_lib
+from tflm.data.parallel import read_parallel
+from tflm.data.pipeline import Batching, num_batches, tokenize_pairs, translation_dataset
+from tflm.data.registry import dataset_info, find_dataset, split_file
+from tflm.decoding.common import row_max_lengths
+from tflm.decoding.greedy import greedy_search
+from tflm.metrics.translation import corpus_scores
+from tflm.models import get_model_class
+from tflm.text.tokenizers import EOS_ID, PAD_ID, load_tokenizer
+from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
+from tflm.training.checkpoints import ModelVariables, restore_model
+from tflm.training.schedules import make_schedule
+from tflm.training.strategies import make_strategy
+from tflm.training.trainer import Trainer, set_seed
+
+logger = logging.getLogger("tflm")
+
+CONFIG_FILE = "config.json"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the parallel text comes from and how it is batched.
+
+    Either `dataset` (a registry name, found in `data_dir`, `$TFLM_DATA_DIR`, the cache, or downloaded) or
+    explicit `train_files`/`valid_files`/`test_files` (`[source_path, target_path]`).
+    """
+
+    dataset: Optional[str] = "tatoeba-es-en-sample"
+    data_dir: Optional[str] = None
+    source_language: str = "en"
+    target_language: str = "es"
+    train_files: Optional[list] = None
+    valid_files: Optional[list] = None
+    test_files: Optional[list] = None
+    max_source_length: int = 100  # tokens, EOS included; longer training pairs are dropped (and counted)
+    max_target_length: int = 100
+    batch_tokens: Optional[int] = 4096  # token budget per batch (per step, over all replicas)
+    batch_size: Optional[int] = None  # or a fixed number of sentences per batch
+    max_train_pairs: Optional[int] = None  # use only the first N training pairs (quick runs)
+
+
+@dataclasses.dataclass
+class VocabularyConfig:
+    type: str = "unigram"  # "unigram" or "bpe" (SentencePiece), or "wordpiece"
+    size: int = 8000
+    joint: bool = True  # one vocabulary for both languages (needed to share embeddings)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    type: str = "lstm"
+    params: dict = dataclasses.field(default_factory=dict)  # constructor arguments of the model class
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    epochs: Optional[int] = 10
+    max_steps: Optional[int] = None
+    time_budget: Optional[str] = None  # e.g. "25m": stop after this much training time (across resumes)
+    learning_rate: float = 1e-3
+    schedule: str = "constant"  # "constant", "inverse_sqrt" or "cosine"
+    warmup_steps: int = 0
+    label_smoothing: float = 0.1
+    clip_norm: Optional[float] = 1.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    keep_checkpoints: int = 5
+    checkpoint_every_steps: Optional[int] = None
+    checkpoint_every_seconds: Optional[float] = 600.0
+    log_every_steps: int = 50
+    strategy: str = "default"  # "default", "mirrored", "multiworker" or "tpu"
+    devices: Optional[list] = None  # for "mirrored", e.g. ["/gpu:0", "/gpu:1"]
+    mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
+    samples: int = 4  # validation sentences translated into the log and TensorBoard after each epoch
+
+
+@dataclasses.dataclass
+class DecodingConfig:
+    max_length: int = 128  # absolute limit on output tokens (EOS included)
+    max_length_a: float = 2.0  # and a relative one: a * source_tokens + b (off when a is 0)
+    max_length_b: int = 10
+    min_length: int = 0
+    batch_size: int = 64  # sentences per decoding batch
+
+
+@dataclasses.dataclass
+class TranslationConfig:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
+
+    def validate(self):
+        if self.vocabulary.type not in VOCABULARY_TYPES:
+            raise config_lib.ConfigError(
+                f"vocabulary.type={self.vocabulary.type!r} must be one of {', '.join(VOCABULARY_TYPES)}."
+            )
+        if (self.data.batch_tokens is None) == (self.data.batch_size is None):
+            raise config_lib.ConfigError(
+                "Set exactly one of data.batch_tokens and data.batch_size (the other to null)."
+            )
+        if self.data.dataset is None and not self.data.train_files:
+            raise config_lib.ConfigError("Set data.dataset (a registered corpus) or data.train_files.")
+        get_model_class(self.model.type)
+        config_lib.parse_duration(self.training.time_budget)
+        return self
+
+
+# Fields that may change when a run is resumed: how long to train, how often to log, how to decode.
+RESUMABLE_FIELDS = ("training.epochs", "training.max_steps", "training.time_budget", "training.log_every_steps",
+                    "training.checkpoint_every_steps", "training.checkpoint_every_seconds",
+                    "training.keep_checkpoints", "training.samples", "training.strategy", "training.devices",
+                    "data.data_dir")
+
+
+def load_run_config(run_dir):
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{run_dir}: not a tflm run directory (no {CONFIG_FILE}). Train one with `tflm train`.")
+    return config_lib.from_dict(TranslationConfig, config_lib.load_file(path), path).validate()
+
+
+def reconcile_config(run_dir, config):
+    """The configuration of a run: `config` for a new run directory; for an existing one, its saved
+    configuration, updated with the fields of `config` that may change on resume. Any other difference
+    is an error, since the checkpoints were made for the saved configuration."""
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return config
+    saved = load_run_config(run_dir)
+    saved_values, new_values = config_lib.to_dict(saved), config_lib.to_dict(config)
+    changed = [name for name in config_lib.diff(saved_values, new_values) if not name.startswith("decoding.")]
+    fixed = [name for name in changed if not name.startswith(RESUMABLE_FIELDS)]
+    if fixed:
+        details = "; ".join(f"{name}: saved {_lookup(saved_values, name)!r}, now {_lookup(new_values, name)!r}"
+                            for name in fixed)
+        raise config_lib.ConfigError(
+            f"{run_dir} was trained with a different configuration ({details}). Resume with the same settings, "
+            "or train in a new --run-dir."
+        )
+    merged = saved_values
+    for name in changed:
+        section, field = name.split(".", 1)
+        merged[section][field.split(".")[0]] = new_values[section][field.split(".")[0]]
+    merged["decoding"] = new_values["decoding"]
+    return config_lib.from_dict(TranslationConfig, merged)
+
+
+def _lookup(values, dotted):
+    for part in dotted.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def split_files(data_config, split):
+    """(source_path, target_path) of a split."""
+    explicit = getattr(data_config, f"{split}_files")
+    if explicit:
+        if len(explicit) != 2:
+            raise config_lib.ConfigError(f"data.{split}_files must be [source_path, target_path]; got {explicit}.")
+        return explicit[0], explicit[1]
+    if data_config.dataset is None:
+        raise config_lib.ConfigError(f"No data for the {split} split: set data.dataset or data.{split}_files.")
+    info = dataset_info(data_config.dataset)
+    languages = (data_config.source_language, data_config.target_language)
+    if info.task != "translation" or set(languages) != set(info.languages):
+        raise config_lib.ConfigError(
+            f"Dataset {info.name!r} ({info.task}, languages {'/'.join(info.languages) or '-'}) has no "
+            f"{'-'.join(languages)} translation; pick --source-lang/--target-lang from {list(info.languages)}."
+        )
+    directory = find_dataset(data_config.dataset, data_config.data_dir)
+    return split_file(directory, split, languages[0]), split_file(directory, split, languages[1])
+
+
+def read_split(data_config, split, max_pairs=None):
+    """Reads one split of the configured corpus into a `ParallelCorpus`."""
+    source_path, target_path = split_files(data_config, split)
+    return read_parallel(source_path, target_path, max_pairs=max_pairs)
+
+
+def vocabulary_paths(run_dir, tokenizer_kind_suffix):
+    directory = os.path.join(run_dir, "vocab")
+    return (os.path.join(directory, "source" + tokenizer_kind_suffix),
+            os.path.join(directory, "target" + tokenizer_kind_suffix))
+
+
+def load_vocabularies(run_dir):
+    """The (source, target) tokenizers saved in a run directory."""
+    for suffix in (".model", ".vocab"):
+        source_path, target_path = vocabulary_paths(run_dir, suffix)
+        if os.path.exists(source_path) and os.path.exists(target_path):
+            source = load_tokenizer(source_path)
+            target = source if _same_file(source_path, target_path) else load_tokenizer(target_path)
+            return source, target
+    return None
+
+
+def _same_file(a, b):
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        return fa.read() == fb.read()
+
+
+def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
+    """Loads the run's vocabularies, or trains them on the training corpus and saves them in `run_dir/vocab`."""
+    existing = load_vocabularies(run_dir)
+    if existing:
+        return existing
+    kind, size, seed = vocabulary_config.type, vocabulary_config.size, 0
+    logger.info("Training %s %s vocabulary of %d pieces", "a joint" if vocabulary_config.joint else "per-side",
+                kind, size)
+    if vocabulary_config.joint:
+        source = target = train_tokenizer(train_corpus.source + train_corpus.target, kind, size, seed)
+    else:
+        source = train_tokenizer(train_corpus.source, kind, size, seed)
+        target = train_tokenizer(train_corpus.target, kind, size, seed)
+    source_path, target_path = vocabulary_paths(run_dir, source.file_suffix)
+    os.makedirs(os.path.dirname(source_path), exist_ok=True)
+    source.save(source_path)
+    target.save(target_path)
+    return source, target
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+def model_dtype(mixed_precision):
+    if mixed_precision in (None, "", "float32"):
+        return None
+    if mixed_precision not in ("bfloat16", "float16"):
+        raise config_lib.ConfigError(
+            f"training.mixed_precision={mixed_precision!r} must be bfloat16, float16 or null."
+        )
+    return f"mixed_{mixed_precision}"
+
+
+def build_model(config, source_tokenizer, target_tokenizer):
+    """The model of `config.model`, sized for the tokenizers' vocabularies, built."""
+    cls = get_model_class(config.model.type)
+    params = dict(config.model.params)
+    accepted = inspect.signature(cls.__init__).parameters
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        known = [n for n in accepted if n not in ("self", "kwargs", "source_vocabulary_size",
+                                                  "target_vocabulary_size")]
+        raise config_lib.ConfigError(
+            f"model.params has unknown field(s) {', '.join(unknown)} for model type {config.model.type!r}; "
+            f"known: {', '.join(known)}."
+        )
+    if "share_embeddings" in accepted:
+        params.setdefault("share_embeddings", source_tokenizer is target_tokenizer)
+    dtype = model_dtype(config.training.mixed_precision)
+    model = cls(source_tokenizer.vocabulary_size, target_tokenizer.vocabulary_size, dtype=dtype, **params)
+    model.build()
+    return model
+
+
+def build_optimizer(training_config, total_steps=None):
+    schedule = make_schedule(training_config.schedule, training_config.learning_rate,
+                             training_config.warmup_steps, total_steps)
+    if training_config.weight_decay:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
+    else:
+        optimizer = keras.optimizers.Adam(schedule, beta_2=0.98)
+    if training_config.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def count_parameters(model):
+    return int(sum(keras.ops.size(v) for v in model.trainable_weights))
+
+
+# ------------------------------------------------------------------------------------------- decoding
+
+
+class Translator(tf.Module):
+    """A model with its tokenizers and decoding settings: strings in, strings out, all in the graph.
+
+    `translate_batch` is a `tf.function` over a string vector; it is what `tflm translate` runs and what
+    export saves. Its variables are tracked explicitly (see `ModelVariables`).
+
+    Args:
+        model: a `Seq2Seq` model.
+        source_tokenizer, target_tokenizer: `tflm.text.Tokenizer`s.
+        decoding: a `DecodingConfig`.
+        max_source_length: int. Longer inputs are truncated (EOS included).
+    Example:
+    >>> translator = Translator.from_run_dir("runs/quickstart")
+    >>> translator.translate(["I love you."])
+    ['Te quiero.']
+    """
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, decoding=None, max_source_length=256):
+        super().__init__()
+        self.model = model
+        self.model_variables = ModelVariables(model)
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.decoding = decoding or DecodingConfig()
+        self.max_source_length = max_source_length
+
+    @classmethod
+    def from_run_dir(cls, run_dir, checkpoint="best", decoding=None):
+        """Loads a trained run: its configuration, vocabularies and a checkpoint (`"best"`, `"last"`, or a path)."""
+        config = load_run_config(run_dir)
+        tokenizers = load_vocabularies(run_dir)
+        if tokenizers is None:
+            raise FileNotFoundError(f"{run_dir}/vocab: no vocabulary files; was this run trained?")
+        model = build_model(config, *tokenizers)
+        restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
+        return cls(model, *tokenizers, decoding=decoding or config.decoding,
+                   max_source_length=config.data.max_source_length)
+
+    def encode_source(self, text):
+        """Source ids `(batch, length)`: pieces (truncated) then EOS, PAD-padded."""
+        pieces = self.source_tokenizer.tokenize(text)[:, : self.max_source_length - 1]
+        eos = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], EOS_ID))
+        return tf.concat([pieces, eos], axis=1).to_tensor(PAD_ID)
+
+    def decode_ids(self, source_ids):
+        """Greedy decoding of padded source ids; returns a `DecodeResult`."""
+        decoding = self.decoding
+        batch_size = tf.shape(source_ids)[0]
+        source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
+        limits = row_max_lengths(source_lengths, decoding.max_length, decoding.max_length_a, decoding.max_length_b)
+        state = self.model.initial_state(self.model.encode(source_ids), decoding.max_length)
+        return greedy_search(self.model.decode_step, state, batch_size, decoding.max_length,
+                             row_max_length=limits, min_length=decoding.min_length)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def translate_batch(self, text):
+        """string `(batch,)` -> `{"outputs": string (batch,), "scores": float32 (batch,)}`."""
+        result = self.decode_ids(self.encode_source(text))
+        outputs = self.target_tokenizer.detokenize(result.token_ids)
+        empty = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
+        return {"outputs": tf.where(empty, "", outputs), "scores": tf.where(empty, 0.0, result.scores)}
+
+    def translate(self, sentences, batch_size=None):
+        """Translates a list of str (any size), batching sentences of similar length; order is kept."""
+        batch_size = batch_size or self.decoding.batch_size
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        outputs = [None] * len(sentences)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start: start + batch_size]
+            result = self.translate_batch(tf.constant([sentences[i] for i in chunk], dtype=tf.string))
+            for i, text in zip(chunk, result["outputs"].numpy()):
+                outputs[i] = text.decode("utf-8")
+        return outputs
+
+
+def resolve_run_checkpoint(run_dir, checkpoint):
+    if checkpoint in ("best", None):
+        best = os.path.join(run_dir, "checkpoints", "best")
+        if tf.train.latest_checkpoint(best):
+            return best
+        logger.info("%s has no best checkpoint yet; using the last one.", run_dir)
+        return os.path.join(run_dir, "checkpoints")
+    if checkpoint == "last":
+        return os.path.join(run_dir, "checkpoints")
+    return checkpoint
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def train(config, run_dir, verbose=True):
+    """Trains (or resumes) a translation run in `run_dir`; returns the `TrainResult`.
+
+    Steps: save the configuration, read the training data, build or load the vocabularies, tokenize and
+    filter the data, build the model and optimizer under the distribution strategy, and train with
+    checkpoints, validation and sample translations after each epoch.
+    """
+    config.validate()
+    os.makedirs(run_dir, exist_ok=True)
+    config = reconcile_config(run_dir, config)
+    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
+    training = config.training
+    set_seed(training.seed)
+    strategy = make_strategy(training.strategy, training.devices)
+
+    train_corpus = read_split(config.data, "train", max_pairs=config.data.max_train_pairs)
+    source_tokenizer, target_tokenizer = prepare_vocabularies(config.vocabulary, run_dir, train_corpus)
+    lengths = dict(max_source_length=config.data.max_source_length, max_target_length=config.data.max_target_length)
+    train_pairs = tokenize_pairs(train_corpus, source_tokenizer, target_tokenizer, **lengths)
+    valid_corpus = read_split(config.data, "valid")
+    valid_pairs = tokenize_pairs(valid_corpus, source_tokenizer, target_tokenizer, **lengths)
+    batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size)
+    steps_per_epoch = num_batches(train_pairs, batching)
+    if not steps_per_epoch:
+        raise ValueError("No training pairs are left after filtering; check the data and the length limits.")
+    total_steps = training.max_steps or (training.epochs or 0) * steps_per_epoch or None
+
+    with strategy.scope():
+        model = build_model(config, source_tokenizer, target_tokenizer)
+        optimizer = build_optimizer(training, total_steps)
+    logger.info("Model %s: %d parameters; %d training pairs, %d batches per epoch",
+                config.model.type, count_parameters(model), len(train_pairs), steps_per_epoch)
+    trainer = Trainer(
+        model, optimizer, run_dir, strategy=strategy, label_smoothing=training.label_smoothing,
+        clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
+        checkpoint_every_steps=training.checkpoint_every_steps,
+        checkpoint_every_seconds=training.checkpoint_every_seconds,
+        log_every_steps=training.log_every_steps, verbose=verbose,
+    )
+    samples = SampleTranslations(
+        Translator(model, source_tokenizer, target_tokenizer, config.decoding, config.data.max_source_length),
+        valid_corpus.source[: training.samples], valid_corpus.target[: training.samples],
+    )
+    return trainer.fit(
+        lambda epoch: translation_dataset(train_pairs, batching, seed=training.seed, epoch=epoch),
+        epochs=training.epochs,
+        max_steps=training.max_steps,
+        time_budget=config_lib.parse_duration(training.time_budget),
+        valid_data=translation_dataset(valid_pairs, batching, shuffle=False),
+        steps_per_epoch=steps_per_epoch,
+        on_epoch_end=samples if training.samples else None,
+    )
+
+
+class SampleTranslations:
+    """After each epoch, translates a few validation sentences into the log and TensorBoard (as text)."""
+
+    def __init__(self, translator, sources, references):
+        self.translator = translator
+        self.sources = sources
+        self.references = references
+
+    def __call__(self, trainer, epoch, valid_loss):
+        if not self.sources:
+            return
+        hypotheses = self.translator.translate(self.sources)
+        rows = ["| source | reference | translation |", "|---|---|---|"]
+        for source, reference, hypothesis in zip(self.sources, self.references, hypotheses):
+            logger.info("sample: %s => %s (reference: %s)", source, hypothesis, reference)
+            rows.append(f"| {_cell(source)} | {_cell(reference)} | {_cell(hypothesis)} |")
+        with trainer.writers["valid"].as_default(step=trainer.step):
+            tf.summary.text("sample_translations", "\n".join(rows))
+
+
+def _cell(text):
+    return text.replace("|", "\\|")
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(run_dir, split="test", checkpoint="best", decoding=None, max_pairs=None):
+    """Translates a split of the run's corpus and scores it with sacreBLEU (BLEU, chrF).
+
+    Writes `eval/<split>.<checkpoint>.hyp` (one translation per line) and `eval/<split>.<checkpoint>.json`
+    in the run directory, and returns the scores with decoding time and speed.
+    """
+    config = load_run_config(run_dir)
+    translator = Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+    corpus = read_split(config.data, split, max_pairs=max_pairs)
+    translator.translate(corpus.source[: translator.decoding.batch_size])  # trace the graph before timing
+    started = time.monotonic()
+    hypotheses = translator.translate(corpus.source)
+    seconds = time.monotonic() - started
+    scores = corpus_scores(hypotheses, corpus.target)
+    scores.update({
+        "split": split,
+        "checkpoint": checkpoint,
+        "decode_seconds": round(seconds, 2),
+        "sentences_per_second": round(len(hypotheses) / max(seconds, 1e-9), 1),
+        "decoding": dataclasses.asdict(translator.decoding),
+    })
+    directory = os.path.join(run_dir, "eval")
+    os.makedirs(directory, exist_ok=True)
+    name = f"{split}.{os.path.basename(str(checkpoint))}"
+    with open(os.path.join(directory, name + ".hyp"), "w", encoding="utf-8") as f:
+        f.writelines(h + "\n" for h in hypotheses)
+    with open(os.path.join(directory, name + ".json"), "w") as f:
+        json.dump(scores, f, indent=1)
+    logger.info("%s %s: BLEU %.2f, chrF %.2f (%d sentences, %.1f sentences/s)", run_dir, split, scores["bleu"],
+                scores["chrf"], len(hypotheses), scores["sentences_per_second"])
+    return scores

@@ -1,0 +1,16 @@
+"""Text: subword tokenizers (in-graph) and their trainers."""
+
+from tflm.text.tokenizers import (
+    BOS_ID,
+    EOS_ID,
+    PAD_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordPieceTokenizer,
+    load_tokenizer,
+    pretokenize_words,
+    strip_special,
+)
+from tflm.text.vocab import VOCABULARY_TYPES, train_sentencepiece, train_tokenizer, train_wordpiece

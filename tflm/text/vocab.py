@@ -1,0 +1,110 @@
+"""Training subword vocabularies from text: SentencePiece (unigram, BPE) and WordPiece.
+
+The trainers are the libraries' own: the `sentencepiece` trainer, and keras-hub's
+`compute_word_piece_vocabulary` (tensorflow-text's WordPiece learner). tflm only fixes the special ids and,
+for WordPiece, feeds the reversible pre-tokens of `pretokenize_words` so the vocabulary matches the runtime
+tokenizer.
+"""
+
+import io
+import logging
+
+import tensorflow as tf
+
+from tflm.text.tokenizers import (
+    SPECIAL_TOKENS,
+    SentencePieceTokenizer,
+    WordPieceTokenizer,
+    pretokenize_words,
+)
+
+logger = logging.getLogger("tflm")
+
+VOCABULARY_TYPES = ("unigram", "bpe", "wordpiece")
+
+
+def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_coverage=0.9999,
+                        max_sentences=2_000_000, seed=0):
+    """Trains a SentencePiece model with tflm's fixed special ids.
+
+    Args:
+        texts: iterable of str, one sentence each.
+        vocabulary_size: int. Upper bound: on little text the model may be smaller (logged).
+        model_type: `"unigram"` or `"bpe"`.
+        character_coverage: float. Fraction of characters covered by the alphabet; the rest map to `<unk>`.
+        max_sentences: int. At most this many sentences (sampled) are used.
+        seed: int. Seed of SentencePiece's sampling.
+    Returns:
+        A `SentencePieceTokenizer`.
+    """
+    import sentencepiece
+
+    if model_type not in ("unigram", "bpe"):
+        raise ValueError(f"model_type={model_type!r}: SentencePiece models are 'unigram' or 'bpe'.")
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError("Cannot train a vocabulary on no text: every given sentence is empty.")
+    sentencepiece.set_random_generator_seed(seed)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts),
+        model_writer=model,
+        vocab_size=vocabulary_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        hard_vocab_limit=False,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        pad_piece=SPECIAL_TOKENS[0], unk_piece=SPECIAL_TOKENS[1],
+        bos_piece=SPECIAL_TOKENS[2], eos_piece=SPECIAL_TOKENS[3],
+        num_threads=2,
+        minloglevel=2,
+    )
+    tokenizer = SentencePieceTokenizer(model.getvalue())
+    _log_size(tokenizer, vocabulary_size, model_type)
+    return tokenizer
+
+
+def train_wordpiece(texts, vocabulary_size):
+    """Trains a WordPiece vocabulary over tflm's reversible pre-tokens.
+
+    Args:
+        texts: iterable of str.
+        vocabulary_size: int. Upper bound on the number of pieces, special tokens included.
+    Returns:
+        A `WordPieceTokenizer`.
+    """
+    import keras_hub
+
+    texts = [t for t in texts if t]
+    if not texts:
+        raise ValueError("Cannot train a vocabulary on no text: every given sentence is empty.")
+    words = tf.data.Dataset.from_tensor_slices(texts).batch(4096).map(pretokenize_words)
+    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+        words, vocabulary_size, split=False, reserved_tokens=list(SPECIAL_TOKENS)
+    )
+    tokenizer = WordPieceTokenizer(vocabulary)
+    _log_size(tokenizer, vocabulary_size, "wordpiece")
+    return tokenizer
+
+
+def train_tokenizer(texts, vocabulary_type="unigram", vocabulary_size=8000, seed=0):
+    """Trains a tokenizer of `vocabulary_type` (one of `VOCABULARY_TYPES`) on `texts`."""
+    if vocabulary_type == "wordpiece":
+        return train_wordpiece(texts, vocabulary_size)
+    if vocabulary_type in ("unigram", "bpe"):
+        return train_sentencepiece(texts, vocabulary_size, model_type=vocabulary_type, seed=seed)
+    raise ValueError(
+        f"vocabulary type {vocabulary_type!r} is not one of {', '.join(VOCABULARY_TYPES)}."
+    )
+
+
+def _log_size(tokenizer, requested, kind):
+    if tokenizer.vocabulary_size < requested:
+        logger.info(
+            "%s vocabulary has %d pieces (asked for %d): the training text has no more to give.",
+            kind, tokenizer.vocabulary_size, requested,
+        )
+    else:
+        logger.info("%s vocabulary has %d pieces.", kind, tokenizer.vocabulary_size)

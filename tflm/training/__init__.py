@@ -1,0 +1,14 @@
+"""Training: losses, schedules, checkpoints, strategies and the resumable trainer."""
+
+from tflm.training.checkpoints import (
+    CheckpointError,
+    ModelVariables,
+    average_checkpoints,
+    checkpoint_paths,
+    model_checkpoint,
+    restore_model,
+)
+from tflm.training.losses import token_cross_entropy
+from tflm.training.schedules import SCHEDULES, WarmupCosine, WarmupInverseSqrt, make_schedule
+from tflm.training.strategies import STRATEGIES, make_strategy, split_cpu
+from tflm.training.trainer import Trainer, TrainResult, set_seed

@@ -1,0 +1,110 @@
+"""Checkpoints of Keras 3 models with `tf.train.Checkpoint`.
+
+Keras 3 layers keep sub-layers held in Python lists in Keras' own tracking structures, which
+`tf.train.Checkpoint` does not follow: a model whose blocks live in a list would silently be saved without
+them. `ModelVariables` therefore tracks a model's variables explicitly, by their position in
+`model.weights` (which is fixed by the model's code and config).
+"""
+
+import glob
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger("tflm")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not fit the model."""
+
+
+class ModelVariables(tf.Module):
+    """Exposes every variable of a Keras model to `tf.train.Checkpoint` (and SavedModel) explicitly."""
+
+    def __init__(self, model):
+        super().__init__(name=None)
+        self.variables_by_index = {f"{index:05d}": v for index, v in enumerate(model.weights)}
+
+
+def model_checkpoint(model):
+    """A `tf.train.Checkpoint` of the model's variables alone (no optimizer, no progress)."""
+    return tf.train.Checkpoint(model=ModelVariables(model))
+
+
+def checkpoint_paths(directory):
+    """The checkpoints in `directory`, oldest first (as listed in its `checkpoint` state file)."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return []
+    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in state.all_model_checkpoint_paths]
+
+
+def resolve_checkpoint(path):
+    """A checkpoint prefix from a checkpoint prefix, or a directory (its latest checkpoint)."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"{path}: no checkpoint in this directory. Train first with `tflm train`.")
+        return latest
+    if not glob.glob(path + ".index"):
+        raise CheckpointError(f"{path}: no such checkpoint (expected the files {path}.index and {path}.data-*).")
+    return path
+
+
+def restore_model(model, path):
+    """Restores the model's variables from a training or weights-only checkpoint (`path` or directory)."""
+    path = resolve_checkpoint(path)
+    try:
+        model_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        raise CheckpointError(
+            f"{path}: cannot restore the model from this checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:300]}). The checkpoint is corrupt or was written by a model with a "
+            "different configuration."
+        ) from error
+    return path
+
+
+def restore_latest(checkpoint, directory):
+    """Restores the newest readable checkpoint in `directory`; returns its path, or None if there is none.
+
+    A newest checkpoint that cannot be read (a run killed while writing it, a damaged disk) is reported
+    and the next older one is tried, so at most the work since that one is lost.
+    """
+    paths = checkpoint_paths(directory)
+    for path in reversed(paths):
+        try:
+            checkpoint.restore(path).assert_existing_objects_matched()
+            return path
+        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            logger.error(
+                "Checkpoint %s could not be restored (%s: %s); trying the previous one.",
+                path, type(error).__name__, str(error).splitlines()[0][:300],
+            )
+    if paths:
+        raise CheckpointError(
+            f"{directory}: none of the {len(paths)} checkpoints could be restored (see the errors above). "
+            "If the run's configuration changed, start a new run directory; otherwise delete the damaged "
+            "checkpoints to start over."
+        )
+    return None
+
+
+def average_checkpoints(model, paths):
+    """Sets the model's variables to the mean of their values in `paths` (checkpoint averaging).
+
+    Each checkpoint is restored into the model in turn and accumulated in float64; the model ends up
+    holding the average. Integer variables (none in tflm models) would keep the last value.
+    """
+    if not paths:
+        raise CheckpointError("No checkpoints to average.")
+    totals = None
+    for path in paths:
+        restore_model(model, path)
+        values = [np.asarray(v, dtype=np.float64) for v in model.weights]
+        totals = values if totals is None else [t + v for t, v in zip(totals, values)]
+    for variable, total in zip(model.weights, totals):
+        variable.assign((total / len(paths)).astype(variable.dtype))
+    logger.info("Averaged %d checkpoints: %s", len(paths), ", ".join(os.path.basename(p) for p in paths))

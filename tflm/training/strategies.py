@@ -1,0 +1,37 @@
+"""Choosing a tf.distribute strategy by name."""
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+
+def make_strategy(name="default", devices=None):
+    """Returns the strategy called `name`.
+
+    Args:
+        name: `"default"` (one device), `"mirrored"` (all local GPUs, or `devices`), `"multiworker"`
+            (workers from the `TF_CONFIG` environment variable) or `"tpu"`.
+        devices: optional list of device names for `"mirrored"`, e.g. `["/cpu:0", "/cpu:1"]`.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices=devices or None)
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def split_cpu(count):
+    """Splits the CPU into `count` logical devices (for MirroredStrategy tests and runs on CPU).
+
+    Must run before TensorFlow initializes its devices (before any op runs).
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+    return [f"/cpu:{i}" for i in range(count)]
