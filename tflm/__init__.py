@@ -34,6 +34,7 @@ _SUBMODULES = {
     "data": "tflm.data",
     "decoding": "tflm.decoding",
     "layers": "tflm.layers",
+    "log": "tflm.log",
     "metrics": "tflm.metrics",
     "models": "tflm.models",
     "text": "tflm.text",

@@ -4,29 +4,16 @@ TensorFlow is imported inside the commands, so `tflm --help` answers at once.
 """
 
 import json
-import logging
 import os
 import sys
 
 import click
 
-logger = logging.getLogger("tflm")
-
 
 def _setup_logging(verbose=True, log_file=None):
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    if not any(getattr(h, "_tflm_console", False) for h in logger.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-        console.setLevel(logging.INFO if verbose else logging.WARNING)
-        console._tflm_console = True
-        logger.addHandler(console)
-    if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
+    from tflm.log import setup_logging
+
+    setup_logging(log_file, verbose)
 
 
 class _FriendlyErrors(click.Group):
@@ -92,6 +79,7 @@ _TRAIN_OPTIONS = {
     "vocab_type": "vocabulary.type",
     "vocab_size": "vocabulary.size",
     "model": "model.type",
+    "preset": "model.preset",
     "epochs": "training.epochs",
     "max_steps": "training.max_steps",
     "time_budget": "training.time_budget",
@@ -112,7 +100,8 @@ _TRAIN_OPTIONS = {
               help="Folder holding the corpus (or its parent). Also $TFLM_DATA_DIR.")
 @click.option("--source-lang", help="Source language code, as in the corpus file names.")
 @click.option("--target-lang", help="Target language code.")
-@click.option("--model", help="Model type: lstm (or transformer, when available).")
+@click.option("--model", help="Model type: lstm.")
+@click.option("--preset", help="Model size preset, e.g. tiny, small, base (see tflm.models.PRESETS).")
 @click.option("--epochs", type=int)
 @click.option("--max-steps", type=int)
 @click.option("--time-budget", help="Stop after this much training time, e.g. 25m or 1.5h (across resumes).")

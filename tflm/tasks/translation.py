@@ -30,7 +30,7 @@ from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.decoding.common import row_max_lengths
 from tflm.decoding.greedy import greedy_search
 from tflm.metrics.translation import corpus_scores
-from tflm.models import get_model_class
+from tflm.models import get_model_class, preset_params
 from tflm.text.tokenizers import EOS_ID, PAD_ID, load_tokenizer
 from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
 from tflm.training.checkpoints import ModelVariables, restore_model
@@ -75,7 +75,8 @@ class VocabularyConfig:
 @dataclasses.dataclass
 class ModelConfig:
     type: str = "lstm"
-    params: dict = dataclasses.field(default_factory=dict)  # constructor arguments of the model class
+    preset: Optional[str] = None  # a named size (tflm.models.PRESETS), e.g. "small"
+    params: dict = dataclasses.field(default_factory=dict)  # constructor arguments (override the preset)
 
 
 @dataclasses.dataclass
@@ -129,6 +130,7 @@ class TranslationConfig:
         if self.data.dataset is None and not self.data.train_files:
             raise config_lib.ConfigError("Set data.dataset (a registered corpus) or data.train_files.")
         get_model_class(self.model.type)
+        preset_params(self.model.type, self.model.preset)
         config_lib.parse_duration(self.training.time_budget)
         return self
 
@@ -266,7 +268,7 @@ def model_dtype(mixed_precision):
 def build_model(config, source_tokenizer, target_tokenizer):
     """The model of `config.model`, sized for the tokenizers' vocabularies, built."""
     cls = get_model_class(config.model.type)
-    params = dict(config.model.params)
+    params = {**preset_params(config.model.type, config.model.preset), **config.model.params}
     accepted = inspect.signature(cls.__init__).parameters
     unknown = [name for name in params if name not in accepted]
     if unknown:
@@ -393,57 +395,90 @@ def resolve_run_checkpoint(run_dir, checkpoint):
 # ------------------------------------------------------------------------------------------- training
 
 
-def train(config, run_dir, verbose=True):
-    """Trains (or resumes) a translation run in `run_dir`; returns the `TrainResult`.
+@dataclasses.dataclass
+class PreparedData:
+    """Everything training needs from the corpus: tokenizers, tokenized splits, batching."""
 
-    Steps: save the configuration, read the training data, build or load the vocabularies, tokenize and
-    filter the data, build the model and optimizer under the distribution strategy, and train with
-    checkpoints, validation and sample translations after each epoch.
-    """
+    source_tokenizer: object
+    target_tokenizer: object
+    train_pairs: object
+    valid_pairs: object
+    valid_corpus: object
+    batching: Batching
+
+    def train_dataset(self, epoch, seed=0):
+        return translation_dataset(self.train_pairs, self.batching, seed=seed, epoch=epoch)
+
+    def valid_dataset(self):
+        return translation_dataset(self.valid_pairs, self.batching, shuffle=False)
+
+    def steps_per_epoch(self):
+        return num_batches(self.train_pairs, self.batching)
+
+
+def start_run(config, run_dir):
+    """Creates (or reopens) a run directory: checks and saves the configuration, seeds everything."""
     config.validate()
     os.makedirs(run_dir, exist_ok=True)
     config = reconcile_config(run_dir, config)
     config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
-    training = config.training
-    set_seed(training.seed)
-    strategy = make_strategy(training.strategy, training.devices)
+    set_seed(config.training.seed)
+    return config
 
+
+def prepare_data(config, run_dir):
+    """Reads the train and valid splits, builds (or loads) the vocabularies, tokenizes and filters."""
     train_corpus = read_split(config.data, "train", max_pairs=config.data.max_train_pairs)
     source_tokenizer, target_tokenizer = prepare_vocabularies(config.vocabulary, run_dir, train_corpus)
-    lengths = dict(max_source_length=config.data.max_source_length, max_target_length=config.data.max_target_length)
-    train_pairs = tokenize_pairs(train_corpus, source_tokenizer, target_tokenizer, **lengths)
-    valid_corpus = read_split(config.data, "valid")
-    valid_pairs = tokenize_pairs(valid_corpus, source_tokenizer, target_tokenizer, **lengths)
-    batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size)
-    steps_per_epoch = num_batches(train_pairs, batching)
-    if not steps_per_epoch:
+    limits = dict(max_source_length=config.data.max_source_length, max_target_length=config.data.max_target_length)
+    train_pairs = tokenize_pairs(train_corpus, source_tokenizer, target_tokenizer, **limits)
+    if not len(train_pairs):
         raise ValueError("No training pairs are left after filtering; check the data and the length limits.")
-    total_steps = training.max_steps or (training.epochs or 0) * steps_per_epoch or None
+    valid_corpus = read_split(config.data, "valid")
+    valid_pairs = tokenize_pairs(valid_corpus, source_tokenizer, target_tokenizer, **limits)
+    batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size)
+    return PreparedData(source_tokenizer, target_tokenizer, train_pairs, valid_pairs, valid_corpus, batching)
 
+
+def build_trainer(config, run_dir, data, strategy=None, verbose=True):
+    """The model, optimizer and `Trainer` of a run, created under the configured distribution strategy."""
+    training = config.training
+    strategy = strategy or make_strategy(training.strategy, training.devices)
+    total_steps = training.max_steps or (training.epochs or 0) * data.steps_per_epoch() or None
     with strategy.scope():
-        model = build_model(config, source_tokenizer, target_tokenizer)
+        model = build_model(config, data.source_tokenizer, data.target_tokenizer)
         optimizer = build_optimizer(training, total_steps)
     logger.info("Model %s: %d parameters; %d training pairs, %d batches per epoch",
-                config.model.type, count_parameters(model), len(train_pairs), steps_per_epoch)
-    trainer = Trainer(
+                config.model.type, count_parameters(model), len(data.train_pairs), data.steps_per_epoch())
+    return Trainer(
         model, optimizer, run_dir, strategy=strategy, label_smoothing=training.label_smoothing,
         clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
         checkpoint_every_steps=training.checkpoint_every_steps,
         checkpoint_every_seconds=training.checkpoint_every_seconds,
         log_every_steps=training.log_every_steps, verbose=verbose,
     )
-    samples = SampleTranslations(
-        Translator(model, source_tokenizer, target_tokenizer, config.decoding, config.data.max_source_length),
-        valid_corpus.source[: training.samples], valid_corpus.target[: training.samples],
-    )
+
+
+def train(config, run_dir, verbose=True):
+    """Trains (or resumes) a translation run in `run_dir`; returns the `TrainResult`.
+
+    Steps: save the configuration, read and tokenize the data (training the vocabularies on first use),
+    build the model and optimizer under the distribution strategy, and train with checkpoints,
+    validation and sample translations after each epoch.
+    """
+    config = start_run(config, run_dir)
+    data = prepare_data(config, run_dir)
+    trainer = build_trainer(config, run_dir, data, verbose=verbose)
+    training = config.training
+    samples = SampleTranslations.from_corpus(trainer.model, data, config, training.samples)
     return trainer.fit(
-        lambda epoch: translation_dataset(train_pairs, batching, seed=training.seed, epoch=epoch),
+        lambda epoch: data.train_dataset(epoch, seed=training.seed),
         epochs=training.epochs,
         max_steps=training.max_steps,
         time_budget=config_lib.parse_duration(training.time_budget),
-        valid_data=translation_dataset(valid_pairs, batching, shuffle=False),
-        steps_per_epoch=steps_per_epoch,
-        on_epoch_end=samples if training.samples else None,
+        valid_data=data.valid_dataset(),
+        steps_per_epoch=data.steps_per_epoch(),
+        on_epoch_end=samples,
     )
 
 
@@ -454,6 +489,17 @@ class SampleTranslations:
         self.translator = translator
         self.sources = sources
         self.references = references
+
+    @classmethod
+    def from_corpus(cls, model, data, config, count):
+        """`count` validation sentences spread over the whole validation set (None when count is 0)."""
+        if not count:
+            return None
+        corpus = data.valid_corpus
+        picks = sorted({round(i * (len(corpus) - 1) / max(count - 1, 1)) for i in range(count)}) if len(corpus) else []
+        translator = Translator(model, data.source_tokenizer, data.target_tokenizer, config.decoding,
+                                config.data.max_source_length)
+        return cls(translator, [corpus.source[i] for i in picks], [corpus.target[i] for i in picks])
 
     def __call__(self, trainer, epoch, valid_loss):
         if not self.sources:

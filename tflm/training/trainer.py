@@ -306,14 +306,16 @@ class Trainer:
         return None
 
     def _validate(self, valid_data):
+        started = time.monotonic()
         loss, tokens = self.evaluate(valid_data)
         improved = loss < float(self.best_valid_loss.numpy())
         if improved:
             self.best_valid_loss.assign(loss)
             self.best_manager.save(checkpoint_number=self.step)
         logger.info(
-            "step %d: valid loss %.4f, perplexity %.2f over %d tokens%s",
-            self.step, loss, _perplexity(loss), tokens, " (best so far: saved)" if improved else "",
+            "step %d: valid loss %.4f, perplexity %.2f over %d tokens (%.1fs)%s",
+            self.step, loss, _perplexity(loss), tokens, time.monotonic() - started,
+            " (best so far: saved)" if improved else "",
         )
         with self.writers["valid"].as_default(step=self.step):
             tf.summary.scalar("loss", loss)
