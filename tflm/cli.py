@@ -22,6 +22,8 @@ class _FriendlyErrors(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except (ValueError, FileNotFoundError, KeyError, ConnectionError, RuntimeError) as error:
             if os.environ.get("TFLM_DEBUG"):
                 raise
@@ -154,17 +156,65 @@ def _run_config(run_dir, config_file, overrides, options, translation):
     return config_lib.apply_overrides(config, flags + list(overrides)).validate()
 
 
+# ----------------------------------------------------------------------------------------- decoding options
+
+_DECODING_OPTIONS = [
+    click.option("--beam-size", type=int, help="Beam search with this many hypotheses (1: greedy)."),
+    click.option("--length-penalty", type=float, help="Beam search length penalty (GNMT alpha, default 0.6)."),
+    click.option("--n-best", type=int, help="Hypotheses (or samples) per input; with --n-best > 1 each line is "
+                                            "INPUT_INDEX<TAB>SCORE<TAB>TRANSLATION."),
+    click.option("--sample", "use_sampling", is_flag=True, help="Sample instead of searching."),
+    click.option("--temperature", type=float, help="Sampling temperature."),
+    click.option("--top-k", type=int, help="Sample among the k most likely tokens."),
+    click.option("--top-p", type=float, help="Sample from the smallest set of tokens of probability >= p."),
+    click.option("--seed", type=int, help="Sampling seed (the same seed gives the same output)."),
+    click.option("--no-repeat-ngram", type=int, help="Never generate the same n-gram twice (n >= 2)."),
+    click.option("--min-length", type=int, help="At least this many tokens before EOS."),
+    click.option("--max-length", type=int, help="At most this many output tokens."),
+]
+
+
+def _decoding_options(function):
+    for option in reversed(_DECODING_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _decoding(run_dir, options):
+    """The run's decoding settings with the command-line choices applied."""
+    import dataclasses
+
+    from tflm.tasks import translation
+
+    decoding = translation.load_run_config(run_dir).decoding
+    changes = {key: options[name] for key, name in [
+        ("length_penalty", "length_penalty"), ("temperature", "temperature"), ("top_k", "top_k"),
+        ("top_p", "top_p"), ("seed", "seed"), ("no_repeat_ngram_size", "no_repeat_ngram"),
+        ("min_length", "min_length"), ("max_length", "max_length"), ("n_best", "n_best"),
+        ("beam_size", "beam_size")] if options.get(name) is not None}
+    if options.get("use_sampling"):
+        changes["strategy"] = "sample"
+    elif options.get("beam_size") is not None:
+        changes["strategy"] = "beam" if options["beam_size"] > 1 else "greedy"
+    elif (options.get("n_best") or 1) > 1 and decoding.strategy == "greedy":
+        changes["strategy"] = "beam"
+        changes["beam_size"] = max(decoding.beam_size, options["n_best"])
+    return dataclasses.replace(decoding, **changes).validate()
+
+
 # ----------------------------------------------------------------------------------------- evaluate
 
 
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
-@click.option("--checkpoint", default="best", show_default=True, help="best, last, or a checkpoint path.")
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
 @click.option("--max-pairs", type=int, help="Evaluate on the first N pairs only.")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
               help="Where the run's corpus is, if not where it was trained.")
-def evaluate(run_dir, split, checkpoint, max_pairs, data_dir):
+@_decoding_options
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
     """Translate a split of the run's corpus and score it with sacreBLEU (BLEU 13a, chrF).
 
     Writes RUN_DIR/eval/SPLIT.CHECKPOINT.hyp and .json and prints the scores as JSON.
@@ -174,7 +224,8 @@ def evaluate(run_dir, split, checkpoint, max_pairs, data_dir):
 
     if data_dir:
         _set_run_data_dir(run_dir, data_dir, translation)
-    scores = translation.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs)
+    scores = translation.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs,
+                                  decoding=_decoding(run_dir, options))
     click.echo(json.dumps(scores, indent=1))
 
 
@@ -196,12 +247,15 @@ def _set_run_data_dir(run_dir, data_dir, translation):
               help="File of sentences, one per line ('-' for stdin). Default: the arguments, else stdin.")
 @click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
               help="Where the translations go, one line per input line. Default: stdout.")
-@click.option("--checkpoint", default="best", show_default=True, help="best, last, or a checkpoint path.")
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
 @click.option("--batch-size", type=int, help="Sentences per decoding batch.")
-def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_size):
+@_decoding_options
+def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_size, **options):
     """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
 
-    An empty input line gives an empty output line.
+    An empty input line gives an empty output line. Decoding is the run's (greedy unless configured)
+    unless options choose otherwise: e.g. --beam-size 4, or --sample --top-p 0.9 --seed 1.
     """
     _setup_logging(verbose=False)
     if sentences and input_file:
@@ -213,16 +267,62 @@ def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_siz
         lines = [line.rstrip("\n") for line in source]
     from tflm.tasks import translation
 
-    translator = translation.Translator.from_run_dir(run_dir, checkpoint)
-    outputs = []
+    decoding = _decoding(run_dir, options)
+    translator = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+    n_best = decoding.n_best > 1
     chunk = 1024
     with click.progressbar(length=len(lines), label="Translating", file=sys.stderr,
                            hidden=len(lines) <= chunk or not sys.stderr.isatty()) as bar:
         for start in range(0, len(lines), chunk):
-            outputs += translator.translate(lines[start: start + chunk], batch_size=batch_size)
-            bar.update(len(lines[start: start + chunk]))
-    for text in outputs:
-        output_file.write(text + "\n")
+            batch = lines[start: start + chunk]
+            if n_best:
+                for index, hypotheses in enumerate(translator.translate_n_best(batch, batch_size), start=start):
+                    for text, score in hypotheses:
+                        output_file.write(f"{index}\t{score:.4f}\t{text}\n")
+            else:
+                for text in translator.translate(batch, batch_size=batch_size):
+                    output_file.write(text + "\n")
+            bar.update(len(batch))
+
+
+# ----------------------------------------------------------------------------------------- average
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--last", "count", default=5, show_default=True, help="Average the last N training checkpoints.")
+def average(run_dir, count):
+    """Average the weights of the last N checkpoints of a run (often better than any one of them).
+
+    Writes RUN_DIR/checkpoints/averaged/; use it with --checkpoint averaged in evaluate and translate
+    (and export).
+    """
+    _setup_logging()
+    from tflm.tasks import translation
+
+    path = translation.average_run_checkpoints(run_dir, count)
+    click.echo(path)
+
+
+# ----------------------------------------------------------------------------------------- attention
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("sentence")
+@click.option("--output", "-o", default="attention.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+@click.option("--checkpoint", default="best", show_default=True)
+def attention(run_dir, sentence, output, checkpoint):
+    """Translate SENTENCE with RUN_DIR and draw the model's cross-attention as a PNG heatmap."""
+    _setup_logging(verbose=False)
+    from tflm.tasks import translation
+    from tflm.visualization import attention_heatmap
+
+    translator = translation.Translator.from_run_dir(run_dir, checkpoint)
+    weights, source_pieces, target_pieces, text = translator.attention(sentence)
+    attention_heatmap(weights, source_pieces, target_pieces).save(output)
+    click.echo(f"{text}\n{output}: {len(target_pieces)} x {len(source_pieces)} attention weights")
 
 
 # ----------------------------------------------------------------------------------------- data

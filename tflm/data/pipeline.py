@@ -113,10 +113,17 @@ class Batching:
     Either `batch_tokens` (a token budget: a batch holds at most that many padded tokens on its longer
     side) or `batch_size` (sentences per batch). Examples are bucketed by length either way, so a batch
     holds sentences of similar length.
+
+    With `fixed_shapes`, every batch of a bucket has the same shape: sequences are padded to the bucket's
+    upper bound and the last, partial batch of each bucket is filled with empty rows (all PAD, so they add
+    nothing to the loss). XLA then compiles one program per bucket instead of one per batch shape; fewer,
+    wider buckets (`bucket_growth`) mean fewer compilations and more padding.
     """
 
     batch_tokens: int = None
     batch_size: int = None
+    fixed_shapes: bool = False
+    bucket_growth: float = 1.2
 
     def __post_init__(self):
         if (self.batch_tokens is None) == (self.batch_size is None):
@@ -126,7 +133,7 @@ class Batching:
 
     def plan(self, max_length):
         """(bucket upper bounds, batch size of each bucket incl. the overflow bucket)."""
-        bounds = bucket_boundaries(max_length)
+        bounds = bucket_boundaries(max_length, growth=self.bucket_growth)
         if self.batch_size is not None:
             sizes = [self.batch_size] * (len(bounds) + 1)
         else:
@@ -148,9 +155,12 @@ def translation_dataset(pairs, batching, shuffle=True, seed=0, epoch=0):
     lengths = _example_length(pairs)
     max_length = int(lengths.max()) if len(lengths) else 1
     bounds, sizes = batching.plan(max_length)
-    dataset = tf.data.Dataset.from_tensor_slices((pairs.source, pairs.target))
+    source, target = pairs.source, pairs.target
     if shuffle:
-        dataset = dataset.shuffle(len(pairs), seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
+        # A NumPy permutation, so the order depends on (seed, epoch) alone, not on TensorFlow's global seed.
+        order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
+        source, target = tf.gather(source, order), tf.gather(target, order)
+    dataset = tf.data.Dataset.from_tensor_slices((source, target))
 
     def add_specials(source, target):
         eos, bos = tf.constant([EOS_ID]), tf.constant([BOS_ID])
@@ -165,8 +175,29 @@ def translation_dataset(pairs, batching, shuffle=True, seed=0, epoch=0):
         bucket_boundaries=[b + 1 for b in bounds],  # bucket_by_sequence_length's bounds are exclusive
         bucket_batch_sizes=sizes,
         padding_values=({"source_ids": PAD_ID, "target_ids": PAD_ID}, PAD_ID),
+        pad_to_bucket_boundary=batching.fixed_shapes,
     )
+    if batching.fixed_shapes:
+        dataset = dataset.map(_fill_rows(bounds, sizes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _fill_rows(bounds, sizes):
+    """Pads a bucket's partial batch with all-PAD rows up to the bucket's batch size, and makes source and
+    target the same (bucket) length."""
+    bounds_tensor, sizes_tensor = tf.constant(bounds), tf.constant(sizes[: len(bounds)])
+
+    def fill(inputs, labels):
+        length = tf.maximum(tf.shape(inputs["source_ids"])[1], tf.shape(labels)[1])
+        rows = tf.gather(sizes_tensor, tf.searchsorted(bounds_tensor, [length])[0])
+
+        def pad(ids):
+            shape = tf.shape(ids)
+            return tf.pad(ids, [[0, rows - shape[0]], [0, length - shape[1]]], constant_values=PAD_ID)
+
+        return {name: pad(ids) for name, ids in inputs.items()}, pad(labels)
+
+    return fill
 
 
 def num_batches(pairs, batching):

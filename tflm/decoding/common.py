@@ -7,6 +7,9 @@ Every strategy drives a *step function* over fixed-shape tensors inside one `tf.
 where `token_ids` int32 `(batch,)` holds the previous token of each row, `state` is a nest of batch-major
 tensors (a model's `initial_state`), `step` is the 0-based position being predicted, and `logits` is float
 `(batch, vocabulary_size)`. A model's `decode_step` is such a function.
+
+Beam search reorders the state when hypotheses swap places, except the entries under the key `"static"`
+(encoder outputs, cross-attention keys and values): they are the same for every hypothesis of a sentence.
 """
 
 import dataclasses
@@ -15,17 +18,19 @@ import tensorflow as tf
 
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
+NEGATIVE = -1e9  # the log-probability of a forbidden token (finite, so sums never become NaN)
+
 
 @dataclasses.dataclass
 class DecodeResult:
     """Decoded token ids and their scores.
 
     Attributes:
-        token_ids: int32 `(batch, length)` or, with n-best, `(batch, n, length)`; the tokens of each
-            hypothesis up to and including EOS, then PAD.
-        lengths: int32, the number of tokens before PAD (EOS included when emitted).
-        scores: float32, the hypothesis score (sum of token log-probabilities; beam search divides it by
-            its length penalty).
+        token_ids: int32 `(batch, n, length)`: the n hypotheses of each row, best first, each up to and
+            including EOS, then PAD.
+        lengths: int32 `(batch, n)`, the number of tokens before PAD (EOS included when emitted).
+        scores: float32 `(batch, n)`: the sum of the tokens' log-probabilities under the model, divided by
+            the length penalty for beam search.
     """
 
     token_ids: tf.Tensor
@@ -34,7 +39,7 @@ class DecodeResult:
 
 
 def row_max_lengths(source_lengths, max_length, max_length_a=0.0, max_length_b=None):
-    """Per-row decoding limits: `min(max_length, a * source_length + b)` (relative limit when `a > 0`).
+    """Per-row decoding limits: `min(max_length, ceil(a * source_length) + b)` (relative when `a > 0`).
 
     Args:
         source_lengths: int `(batch,)`, source tokens per row.
@@ -49,26 +54,81 @@ def row_max_lengths(source_lengths, max_length, max_length_a=0.0, max_length_b=N
     return limit
 
 
-def forbid_eos_before(log_probs, step, min_length, eos_id=EOS_ID):
-    """Gives EOS probability zero while fewer than `min_length` tokens have been produced."""
-    if not min_length:
-        return log_probs
-    vocabulary_size = tf.shape(log_probs)[-1]
-    eos_mask = tf.one_hot(eos_id, vocabulary_size, on_value=True, off_value=False, dtype=tf.bool)
-    blocked = tf.logical_and(eos_mask, step < min_length)
-    return tf.where(blocked, tf.constant(-1e9, log_probs.dtype), log_probs)
-
-
-def forbid_special(log_probs):
-    """PAD and BOS are never generated."""
-    vocabulary_size = tf.shape(log_probs)[-1]
-    banned = tf.reduce_any(
-        tf.one_hot([PAD_ID, BOS_ID], vocabulary_size, on_value=True, off_value=False, dtype=tf.bool), axis=0
-    )
-    return tf.where(banned, tf.constant(-1e9, log_probs.dtype), log_probs)
-
-
 def write_column(buffer, step, values):
-    """`buffer[:, step] = values` for a fixed-shape `(batch, length)` buffer (XLA-friendly)."""
+    """`buffer[..., step] = values` for a fixed-shape `(..., length)` buffer (XLA-friendly)."""
     at_step = tf.equal(tf.range(tf.shape(buffer)[-1]), step)
-    return tf.where(at_step[tf.newaxis, :], values[:, tf.newaxis], buffer)
+    return tf.where(at_step, values[..., tf.newaxis], buffer)
+
+
+def _ban(log_probs, banned):
+    return tf.where(banned, tf.constant(NEGATIVE, log_probs.dtype), log_probs)
+
+
+def _token_mask(token_id, vocabulary_size):
+    return tf.one_hot(token_id, vocabulary_size, on_value=True, off_value=False, dtype=tf.bool)
+
+
+def banned_repeats(tokens, step, ngram_size, vocabulary_size):
+    """Tokens that would repeat an n-gram already in each sequence.
+
+    Args:
+        tokens: int32 `(rows, length)`, the tokens so far (positions >= step unused).
+        step: int32 scalar, the position being predicted.
+        ngram_size: int (static), n >= 2.
+        vocabulary_size: int32 scalar.
+    Returns:
+        bool `(rows, vocabulary_size)`.
+    """
+    rows = tf.shape(tokens)[0]
+    n = ngram_size
+    windows = tf.signal.frame(tokens, n, 1, axis=1)  # (rows, length - n + 1, n)
+    prefix = tf.gather(tokens, tf.maximum(step - (n - 1) + tf.range(n - 1), 0), axis=1)  # (rows, n - 1)
+    matches = tf.reduce_all(tf.equal(windows[:, :, : n - 1], prefix[:, tf.newaxis, :]), axis=-1)
+    # a window counts when its last token is already generated (start + n - 1 < step)
+    complete = tf.range(tf.shape(windows)[1]) + (n - 1) < step
+    matches &= complete[tf.newaxis, :] & (step >= n - 1)
+    row_ids = tf.broadcast_to(tf.range(rows)[:, tf.newaxis], tf.shape(matches))
+    indices = tf.stack([tf.reshape(row_ids, [-1]), tf.reshape(windows[:, :, n - 1], [-1])], axis=1)
+    hits = tf.scatter_nd(indices, tf.reshape(tf.cast(matches, tf.int32), [-1]), [rows, vocabulary_size])
+    return hits > 0
+
+
+def constrain(log_probs, step, tokens=None, min_length=0, no_repeat_ngram_size=0, eos_id=EOS_ID):
+    """Applies the decoding constraints to next-token log-probabilities `(rows, vocabulary_size)`.
+
+    - PAD and BOS are never generated;
+    - EOS is forbidden while fewer than `min_length` tokens have been produced (`step < min_length`);
+    - with `no_repeat_ngram_size` n >= 2, no n-gram appears twice in a hypothesis (`tokens` needed).
+
+    Forbidden tokens get a log-probability of `NEGATIVE`; the others keep the model's values, so the
+    scores of the hypotheses stay the model's own.
+    """
+    vocabulary_size = tf.shape(log_probs)[-1]
+    banned = _token_mask(PAD_ID, vocabulary_size) | _token_mask(BOS_ID, vocabulary_size)
+    banned = tf.broadcast_to(banned, tf.shape(log_probs))
+    if not (isinstance(min_length, int) and min_length == 0):
+        banned |= _token_mask(eos_id, vocabulary_size) & (step < min_length)
+    if no_repeat_ngram_size and no_repeat_ngram_size >= 2:
+        banned |= banned_repeats(tokens, step, no_repeat_ngram_size, vocabulary_size)
+    return _ban(log_probs, banned)
+
+
+def repeat_rows(tensor, times):
+    """Each row repeated `times` times in place: `(batch, ...)` -> `(batch * times, ...)`."""
+    return tf.repeat(tensor, times, axis=0)
+
+
+def tile_state(state, times):
+    """Repeats every tensor of a decoding state for `times` hypotheses per row."""
+    return tf.nest.map_structure(lambda t: repeat_rows(t, times), state)
+
+
+def reorder_state(state, indices):
+    """Gathers the rows `indices` of every state tensor except those under `"static"`."""
+    if isinstance(state, dict):
+        return {key: (value if key == "static" else reorder_state(value, indices)) for key, value in state.items()}
+    return tf.nest.map_structure(lambda t: tf.gather(t, indices, axis=0), state)
+
+
+def lengths_of(token_ids):
+    return tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PAD_ID), tf.int32), axis=-1)

@@ -1,11 +1,11 @@
 import tensorflow as tf
 
-from tflm.decoding.common import DecodeResult, forbid_eos_before, forbid_special, write_column
+from tflm.decoding.common import DecodeResult, constrain, lengths_of, write_column
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
 def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, min_length=0,
-                  bos_id=BOS_ID, eos_id=EOS_ID):
+                  no_repeat_ngram_size=0, bos_id=BOS_ID, eos_id=EOS_ID):
     """Batched greedy decoding in one `tf.while_loop`: each row takes its most likely token until EOS.
 
     Args:
@@ -15,10 +15,10 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
         max_length: int. Most tokens per row (EOS included); sizes the output buffer.
         row_max_length: optional int32 `(batch,)`, a smaller limit per row (e.g. relative to the source).
         min_length: int. EOS is forbidden before this many tokens.
+        no_repeat_ngram_size: int. If >= 2, no n-gram of this size is generated twice.
     Returns:
-        A `DecodeResult` with token_ids `(batch, max_length)`.
+        A `DecodeResult` with token_ids `(batch, 1, max_length)`.
     Example:
-    >>> model = LSTMAttentionSeq2Seq(...)
     >>> state = model.initial_state(model.encode(source_ids), max_length=64)
     >>> result = greedy_search(model.decode_step, state, batch_size=2, max_length=64)
     """
@@ -32,14 +32,13 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
     def body(step, previous, state, tokens, finished, scores):
         logits, state = step_fn(previous, state, step)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-        log_probs = forbid_eos_before(forbid_special(log_probs), step, min_length, eos_id)
+        log_probs = constrain(log_probs, step, tokens, min_length, no_repeat_ngram_size, eos_id)
         chosen = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         chosen_log_prob = tf.gather(log_probs, chosen, batch_dims=1)
         chosen = tf.where(finished, PAD_ID, chosen)
         scores += tf.where(finished, 0.0, chosen_log_prob)
         finished = finished | tf.equal(chosen, eos_id) | (step + 1 >= row_max_length)
-        tokens = write_column(tokens, step, chosen)
-        return step + 1, chosen, state, tokens, finished, scores
+        return step + 1, chosen, state, write_column(tokens, step, chosen), finished, scores
 
     def keep_going(step, previous, state, tokens, finished, scores):
         return tf.logical_not(tf.reduce_all(finished))
@@ -48,5 +47,5 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
         keep_going, body, (tf.constant(0), previous, state, tokens, finished, scores),
         maximum_iterations=max_length,
     )
-    lengths = tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PAD_ID), tf.int32), axis=1)
-    return DecodeResult(token_ids=token_ids, lengths=lengths, scores=scores)
+    return DecodeResult(token_ids=token_ids[:, tf.newaxis], lengths=lengths_of(token_ids)[:, tf.newaxis],
+                        scores=scores[:, tf.newaxis])

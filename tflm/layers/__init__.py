@@ -6,3 +6,4 @@ from tflm.layers.lstm_encoder import LSTMEncoder
 from tflm.layers.luong_attention import LuongAttention
 from tflm.layers.masking import masked_softmax
 from tflm.layers.token_embedding import TokenEmbedding, read_word_vectors
+from tflm.layers.transformer_decoder_block import TransformerDecoderBlock, causal_mask

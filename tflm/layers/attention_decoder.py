@@ -82,8 +82,9 @@ class AttentionDecoder(keras.layers.Layer):
         self.built = True
 
     def initial_state(self, memory, memory_mask=None, encoder_states=None):
-        """The decoding state: LSTM states (from the encoder's final states when given), the memory,
-        its precomputed attention keys and mask. Every entry is batch-major (beam search tiles them).
+        """The decoding state: LSTM states (from the encoder's final states when given) and, under
+        `"static"`, the memory with its precomputed attention keys and mask. Every entry is batch-major;
+        beam search reorders all but the `"static"` ones (see `tflm.decoding`).
 
         Args:
             memory: float `(batch_size, source_length, hidden_dim)`, encoder outputs.
@@ -107,15 +108,18 @@ class AttentionDecoder(keras.layers.Layer):
             "h": h,
             "c": c,
             "attentional": zeros,
-            "memory": memory,
-            "memory_keys": self.attention.project_keys(memory),
-            "memory_mask": ops.cast(memory_mask, "bool"),
+            "static": {
+                "memory": memory,
+                "memory_keys": self.attention.project_keys(memory),
+                "memory_mask": ops.cast(memory_mask, "bool"),
+            },
         }
 
     def _attend(self, query, state, training):
         """query `(B, T, H)` -> attentional vectors `(B, T, H)` and weights `(B, T, S)`."""
+        static = state["static"]
         context, weights = self.attention(
-            query, state["memory"], value_mask=state["memory_mask"], keys=state["memory_keys"]
+            query, static["memory"], value_mask=static["memory_mask"], keys=static["memory_keys"]
         )
         attentional = self.output_dense(ops.concatenate([context, query], axis=-1))
         return self.dropout_layer(attentional, training=training), weights

@@ -2,8 +2,9 @@
 
 from tflm.models.lstm_attention import LSTMAttentionSeq2Seq
 from tflm.models.seq2seq import Seq2Seq, padding_mask
+from tflm.models.transformer import TransformerSeq2Seq
 
-MODELS = {"lstm": LSTMAttentionSeq2Seq}
+MODELS = {"lstm": LSTMAttentionSeq2Seq, "transformer": TransformerSeq2Seq}
 
 # Named sizes of each model type: constructor arguments (a run's model.params override them).
 PRESETS = {
@@ -11,6 +12,12 @@ PRESETS = {
         "tiny": dict(embedding_dim=64, hidden_dim=128, num_encoder_layers=1, num_decoder_layers=1, dropout=0.1),
         "small": dict(embedding_dim=256, hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1, dropout=0.2),
         "base": dict(embedding_dim=256, hidden_dim=512, num_encoder_layers=2, num_decoder_layers=2, dropout=0.2),
+    },
+    "transformer": {
+        "tiny": dict(hidden_dim=64, intermediate_dim=256, num_heads=2, num_encoder_layers=2, num_decoder_layers=2),
+        # the size of OpenNMT-tf's comparison model: 3 layers, d=256, 4 heads, ff 1024
+        "small": dict(hidden_dim=256, intermediate_dim=1024, num_heads=4, num_encoder_layers=3, num_decoder_layers=3),
+        "base": dict(hidden_dim=512, intermediate_dim=2048, num_heads=8, num_encoder_layers=6, num_decoder_layers=6),
     },
 }
 

@@ -37,6 +37,23 @@ class Seq2Seq(keras.Model):
     def decode(self, target_ids, encoded, training=False):
         raise NotImplementedError
 
+    def uncached_decoding(self, encoded, max_length):
+        """A step function that recomputes the whole prefix at every step, and its initial state.
+
+        It gives the same logits as `decode_step` (tested) at a cost that grows with the prefix: the
+        baseline that caching is measured against.
+        """
+        batch_size = ops.shape(encoded["memory"])[0]
+        state = {"prefix": ops.full((batch_size, max_length), PAD_ID, dtype="int32"), "static": encoded}
+
+        def step_fn(token_ids, state, step):
+            at_step = ops.equal(ops.arange(max_length), step)[None, :]
+            prefix = ops.where(at_step, ops.cast(token_ids, "int32")[:, None], state["prefix"])
+            logits = self.decode(prefix[:, : step + 1], state["static"])
+            return logits[:, -1], dict(state, prefix=prefix)
+
+        return step_fn, state
+
     def cross_attention(self, source_ids, target_ids):
         """Attention weights of each target position over the source, float `(batch, target, source)`."""
         raise NotImplementedError

@@ -21,22 +21,29 @@ import time
 from typing import Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tflm import config as config_lib
 from tflm.data.parallel import read_parallel
 from tflm.data.pipeline import Batching, num_batches, tokenize_pairs, translation_dataset
 from tflm.data.registry import dataset_info, find_dataset, split_file
-from tflm.decoding.common import row_max_lengths
-from tflm.decoding.greedy import greedy_search
+from tflm.decoding.search import DecodingOptions, search
 from tflm.metrics.translation import corpus_scores
 from tflm.models import get_model_class, preset_params
-from tflm.text.tokenizers import EOS_ID, PAD_ID, load_tokenizer
+from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
-from tflm.training.checkpoints import ModelVariables, restore_model
+from tflm.training.checkpoints import (
+    ModelVariables,
+    average_checkpoints,
+    checkpoint_paths,
+    model_checkpoint,
+    restore_model,
+)
 from tflm.training.schedules import make_schedule
 from tflm.training.strategies import make_strategy
 from tflm.training.trainer import Trainer, set_seed
+from tflm.visualization import attention_heatmap
 
 logger = logging.getLogger("tflm")
 
@@ -101,13 +108,7 @@ class TrainingConfig:
     samples: int = 4  # validation sentences translated into the log and TensorBoard after each epoch
 
 
-@dataclasses.dataclass
-class DecodingConfig:
-    max_length: int = 128  # absolute limit on output tokens (EOS included)
-    max_length_a: float = 2.0  # and a relative one: a * source_tokens + b (off when a is 0)
-    max_length_b: int = 10
-    min_length: int = 0
-    batch_size: int = 64  # sentences per decoding batch
+DecodingConfig = DecodingOptions  # the decoding section of a run's configuration
 
 
 @dataclasses.dataclass
@@ -116,7 +117,7 @@ class TranslationConfig:
     vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
-    decoding: DecodingConfig = dataclasses.field(default_factory=DecodingConfig)
+    decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     def validate(self):
         if self.vocabulary.type not in VOCABULARY_TYPES:
@@ -132,6 +133,7 @@ class TranslationConfig:
         get_model_class(self.model.type)
         preset_params(self.model.type, self.model.preset)
         config_lib.parse_duration(self.training.time_budget)
+        self.decoding.validate()
         return self
 
 
@@ -349,38 +351,84 @@ class Translator(tf.Module):
         eos = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], EOS_ID))
         return tf.concat([pieces, eos], axis=1).to_tensor(PAD_ID)
 
-    def decode_ids(self, source_ids):
-        """Greedy decoding of padded source ids; returns a `DecodeResult`."""
-        decoding = self.decoding
+    def decode_ids(self, source_ids, **overrides):
+        """Decodes padded source ids with the translator's options; returns a `DecodeResult`.
+
+        `overrides` replace decoding options with tensors (see `tflm.decoding.search`).
+        """
         batch_size = tf.shape(source_ids)[0]
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
-        limits = row_max_lengths(source_lengths, decoding.max_length, decoding.max_length_a, decoding.max_length_b)
-        state = self.model.initial_state(self.model.encode(source_ids), decoding.max_length)
-        return greedy_search(self.model.decode_step, state, batch_size, decoding.max_length,
-                             row_max_length=limits, min_length=decoding.min_length)
+        state = self.model.initial_state(self.model.encode(source_ids), self.decoding.max_length)
+        return search(self.model.decode_step, state, batch_size, self.decoding, source_lengths, **overrides)
+
+    def _texts(self, text, result):
+        """Detokenized hypotheses `(batch, n)`; an empty input gives empty outputs with score 0."""
+        n = tf.shape(result.token_ids)[1]
+        flat = tf.reshape(result.token_ids, [-1, tf.shape(result.token_ids)[2]])
+        outputs = tf.reshape(self.target_tokenizer.detokenize(flat), [-1, n])
+        empty = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)[:, tf.newaxis]
+        return tf.where(empty, "", outputs), tf.where(empty, 0.0, result.scores)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def translate_batch(self, text):
-        """string `(batch,)` -> `{"outputs": string (batch,), "scores": float32 (batch,)}`."""
-        result = self.decode_ids(self.encode_source(text))
-        outputs = self.target_tokenizer.detokenize(result.token_ids)
-        empty = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
-        return {"outputs": tf.where(empty, "", outputs), "scores": tf.where(empty, 0.0, result.scores)}
+        """string `(batch,)` -> `{"outputs": string (batch,), "scores": float32 (batch,)}`: the best hypothesis."""
+        outputs, scores = self._texts(text, self.decode_ids(self.encode_source(text)))
+        return {"outputs": outputs[:, 0], "scores": scores[:, 0]}
 
-    def translate(self, sentences, batch_size=None):
-        """Translates a list of str (any size), batching sentences of similar length; order is kept."""
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def translate_batch_n_best(self, text):
+        """string `(batch,)` -> `{"outputs": string (batch, n), "scores": float32 (batch, n)}`, best first."""
+        outputs, scores = self._texts(text, self.decode_ids(self.encode_source(text)))
+        return {"outputs": outputs, "scores": scores}
+
+    def attention(self, sentence):
+        """Translates one sentence and returns the model's cross-attention over it.
+
+        Returns:
+            `(weights, source_pieces, target_pieces, translation)`: float array `(target, source)` (the
+            row of each produced piece, EOS included, over the source pieces and EOS), the piece strings
+            and the detokenized translation.
+        """
+        source_ids = self.encode_source(tf.constant([sentence]))
+        result = self.decode_ids(source_ids)
+        length = int(result.lengths[0, 0])
+        hypothesis = result.token_ids[0, 0, :length]
+        decoder_inputs = tf.concat([[BOS_ID], hypothesis[:-1]], axis=0)[tf.newaxis]
+        weights = np.asarray(self.model.cross_attention(source_ids, decoder_inputs))[0]
+        pieces = lambda tokenizer, ids: [p.decode("utf-8") for p in np.asarray(tokenizer.id_to_token(ids))]  # noqa
+        translation = np.asarray(self.target_tokenizer.detokenize(hypothesis[tf.newaxis]))[0].decode("utf-8")
+        return weights, pieces(self.source_tokenizer, source_ids[0]), pieces(self.target_tokenizer, hypothesis), \
+            translation
+
+    def _batches(self, sentences, batch_size, function):
+        """Runs `function` over batches of sentences of similar length; yields (indices, result)."""
         batch_size = batch_size or self.decoding.batch_size
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        outputs = [None] * len(sentences)
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
-            result = self.translate_batch(tf.constant([sentences[i] for i in chunk], dtype=tf.string))
-            for i, text in zip(chunk, result["outputs"].numpy()):
+            yield chunk, function(tf.constant([sentences[i] for i in chunk], dtype=tf.string))
+
+    def translate(self, sentences, batch_size=None):
+        """Translates a list of str (any size) to a list of str; order is kept."""
+        outputs = [None] * len(sentences)
+        for chunk, result in self._batches(sentences, batch_size, self.translate_batch):
+            for i, text in zip(chunk, np.asarray(result["outputs"])):
                 outputs[i] = text.decode("utf-8")
+        return outputs
+
+    def translate_n_best(self, sentences, batch_size=None):
+        """Translates a list of str to, per sentence, a list of `(translation, score)`, best first."""
+        outputs = [None] * len(sentences)
+        for chunk, result in self._batches(sentences, batch_size, self.translate_batch_n_best):
+            for i, texts, scores in zip(chunk, np.asarray(result["outputs"]), np.asarray(result["scores"])):
+                outputs[i] = [(t.decode("utf-8"), float(s)) for t, s in zip(texts, scores)]
         return outputs
 
 
 def resolve_run_checkpoint(run_dir, checkpoint):
+    """A checkpoint path from `"best"`, `"last"`, `"averaged"` or a path."""
+    if checkpoint == "averaged":
+        return os.path.join(run_dir, "checkpoints", "averaged")
     if checkpoint in ("best", None):
         best = os.path.join(run_dir, "checkpoints", "best")
         if tf.train.latest_checkpoint(best):
@@ -390,6 +438,18 @@ def resolve_run_checkpoint(run_dir, checkpoint):
     if checkpoint == "last":
         return os.path.join(run_dir, "checkpoints")
     return checkpoint
+
+
+def average_run_checkpoints(run_dir, count=5):
+    """Averages the last `count` training checkpoints of a run into `checkpoints/averaged/`; returns its path."""
+    config = load_run_config(run_dir)
+    model = build_model(config, *load_vocabularies(run_dir))
+    paths = checkpoint_paths(os.path.join(run_dir, "checkpoints"))[-count:]
+    average_checkpoints(model, paths)
+    manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(run_dir, "checkpoints", "averaged"),
+                                         max_to_keep=1, checkpoint_name="averaged")
+    step = int(os.path.basename(paths[-1]).split("-")[-1])
+    return manager.save(checkpoint_number=step)
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -483,12 +543,14 @@ def train(config, run_dir, verbose=True):
 
 
 class SampleTranslations:
-    """After each epoch, translates a few validation sentences into the log and TensorBoard (as text)."""
+    """After each epoch, translates a few validation sentences into the log and TensorBoard (as text), and
+    draws the cross-attention heatmaps of the first `heatmaps` of them as TensorBoard images."""
 
-    def __init__(self, translator, sources, references):
+    def __init__(self, translator, sources, references, heatmaps=2):
         self.translator = translator
         self.sources = sources
         self.references = references
+        self.heatmaps = heatmaps
 
     @classmethod
     def from_corpus(cls, model, data, config, count):
@@ -511,6 +573,9 @@ class SampleTranslations:
             rows.append(f"| {_cell(source)} | {_cell(reference)} | {_cell(hypothesis)} |")
         with trainer.writers["valid"].as_default(step=trainer.step):
             tf.summary.text("sample_translations", "\n".join(rows))
+            for index, source in enumerate(self.sources[: self.heatmaps]):
+                image = attention_heatmap(*self.translator.attention(source)[:3])
+                tf.summary.image(f"attention/{index}", np.asarray(image)[np.newaxis])
 
 
 def _cell(text):

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 
 import keras
@@ -65,6 +66,8 @@ class Trainer:
         checkpoint_every_seconds: float or None. Also checkpoint every so many seconds of training.
         log_every_steps: int. TensorBoard and log-file interval.
         save_every_epoch: bool. Checkpoint at the end of every epoch (turn off for tiny datasets).
+        jit_compile: bool. XLA-compile the forward and backward pass (one compilation per batch shape:
+            use `Batching(fixed_shapes=True)`).
         verbose: bool. Show a progress bar on the console.
     Example:
     >>> trainer = Trainer(model, keras.optimizers.Adam(1e-3), "runs/demo", label_smoothing=0.1)
@@ -73,7 +76,7 @@ class Trainer:
 
     def __init__(self, model, optimizer, run_dir, strategy=None, label_smoothing=0.0, clip_norm=None,
                  keep_checkpoints=5, checkpoint_every_steps=None, checkpoint_every_seconds=600.0,
-                 log_every_steps=50, save_every_epoch=True, verbose=True):
+                 log_every_steps=50, save_every_epoch=True, jit_compile=False, verbose=True):
         self.model = model
         self.optimizer = optimizer
         self.run_dir = run_dir
@@ -84,6 +87,8 @@ class Trainer:
         self.checkpoint_every_seconds = checkpoint_every_seconds
         self.log_every_steps = log_every_steps
         self.save_every_epoch = save_every_epoch
+        self.jit_compile = jit_compile
+        self._compiled_gradients = tf.function(self._gradients, jit_compile=True) if jit_compile else self._gradients
         self.verbose = verbose
         self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
         self.best_dir = os.path.join(self.checkpoint_dir, "best")
@@ -125,17 +130,24 @@ class Trainer:
     def step(self):
         return int(self.optimizer.iterations.numpy())
 
-    def _replica_train_step(self, inputs, labels):
-        replica = tf.distribute.get_replica_context()
+    def _gradients(self, inputs, labels):
+        """Forward and backward pass on one replica's batch: summed losses, token count, gradients of the
+        summed (and, for float16, loss-scaled) loss. Pure computation, so it can be XLA-compiled."""
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(inputs, training=True)
             loss_sum, nll_sum, tokens = token_cross_entropy(labels, logits, self.label_smoothing)
-            global_tokens = replica.all_reduce(tf.distribute.ReduceOp.SUM, tokens)
-            loss = loss_sum / tf.maximum(global_tokens, 1.0)
-            scaled_loss = self.optimizer.scale_loss(loss)
+            scaled_loss = self.optimizer.scale_loss(loss_sum)
         grads = tape.gradient(scaled_loss, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        return loss_sum, nll_sum, tokens, grads
+
+    def _replica_train_step(self, inputs, labels):
+        replica = tf.distribute.get_replica_context()
+        loss_sum, nll_sum, tokens, grads = self._compiled_gradients(inputs, labels)
+        # The loss is a mean over the tokens of the global batch: divide by the token count of all replicas.
+        global_tokens = tf.maximum(replica.all_reduce(tf.distribute.ReduceOp.SUM, tokens), 1.0)
+        grads = [g / tf.cast(global_tokens, g.dtype) for g in grads]
         if self.clip_norm:
             # Keras' optimizer clips each replica's partial gradient before summing them; clipping must see
             # the full gradient, so sum it here, clip it, and hand each replica 1/N of it for the
@@ -148,7 +160,7 @@ class Trainer:
             grads = [g * tf.cast(factor / replica.num_replicas_in_sync, g.dtype) for g in grads]
         else:
             norm = tf.linalg.global_norm(grads)  # of this replica's part: logged only
-        self.optimizer.apply(grads, variables)
+        self.optimizer.apply(grads, self.model.trainable_variables)
         return loss_sum, nll_sum, tokens, norm
 
     def _make_train_step(self, element_spec):
@@ -407,9 +419,11 @@ class _Window:
 
 
 class _ProgressBar:
+    """A Keras progress bar on an interactive console (log lines serve files and pipes)."""
+
     def __init__(self, epoch, steps_per_epoch, skipped, verbose):
         self.bar = None
-        if verbose:
+        if verbose and sys.stdout.isatty():
             print(f"Epoch {epoch + 1}" + (f" (resuming after {skipped} batches)" if skipped else ""))
             self.bar = keras.utils.Progbar(steps_per_epoch, stateful_metrics=["loss", "ppl", "tok/s"])
             self.count = skipped

@@ -1,0 +1,100 @@
+"""Sampling with temperature, top-k and top-p (nucleus), in one `tf.while_loop`.
+
+keras-hub's samplers draw from a stateful `SeedGenerator` (a variable, so a fixed seed does not give the
+same text twice in one process, nor in an exported model) and loop over a decoder-only prompt buffer;
+here the random numbers are stateless (`tf.random.stateless_categorical` keyed by the seed and the step),
+so one seed always gives the same output, eagerly, in a `tf.function`, under XLA and after export.
+"""
+
+import tensorflow as tf
+
+from tflm.decoding.common import NEGATIVE, DecodeResult, constrain, lengths_of, tile_state, write_column
+from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+
+
+def filter_logits(logits, top_k=0, top_p=1.0):
+    """Keeps the `top_k` most likely tokens (0: all) and the smallest set whose probability reaches `top_p`.
+
+    Args:
+        logits: float32 `(rows, vocabulary_size)`.
+        top_k: int or scalar tensor.
+        top_p: float or scalar tensor in (0, 1].
+    Returns:
+        The logits with the removed tokens set to `NEGATIVE`.
+    """
+    top_k = tf.convert_to_tensor(top_k, tf.int32)
+    top_p = tf.convert_to_tensor(top_p, tf.float32)
+
+    def keep_top_k():
+        # exactly k tokens (ties broken towards the lower id, as argmax does), so top_k=1 is greedy
+        indices = tf.math.top_k(logits, k=top_k).indices
+        rows = tf.broadcast_to(tf.range(tf.shape(logits)[0])[:, tf.newaxis], tf.shape(indices))
+        keep = tf.scatter_nd(tf.stack([tf.reshape(rows, [-1]), tf.reshape(indices, [-1])], axis=1),
+                             tf.ones([tf.size(indices)], tf.bool), tf.shape(logits))
+        return tf.where(keep, logits, NEGATIVE)
+
+    logits = tf.cond(top_k > 0, keep_top_k, lambda: logits)
+
+    def keep_top_p():
+        sorted_logits = tf.sort(logits, direction="DESCENDING", axis=-1)
+        cumulative = tf.cumsum(tf.nn.softmax(sorted_logits), axis=-1, exclusive=True)
+        # the smallest logit still inside the nucleus (the first token is always kept)
+        inside = tf.cast(cumulative < top_p, tf.int32)
+        last = tf.maximum(tf.reduce_sum(inside, axis=-1) - 1, 0)
+        threshold = tf.gather(sorted_logits, last, batch_dims=1)[:, tf.newaxis]
+        return tf.where(logits < threshold, NEGATIVE, logits)
+
+    return tf.cond(top_p < 1.0, keep_top_p, lambda: logits)
+
+
+def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperature=1.0, top_k=0, top_p=1.0,
+           seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, bos_id=BOS_ID, eos_id=EOS_ID):
+    """Batched sampling over a step function (see `tflm.decoding.common`).
+
+    Args:
+        step_fn, state, batch_size, max_length, row_max_length: as in `greedy_search`.
+        temperature: float or scalar tensor > 0; divides the logits before filtering and drawing.
+        top_k: int or scalar tensor; draw among the k most likely tokens (0: no limit). `top_k=1` is greedy.
+        top_p: float or scalar tensor; draw from the smallest set of tokens whose probability reaches p.
+        seed: int or scalar int tensor. The same seed gives the same samples.
+        num_samples: int or scalar tensor; independent samples per row.
+        min_length, no_repeat_ngram_size: constraints, as in `greedy_search`.
+    Returns:
+        A `DecodeResult` with token_ids `(batch, num_samples, max_length)`; scores are the samples'
+        log-probabilities under the model (at temperature 1, before filtering).
+    """
+    num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+    rows = batch_size * num_samples
+    state = tile_state(state, num_samples)
+    if row_max_length is None:
+        row_max_length = tf.fill([batch_size], tf.constant(max_length, tf.int32))
+    row_max_length = tf.repeat(row_max_length, num_samples)
+    temperature = tf.cast(temperature, tf.float32)
+    seed = tf.cast(seed, tf.int32)
+    tokens = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
+    finished = tf.zeros([rows], tf.bool)
+    scores = tf.zeros([rows], tf.float32)
+    previous = tf.fill([rows], tf.constant(bos_id, tf.int32))
+
+    def body(step, previous, state, tokens, finished, scores):
+        logits, state = step_fn(previous, state, step)
+        log_probs = constrain(tf.nn.log_softmax(tf.cast(logits, tf.float32)), step, tokens, min_length,
+                              no_repeat_ngram_size, eos_id)
+        filtered = filter_logits(log_probs / temperature, top_k, top_p)
+        drawn = tf.random.stateless_categorical(filtered, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
+        drawn_log_prob = tf.gather(log_probs, drawn, batch_dims=1)
+        drawn = tf.where(finished, PAD_ID, drawn)
+        scores += tf.where(finished, 0.0, drawn_log_prob)
+        finished = finished | tf.equal(drawn, eos_id) | (step + 1 >= row_max_length)
+        return step + 1, drawn, state, write_column(tokens, step, drawn), finished, scores
+
+    def keep_going(step, previous, state, tokens, finished, scores):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    _, _, _, tokens, _, scores = tf.while_loop(
+        keep_going, body, (tf.constant(0), previous, state, tokens, finished, scores),
+        maximum_iterations=max_length,
+    )
+    token_ids = tf.reshape(tokens, [batch_size, num_samples, max_length])
+    return DecodeResult(token_ids=token_ids, lengths=lengths_of(token_ids),
+                        scores=tf.reshape(scores, [batch_size, num_samples]))

@@ -1,0 +1,96 @@
+"""One entry point over the strategies, configured by a `DecodingOptions` dataclass."""
+
+import dataclasses
+
+import tensorflow as tf
+
+from tflm.decoding.beam_search import beam_search, length_penalty
+from tflm.decoding.common import row_max_lengths
+from tflm.decoding.greedy import greedy_search
+from tflm.decoding.sampling import sample
+from tflm.text.tokenizers import BOS_ID, PAD_ID
+
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclasses.dataclass
+class DecodingOptions:
+    """How to decode: the strategy, its settings, the constraints and the length limits."""
+
+    strategy: str = "greedy"  # "greedy", "beam" or "sample"
+    beam_size: int = 4
+    length_penalty: float = 0.6  # GNMT alpha; 0 ranks hypotheses by plain log-probability
+    n_best: int = 1  # hypotheses (beam) or samples returned per input
+    temperature: float = 1.0
+    top_k: int = 0  # 0: no limit
+    top_p: float = 1.0
+    seed: int = 0
+    min_length: int = 0
+    no_repeat_ngram_size: int = 0
+    max_length: int = 128  # absolute limit on output tokens, EOS included
+    max_length_a: float = 2.0  # and a relative one: ceil(a * source tokens) + b (off when a is 0)
+    max_length_b: int = 10
+    batch_size: int = 64  # inputs per decoding batch
+
+    def validate(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"decoding.strategy={self.strategy!r} must be one of {', '.join(STRATEGIES)}.")
+        if self.strategy == "beam" and not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"decoding.n_best={self.n_best} must be between 1 and beam_size={self.beam_size}.")
+        if self.length_penalty < 0:
+            raise ValueError(f"decoding.length_penalty={self.length_penalty} must be >= 0.")
+        if self.temperature <= 0:
+            raise ValueError(f"decoding.temperature={self.temperature} must be > 0.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"decoding.top_p={self.top_p} must be in (0, 1].")
+        if self.no_repeat_ngram_size == 1 or self.no_repeat_ngram_size < 0:
+            raise ValueError(f"decoding.no_repeat_ngram_size={self.no_repeat_ngram_size} must be 0 (off) or >= 2.")
+        return self
+
+
+def search(step_fn, state, batch_size, options, source_lengths=None, **overrides):
+    """Decodes with the strategy of `options`; returns a `DecodeResult` of shape `(batch, n, length)`.
+
+    Args:
+        step_fn, state, batch_size: see `tflm.decoding.common`.
+        options: `DecodingOptions`.
+        source_lengths: optional int32 `(batch,)`, for the relative length limit.
+        **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`,
+            `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
+    """
+    get = lambda name: overrides.get(name, getattr(options, name))  # noqa: E731
+    limits = None
+    if source_lengths is not None:
+        limits = row_max_lengths(source_lengths, options.max_length, options.max_length_a, options.max_length_b)
+    common = dict(max_length=options.max_length, row_max_length=limits, min_length=options.min_length,
+                  no_repeat_ngram_size=options.no_repeat_ngram_size)
+    strategy = overrides.get("strategy", options.strategy)
+    if strategy == "greedy":
+        return greedy_search(step_fn, state, batch_size, **common)
+    if strategy == "beam":
+        return beam_search(step_fn, state, batch_size, get("beam_size"), alpha=get("length_penalty"),
+                           n_best=get("n_best"), **common)
+    if strategy == "sample":
+        return sample(step_fn, state, batch_size, temperature=get("temperature"), top_k=get("top_k"),
+                      top_p=get("top_p"), seed=get("seed"), num_samples=get("n_best"), **common)
+    raise ValueError(f"Unknown decoding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def rescore(model, source_ids, hypotheses, alpha=0.0):
+    """The model's own score of given hypotheses: sum of token log-probabilities / length penalty.
+
+    Args:
+        model: a `Seq2Seq`.
+        source_ids: int32 `(batch, source_length)`.
+        hypotheses: int32 `(batch, length)`, each ending with EOS then PAD.
+        alpha: the length-penalty exponent.
+    Returns:
+        float32 `(batch,)`.
+    """
+    hypotheses = tf.convert_to_tensor(hypotheses, tf.int32)
+    inputs = tf.concat([tf.fill([tf.shape(hypotheses)[0], 1], BOS_ID), hypotheses[:, :-1]], axis=1)
+    logits = model({"source_ids": source_ids, "target_ids": inputs})
+    log_probs = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), hypotheses, batch_dims=2)
+    mask = tf.not_equal(hypotheses, PAD_ID)
+    total = tf.reduce_sum(tf.where(mask, log_probs, 0.0), axis=1)
+    return total / length_penalty(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1), alpha)
