@@ -263,7 +263,7 @@ def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_siz
     if sentences:
         lines = list(sentences)
     else:
-        source = input_file or click.get_text_stream("stdin")
+        source = input_file or click.open_file("-", encoding="utf-8")
         lines = [line.rstrip("\n") for line in source]
     from tflm.tasks import translation
 

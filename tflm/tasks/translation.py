@@ -105,6 +105,7 @@ class TrainingConfig:
     strategy: str = "default"  # "default", "mirrored", "multiworker" or "tpu"
     devices: Optional[list] = None  # for "mirrored", e.g. ["/gpu:0", "/gpu:1"]
     mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
+    jit_compile: bool = False  # XLA-compile the forward/backward pass (batches then get fixed shapes)
     samples: int = 4  # validation sentences translated into the log and TensorBoard after each epoch
 
 
@@ -496,7 +497,9 @@ def prepare_data(config, run_dir):
         raise ValueError("No training pairs are left after filtering; check the data and the length limits.")
     valid_corpus = read_split(config.data, "valid")
     valid_pairs = tokenize_pairs(valid_corpus, source_tokenizer, target_tokenizer, **limits)
-    batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size)
+    batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size,
+                        fixed_shapes=config.training.jit_compile,
+                        bucket_growth=1.5 if config.training.jit_compile else 1.2)
     return PreparedData(source_tokenizer, target_tokenizer, train_pairs, valid_pairs, valid_corpus, batching)
 
 
@@ -515,7 +518,7 @@ def build_trainer(config, run_dir, data, strategy=None, verbose=True):
         clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
         checkpoint_every_steps=training.checkpoint_every_steps,
         checkpoint_every_seconds=training.checkpoint_every_seconds,
-        log_every_steps=training.log_every_steps, verbose=verbose,
+        log_every_steps=training.log_every_steps, jit_compile=training.jit_compile, verbose=verbose,
     )
 
 

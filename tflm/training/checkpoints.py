@@ -53,16 +53,38 @@ def resolve_checkpoint(path):
     return path
 
 
+def check_fits(model, path):
+    """Raises a `CheckpointError` naming the first model variable the checkpoint lacks or has in another shape."""
+    try:
+        stored = dict(tf.train.list_variables(path))
+    except (tf.errors.OpError, ValueError) as error:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({str(error).splitlines()[0][:200]}).") from error
+    for index, variable in enumerate(model.weights):
+        key = f"model/variables_by_index/{index:05d}/.ATTRIBUTES/VARIABLE_VALUE"
+        if key not in stored or list(stored[key]) != list(variable.shape):
+            found = "absent" if key not in stored else f"of shape {stored[key]}"
+            raise CheckpointError(
+                f"{path} does not fit this model: variable {index} ({variable.path}, shape {list(variable.shape)}) "
+                f"is {found} in the checkpoint. It was written by a model with a different configuration."
+            )
+    count = sum(1 for key in stored if key.startswith("model/variables_by_index/"))
+    if count != len(model.weights):
+        raise CheckpointError(
+            f"{path} holds {count} model variables but this model has {len(model.weights)}: it was written by "
+            "a model with a different configuration."
+        )
+
+
 def restore_model(model, path):
     """Restores the model's variables from a training or weights-only checkpoint (`path` or directory)."""
     path = resolve_checkpoint(path)
+    check_fits(model, path)
     try:
-        model_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+        model_checkpoint(model).restore(path).expect_partial()
+    except Exception as error:  # noqa: BLE001  (a damaged file fails in many ways: OpError, IndexError, ...)
         raise CheckpointError(
             f"{path}: cannot restore the model from this checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:300]}). The checkpoint is corrupt or was written by a model with a "
-            "different configuration."
+            f"{str(error).splitlines()[0][:300]}). The checkpoint is corrupt; use another one."
         ) from error
     return path
 
@@ -78,7 +100,7 @@ def restore_latest(checkpoint, directory):
         try:
             checkpoint.restore(path).assert_existing_objects_matched()
             return path
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+        except Exception as error:  # noqa: BLE001  (a damaged file fails in many ways: OpError, IndexError, ...)
             logger.error(
                 "Checkpoint %s could not be restored (%s: %s); trying the previous one.",
                 path, type(error).__name__, str(error).splitlines()[0][:300],

@@ -291,6 +291,8 @@ class Trainer:
                     last_save = time.monotonic()
                 started = time.monotonic()
             progress.close()
+            if window.steps:
+                self._log_train(window)  # the steps since the last log line
             if epoch_finished:
                 self.epoch.assign_add(1)
                 self.step_in_epoch.assign(0)
