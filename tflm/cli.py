@@ -242,7 +242,11 @@ def _set_run_data_dir(run_dir, data_dir, translation):
 
 @main.command()
 @click.argument("sentences", nargs=-1)
-@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help="A trained run to translate with.")
+@click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT.")
+@click.option("--model", "model_name", help="With --server: the model's name.")
+@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
+              help="With --server: REST (port 8501 by default) or gRPC (8500).")
 @click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
               help="File of sentences, one per line ('-' for stdin). Default: the arguments, else stdin.")
 @click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
@@ -251,7 +255,8 @@ def _set_run_data_dir(run_dir, data_dir, translation):
               help="best, last, averaged (see `tflm average`), or a checkpoint path.")
 @click.option("--batch-size", type=int, help="Sentences per decoding batch.")
 @_decoding_options
-def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_size, **options):
+def translate(sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
+              **options):
     """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
 
     An empty input line gives an empty output line. Decoding is the run's (greedy unless configured)
@@ -267,6 +272,11 @@ def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_siz
         lines = [line.rstrip("\n") for line in source]
     from tflm.tasks import translation
 
+    if server:
+        _translate_with_server(server, model_name, protocol, lines, output_file, batch_size or 32)
+        return
+    if not run_dir:
+        raise click.UsageError("Give --run-dir RUN, or --server HOST:PORT --model NAME.")
     decoding = _decoding(run_dir, options)
     translator = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
     n_best = decoding.n_best > 1
@@ -283,6 +293,49 @@ def translate(sentences, run_dir, input_file, output_file, checkpoint, batch_siz
                 for text in translator.translate(batch, batch_size=batch_size):
                     output_file.write(text + "\n")
             bar.update(len(batch))
+
+
+def _translate_with_server(server, model_name, protocol, lines, output_file, batch_size):
+    from tflm.serving.client import ServingClientError, translate_grpc, translate_rest
+
+    if not model_name:
+        raise click.UsageError("--server needs --model NAME (the served model's name).")
+    client = translate_rest if protocol == "rest" else translate_grpc
+    for start in range(0, len(lines), batch_size):
+        try:
+            for text in client(server, model_name, lines[start: start + batch_size]):
+                output_file.write(text + "\n")
+        except ServingClientError as error:
+            raise click.ClickException(str(error)) from None
+
+
+# ----------------------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.argument("base_dir", type=click.Path(exists=True, file_okay=False), default="saved_models")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--rest-port", default=8501, show_default=True, type=int, help="REST port (TF Serving's default).")
+@click.option("--grpc-port", default=8500, show_default=True, type=int, help="gRPC port (TF Serving's default).")
+@click.option("--batching/--no-batching", default=True, show_default=True,
+              help="Batch concurrent requests to the same signature.")
+@click.option("--max-batch-size", default=32, show_default=True, help="Most rows per request and per batch.")
+@click.option("--batch-timeout-ms", default=10.0, show_default=True, help="How long a batch waits for more.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, help="Largest request body accepted.")
+@click.option("--poll-seconds", default=2.0, show_default=True, help="How often to look for new versions.")
+def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_timeout_ms, max_body_bytes,
+          poll_seconds):
+    """Serve every model under BASE_DIR with TF Serving's REST and gRPC APIs.
+
+    New versions dropped into BASE_DIR/NAME/ are loaded and swapped in without failing requests; a version
+    that fails to load is reported (GET /v1/models/NAME) and the previous one keeps serving. Ctrl-C stops.
+    """
+    _setup_logging()
+    from tflm.serving import serve as run_server
+
+    run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
+               max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
+               poll_seconds=poll_seconds)
 
 
 # ----------------------------------------------------------------------------------------- average
@@ -323,6 +376,49 @@ def attention(run_dir, sentence, output, checkpoint):
     weights, source_pieces, target_pieces, text = translator.attention(sentence)
     attention_heatmap(weights, source_pieces, target_pieces).save(output)
     click.echo(f"{text}\n{output}: {len(target_pieces)} x {len(source_pieces)} attention weights")
+
+
+# ----------------------------------------------------------------------------------------- export
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="Model name: the export goes to BASE_DIR/NAME/<next version>/.")
+@click.option("--base-dir", default="saved_models", show_default=True, type=click.Path(file_okay=False))
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
+@click.option("--average", type=int, default=0, help="First average the last N checkpoints, and export that.")
+@click.option("--no-check", is_flag=True, help="Skip the servability check (not recommended).")
+def export(run_dir, name, base_dir, checkpoint, average, no_check):
+    """Export RUN_DIR as a SavedModel for TensorFlow Serving: strings in, strings out.
+
+    The version is checked (ops in TF Serving 2.20's op set, loads through the TF1 session loader, same
+    outputs as the in-memory model on validation sentences) before it appears under BASE_DIR/NAME/, and
+    BASE_DIR/models.config is updated for TF Serving's --model_config_file.
+    """
+    _setup_logging()
+    from tflm.export import export_run
+
+    click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check))
+
+
+@main.command()
+@click.argument("saved_model", type=click.Path(exists=True, file_okay=False))
+@click.option("--sentences", "sentences_file", type=click.File("r", encoding="utf-8"),
+              help="Sentences to translate in the check, one per line (default: a few built-in ones).")
+def check(saved_model, sentences_file):
+    """Check that stock TF Serving 2.20 can serve SAVED_MODEL (a version directory).
+
+    Every op must be in TF Serving 2.20's op set (no py_function, no XLA-only functions), the model must
+    load and answer through the TF1 session loader with only tensorflow-text's op libraries, its warm-up
+    requests must replay, and its outputs must match tf.saved_model.load's. Exit status 1 on a problem.
+    """
+    _setup_logging(verbose=False)
+    from tflm.export.check import DEFAULT_SENTENCES, check_saved_model
+
+    sentences = [line.rstrip("\n") for line in sentences_file] if sentences_file else DEFAULT_SENTENCES
+    report = check_saved_model(saved_model, sentences)
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
 
 
 # ----------------------------------------------------------------------------------------- data

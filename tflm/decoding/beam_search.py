@@ -56,7 +56,7 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     """
     alpha = tf.cast(alpha, tf.float32)
     if row_max_length is None:
-        row_max_length = tf.fill([batch_size], tf.constant(max_length, tf.int32))
+        row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
     rows = batch_size * beam_size
     state = tile_state(state, beam_size)
     empty = tf.fill([batch_size, beam_size, max_length], tf.constant(PAD_ID, tf.int32))

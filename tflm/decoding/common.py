@@ -43,10 +43,10 @@ def row_max_lengths(source_lengths, max_length, max_length_a=0.0, max_length_b=N
 
     Args:
         source_lengths: int `(batch,)`, source tokens per row.
-        max_length: int. The absolute limit (and the size of the decoding buffers).
+        max_length: int or scalar tensor. The absolute limit (and the size of the decoding buffers).
         max_length_a, max_length_b: the relative limit `a * source_length + b`; off when `a` is 0.
     """
-    limit = tf.fill(tf.shape(source_lengths), tf.constant(max_length, tf.int32))
+    limit = tf.fill(tf.shape(source_lengths), tf.cast(max_length, tf.int32))
     if max_length_a:
         relative = tf.cast(tf.math.ceil(max_length_a * tf.cast(source_lengths, tf.float32)), tf.int32)
         relative += int(max_length_b or 0)

@@ -23,7 +23,7 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
     >>> result = greedy_search(model.decode_step, state, batch_size=2, max_length=64)
     """
     if row_max_length is None:
-        row_max_length = tf.fill([batch_size], tf.constant(max_length, tf.int32))
+        row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
     tokens = tf.fill([batch_size, max_length], tf.constant(PAD_ID, tf.int32))
     finished = tf.zeros([batch_size], tf.bool)
     scores = tf.zeros([batch_size], tf.float32)

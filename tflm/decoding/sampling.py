@@ -67,7 +67,7 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
     rows = batch_size * num_samples
     state = tile_state(state, num_samples)
     if row_max_length is None:
-        row_max_length = tf.fill([batch_size], tf.constant(max_length, tf.int32))
+        row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
     row_max_length = tf.repeat(row_max_length, num_samples)
     temperature = tf.cast(temperature, tf.float32)
     seed = tf.cast(seed, tf.int32)

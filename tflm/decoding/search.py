@@ -55,14 +55,15 @@ def search(step_fn, state, batch_size, options, source_lengths=None, **overrides
         step_fn, state, batch_size: see `tflm.decoding.common`.
         options: `DecodingOptions`.
         source_lengths: optional int32 `(batch,)`, for the relative length limit.
-        **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`,
+        **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`, `max_length`,
             `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
     """
     get = lambda name: overrides.get(name, getattr(options, name))  # noqa: E731
+    max_length = get("max_length")
     limits = None
     if source_lengths is not None:
-        limits = row_max_lengths(source_lengths, options.max_length, options.max_length_a, options.max_length_b)
-    common = dict(max_length=options.max_length, row_max_length=limits, min_length=options.min_length,
+        limits = row_max_lengths(source_lengths, max_length, options.max_length_a, options.max_length_b)
+    common = dict(max_length=max_length, row_max_length=limits, min_length=options.min_length,
                   no_repeat_ngram_size=options.no_repeat_ngram_size)
     strategy = overrides.get("strategy", options.strategy)
     if strategy == "greedy":

@@ -28,6 +28,7 @@ from tflm import config as config_lib
 from tflm.data.parallel import read_parallel
 from tflm.data.pipeline import Batching, num_batches, tokenize_pairs, translation_dataset
 from tflm.data.registry import dataset_info, find_dataset, split_file
+from tflm.decoding.common import DecodeResult, lengths_of
 from tflm.decoding.search import DecodingOptions, search
 from tflm.metrics.translation import corpus_scores
 from tflm.models import get_model_class, preset_params
@@ -400,6 +401,61 @@ class Translator(tf.Module):
         translation = np.asarray(self.target_tokenizer.detokenize(hypothesis[tf.newaxis]))[0].decode("utf-8")
         return weights, pieces(self.source_tokenizer, source_ids[0]), pieces(self.target_tokenizer, hypothesis), \
             translation
+
+    def decode_with_controls(self, text, beam_size, num_hypotheses, max_length, length_penalty, temperature,
+                             top_k, top_p, seed):
+        """Decodes with per-request settings (scalar tensors), as the exported `translate` signature does.
+
+        Sampling when `temperature > 0` (`num_hypotheses` samples, `top_k`/`top_p`/`seed`), else beam search
+        when `beam_size > 1` (the best `min(num_hypotheses, beam_size)`), else greedy (one hypothesis).
+
+        Returns:
+            `(outputs, scores)`: string `(batch, n)` and float32 `(batch, n)`, best first.
+        """
+        source_ids = self.encode_source(text)
+        batch_size = tf.shape(source_ids)[0]
+        source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
+        max_length = tf.clip_by_value(tf.cast(max_length, tf.int32), 1, self.max_target_positions())
+        num_hypotheses = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
+        beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
+        state = self.model.initial_state(self.model.encode(source_ids), max_length)
+
+        def run(strategy, **settings):
+            result = search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
+                            strategy=strategy, max_length=max_length, **settings)
+            return result.token_ids, result.scores
+
+        token_ids, scores = tf.case([
+            (temperature > 0, lambda: run("sample", n_best=num_hypotheses, temperature=temperature, top_k=top_k,
+                                          top_p=top_p, seed=seed)),
+            (beam_size > 1, lambda: run("beam", beam_size=beam_size, n_best=tf.minimum(num_hypotheses, beam_size),
+                                        length_penalty=length_penalty)),
+        ], default=lambda: run("greedy"))
+        return self._texts(text, DecodeResult(token_ids, lengths_of(token_ids), scores))
+
+    def max_target_positions(self):
+        """The longest output the model can produce (learned positions have a fixed table)."""
+        if getattr(self.model, "position_embedding", None) == "learned":
+            return int(self.model.max_sequence_length)
+        return 100_000
+
+    def score_batch(self, source, target):
+        """The model's log-probability of each target given its source (EOS included).
+
+        Returns:
+            `{"log_prob": float32 (batch,), "tokens": int32 (batch,)}`.
+        """
+        source_ids = self.encode_source(source)
+        pieces = self.target_tokenizer.tokenize(target)[:, : self.max_target_positions() - 1]
+        eos = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], EOS_ID))
+        bos = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], BOS_ID))
+        labels = tf.concat([pieces, eos], axis=1).to_tensor(PAD_ID)
+        inputs = tf.concat([bos, pieces], axis=1).to_tensor(PAD_ID)
+        logits = self.model({"source_ids": source_ids, "target_ids": inputs})
+        log_probs = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), labels, batch_dims=2)
+        mask = tf.not_equal(labels, PAD_ID)
+        return {"log_prob": tf.reduce_sum(tf.where(mask, log_probs, 0.0), axis=1),
+                "tokens": tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)}
 
     def _batches(self, sentences, batch_size, function):
         """Runs `function` over batches of sentences of similar length; yields (indices, result)."""

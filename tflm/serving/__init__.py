@@ -1,0 +1,6 @@
+"""`tflm serve`: TF Serving's REST and gRPC APIs over a directory of exported models."""
+
+from tflm.serving.batching import Batcher, is_batchable
+from tflm.serving.core import ServingCore, validate_inputs
+from tflm.serving.repository import LoadedVersion, ModelRepository, ServingError
+from tflm.serving.server import Server, serve

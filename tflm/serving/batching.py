@@ -1,0 +1,135 @@
+"""Server-side batching: concurrent requests to one signature run as one batch.
+
+Decoding a batch of 16 sentences costs little more than decoding one, so a server that waits a few
+milliseconds to gather the requests that arrive together answers many more of them per second. A single
+worker thread takes the queued requests; once `max_batch_size` rows are waiting or `timeout_ms` have passed
+since the oldest arrived, it sorts them by the length of their text (so a batch holds sentences of similar
+length and pads little), cuts them into batches of at most `max_batch_size` rows, runs each batch and
+hands every request its own rows of the outputs.
+"""
+
+import concurrent.futures
+import logging
+import threading
+import time
+
+import numpy as np
+
+logger = logging.getLogger("tflm")
+
+
+def is_batchable(input_specs):
+    """Whether every input of a signature is a vector over the batch (so requests concatenate)."""
+    return bool(input_specs) and all(
+        spec.shape.rank == 1 and spec.shape[0] is None for spec in input_specs.values()
+    )
+
+
+def _rows(inputs):
+    return len(next(iter(inputs.values())))
+
+
+def _length(inputs):
+    longest = 0
+    for value in inputs.values():
+        if value.dtype.kind in ("O", "S", "U"):
+            longest = max(longest, max((len(v) for v in value.reshape(-1)), default=0))
+    return longest
+
+
+class _Pending:
+    def __init__(self, version, signature, inputs):
+        self.version = version
+        self.signature = signature
+        self.inputs = inputs
+        self.rows = _rows(inputs)
+        self.length = _length(inputs)
+        self.future = concurrent.futures.Future()
+        self.arrived = time.monotonic()
+
+    @property
+    def key(self):
+        return (self.version.path, self.signature)
+
+
+class Batcher:
+    """Batches requests per (model version, signature).
+
+    Args:
+        max_batch_size: int. Most rows per batch.
+        timeout_ms: float. Longest wait for more requests once one is queued.
+    """
+
+    def __init__(self, max_batch_size=32, timeout_ms=10.0):
+        self.max_batch_size = max_batch_size
+        self.timeout = timeout_ms / 1000.0
+        self._queue = []
+        self._condition = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._work, name="tflm-batcher", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.requests = 0
+
+    def run(self, version, signature, inputs):
+        """Queues a request and waits for its outputs (name -> numpy array)."""
+        pending = _Pending(version, signature, inputs)
+        with self._condition:
+            self._queue.append(pending)
+            self._condition.notify()
+        return pending.future.result()
+
+    def stop(self):
+        with self._condition:
+            self._stopped = True
+            self._condition.notify()
+        self._thread.join(timeout=10)
+
+    def _take(self):
+        """Waits for requests, then up to `timeout` for more; returns the requests of one key."""
+        with self._condition:
+            while not self._queue and not self._stopped:
+                self._condition.wait()
+            if self._stopped:
+                return []
+            key = self._queue[0].key
+            deadline = self._queue[0].arrived + self.timeout
+            while not self._stopped:
+                waiting = sum(p.rows for p in self._queue if p.key == key)
+                remaining = deadline - time.monotonic()
+                if waiting >= self.max_batch_size or remaining <= 0:
+                    break
+                self._condition.wait(remaining)
+            taken = [p for p in self._queue if p.key == key]
+            self._queue = [p for p in self._queue if p.key != key]
+            return taken
+
+    def _work(self):
+        while not self._stopped:
+            taken = self._take()
+            taken.sort(key=lambda p: p.length)  # similar lengths together: less padding
+            group = []
+            for pending in taken:
+                if group and sum(p.rows for p in group) + pending.rows > self.max_batch_size:
+                    self._run(group)
+                    group = []
+                group.append(pending)
+            if group:
+                self._run(group)
+
+    def _run(self, group):
+        first = group[0]
+        try:
+            inputs = {name: np.concatenate([p.inputs[name] for p in group]) for name in first.inputs}
+            outputs = first.version.run(first.signature, inputs)
+        except Exception as error:  # noqa: BLE001  (each waiting request gets the error)
+            for pending in group:
+                pending.future.set_exception(error)
+            return
+        self.batches += 1
+        self.requests += len(group)
+        start = 0
+        for pending in group:
+            end = start + pending.rows
+            pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
+            start = end

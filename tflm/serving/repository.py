@@ -1,0 +1,230 @@
+"""The models a server serves: every `<base_dir>/<name>/<version>/` SavedModel, reloaded as versions appear.
+
+Like TF Serving's default version policy, the newest version of each model serves requests that name no
+version. A poller thread scans the directory; a new version is loaded (and answers its warm-up requests)
+before it is swapped in, so requests never see a half-loaded model; a version that fails to load is
+reported in its status and the previous one keeps serving. Versions older than the serving one are
+unloaded once the new one is available.
+"""
+
+import logging
+import os
+import re
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops that exported tokenizers use)
+
+logger = logging.getLogger("tflm")
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ServingError(Exception):
+    """An error with a TF Serving error code (`INVALID_ARGUMENT`, `NOT_FOUND`, ...)."""
+
+    HTTP_STATUS = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "FAILED_PRECONDITION": 400, "UNAVAILABLE": 503,
+                   "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "INTERNAL": 500, "OUT_OF_RANGE": 400}
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self):
+        return self.HTTP_STATUS.get(self.code, 500)
+
+
+class LoadedVersion:
+    """One loaded SavedModel version: its signatures as concrete functions, and their input/output specs."""
+
+    def __init__(self, name, version, path):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.saved_model = tf.saved_model.load(path)
+        self.signatures = dict(self.saved_model.signatures)
+        self.signature_defs = _signature_defs(path)
+
+    def signature(self, signature_name):
+        signature_name = signature_name or "serving_default"
+        if signature_name not in self.signatures:
+            raise ServingError("INVALID_ARGUMENT", f"Serving signature name: \"{signature_name}\" not found in "
+                                                   f"signature def; available: {sorted(self.signatures)}")
+        return self.signatures[signature_name]
+
+    def input_specs(self, signature_name):
+        return self.signature(signature_name).structured_input_signature[1]
+
+    def run(self, signature_name, inputs):
+        """Runs a signature on numpy inputs (name -> array); returns name -> numpy array."""
+        function = self.signature(signature_name)
+        outputs = function(**{name: tf.constant(value) for name, value in inputs.items()})
+        return {name: np.asarray(value) for name, value in outputs.items()}
+
+    def warm_up(self):
+        """Replays `assets.extra/tf_serving_warmup_requests`, as TF Serving does before serving a version."""
+        path = os.path.join(self.path, "assets.extra", "tf_serving_warmup_requests")
+        if not os.path.exists(path):
+            return 0
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        count = 0
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            request = prediction_log_pb2.PredictionLog.FromString(record).predict_log.request
+            inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
+            self.run(request.model_spec.signature_name, inputs)
+            count += 1
+        return count
+
+
+def _signature_defs(path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return dict(saved_model.meta_graphs[0].signature_def)
+
+
+class VersionStatus:
+    """A version's state as TF Serving reports it: START, LOADING, AVAILABLE, UNLOADING, END, with an error."""
+
+    def __init__(self, version, state, error_code="OK", error_message=""):
+        self.version = version
+        self.state = state
+        self.error_code = error_code
+        self.error_message = error_message
+
+
+class ModelRepository:
+    """Loads and serves the models under `base_dir`; thread-safe.
+
+    Args:
+        base_dir: the folder of models (`<name>/<version>/saved_model.pb`).
+        poll_seconds: how often to look for new versions (0: only when `refresh()` is called).
+    """
+
+    def __init__(self, base_dir, poll_seconds=2.0):
+        self.base_dir = os.path.abspath(base_dir)
+        if not os.path.isdir(self.base_dir):
+            raise FileNotFoundError(f"{base_dir}: no such directory of models (export one with `tflm export`).")
+        self.poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._serving = {}  # name -> {version: LoadedVersion}
+        self._statuses = {}  # name -> {version: VersionStatus}
+        self._failed = set()  # (name, version) that failed to load: not retried
+        self._stop = threading.Event()
+        self._thread = None
+
+    # ------------------------------------------------------------------ lookup
+
+    def model_dir(self, name):
+        """The directory of model `name`, refusing names that could reach outside `base_dir`."""
+        if not NAME_PATTERN.match(name or "") or name in (".", ".."):
+            raise ServingError("INVALID_ARGUMENT", f"Invalid model name {name!r}: use letters, digits, '.', '_', '-'.")
+        path = os.path.realpath(os.path.join(self.base_dir, name))
+        if os.path.dirname(path) != os.path.realpath(self.base_dir):
+            raise ServingError("INVALID_ARGUMENT", f"Invalid model name {name!r}.")
+        return path
+
+    def get(self, name, version=None):
+        """The `LoadedVersion` serving `name` (its newest available version, or `version`)."""
+        self.model_dir(name)
+        with self._lock:
+            versions = self._serving.get(name)
+            if not versions:
+                raise ServingError("NOT_FOUND", f"Servable not found for request: Latest({name})"
+                                   if version is None else f"Servable not found for request: Specific({name}, "
+                                                           f"{version})")
+            if version is None:
+                return versions[max(versions)]
+            if int(version) not in versions:
+                raise ServingError("NOT_FOUND", f"Servable not found for request: Specific({name}, {version})")
+            return versions[int(version)]
+
+    def statuses(self, name, version=None):
+        self.model_dir(name)
+        with self._lock:
+            statuses = dict(self._statuses.get(name, {}))
+        if not statuses:
+            raise ServingError("NOT_FOUND", f"Could not find any versions of model {name}")
+        if version is not None:
+            if int(version) not in statuses:
+                raise ServingError("NOT_FOUND", f"Could not find version {version} of model {name}")
+            return [statuses[int(version)]]
+        return [statuses[v] for v in sorted(statuses, reverse=True)]
+
+    def names(self):
+        with self._lock:
+            return sorted(self._serving)
+
+    # ------------------------------------------------------------------ loading
+
+    def _on_disk(self):
+        found = {}
+        for name in os.listdir(self.base_dir):
+            directory = os.path.join(self.base_dir, name)
+            if name.startswith(".") or not NAME_PATTERN.match(name) or not os.path.isdir(directory):
+                continue
+            versions = [int(v) for v in os.listdir(directory)
+                        if v.isdigit() and os.path.exists(os.path.join(directory, v, "saved_model.pb"))]
+            if versions:
+                found[name] = versions
+        return found
+
+    def _set_status(self, name, version, state, code="OK", message=""):
+        with self._lock:
+            self._statuses.setdefault(name, {})[version] = VersionStatus(version, state, code, message)
+
+    def refresh(self):
+        """Loads the newest version of every model if it is not serving yet; unloads superseded versions."""
+        for name, versions in self._on_disk().items():
+            newest = max(versions)
+            with self._lock:
+                serving = self._serving.get(name, {})
+            if newest in serving or (name, newest) in self._failed:
+                continue
+            self._set_status(name, newest, "LOADING")
+            started = time.monotonic()
+            try:
+                loaded = LoadedVersion(name, newest, os.path.join(self.base_dir, name, str(newest)))
+                warmups = loaded.warm_up()
+            except Exception as error:  # noqa: BLE001  (any load failure: report it, keep the old version)
+                self._failed.add((name, newest))
+                message = f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"
+                self._set_status(name, newest, "END", "UNKNOWN", message)
+                logger.error("Model %s version %d failed to load and is not served: %s", name, newest, message)
+                continue
+            with self._lock:
+                old = self._serving.get(name, {})
+                self._serving[name] = {newest: loaded}
+                self._statuses.setdefault(name, {})[newest] = VersionStatus(newest, "AVAILABLE")
+                for version in old:
+                    self._statuses[name][version] = VersionStatus(version, "END")
+            logger.info("Serving %s version %d (loaded in %.1fs, %d warm-up requests)%s", name, newest,
+                        time.monotonic() - started, warmups,
+                        f"; unloaded version(s) {sorted(old)}" if old else "")
+
+    def start(self):
+        """Loads what is there now, then keeps polling in a background thread."""
+        self.refresh()
+        if self.poll_seconds:
+            self._thread = threading.Thread(target=self._poll, name="tflm-model-poller", daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001  (the poller must survive anything on disk)
+                logger.exception("Scanning %s failed", self.base_dir)
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
