@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflm.export import check_saved_model, export_run, export_translator, next_version
+from tflm.export import check_saved_model, export_translator, next_version
 from tflm.export.check import run_tf1_requests
 from tflm.tasks import translation
 

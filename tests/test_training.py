@@ -16,7 +16,7 @@ from tflm.tasks.translation import DecodingConfig, Translator
 from tflm.text import train_tokenizer
 from tflm.training import Trainer, WarmupInverseSqrt, token_cross_entropy
 
-from conftest import CPU_DEVICES, SAMPLE_DIR
+from conftest import CPU_DEVICES
 
 
 def tiny_model(vocabulary_size, **kwargs):

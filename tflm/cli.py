@@ -388,7 +388,10 @@ def attention(run_dir, sentence, output, checkpoint):
 @click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
 @click.option("--average", type=int, default=0, help="First average the last N checkpoints, and export that.")
 @click.option("--no-check", is_flag=True, help="Skip the servability check (not recommended).")
-def export(run_dir, name, base_dir, checkpoint, average, no_check):
+@click.option("--beam-size", type=int, help="Decode serving_default with beam search of this size (default: the "
+                                            "run's decoding settings).")
+@click.option("--length-penalty", type=float, help="Length penalty of that beam search.")
+def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, length_penalty):
     """Export RUN_DIR as a SavedModel for TensorFlow Serving: strings in, strings out.
 
     The version is checked (ops in TF Serving 2.20's op set, loads through the TF1 session loader, same
@@ -398,7 +401,9 @@ def export(run_dir, name, base_dir, checkpoint, average, no_check):
     _setup_logging()
     from tflm.export import export_run
 
-    click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check))
+    decoding = _decoding(run_dir, {"beam_size": beam_size, "length_penalty": length_penalty})
+    click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
+                          decoding=decoding))
 
 
 @main.command()

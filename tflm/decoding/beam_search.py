@@ -16,7 +16,15 @@ All tensors have fixed shapes: `(batch, beam, ...)`, flattened to `(batch * beam
 
 import tensorflow as tf
 
-from tflm.decoding.common import NEGATIVE, DecodeResult, constrain, lengths_of, reorder_state, tile_state
+from tflm.decoding.common import (
+    NEGATIVE,
+    DecodeResult,
+    constrain,
+    lengths_of,
+    reorder_state,
+    start_tokens,
+    tile_state,
+)
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -37,7 +45,7 @@ def _write(sequences, step, tokens):
 
 
 def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_length=None, alpha=0.6, n_best=1,
-                min_length=0, no_repeat_ngram_size=0, bos_id=BOS_ID, eos_id=EOS_ID):
+                min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
     """Batched beam search over a step function (see `tflm.decoding.common`).
 
     Args:
@@ -49,7 +57,7 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
         row_max_length: optional int32 `(batch,)`, a smaller limit per row.
         alpha: float or scalar tensor, the length-penalty exponent (0: plain log-probability).
         n_best: int or scalar tensor <= beam_size, the hypotheses returned per row.
-        min_length, no_repeat_ngram_size: constraints, as in `greedy_search`.
+        min_length, no_repeat_ngram_size, start_ids, forced: as in `greedy_search`.
     Returns:
         A `DecodeResult`: token_ids `(batch, n_best, max_length)` best first, and their scores
         (log-probability divided by the length penalty).
@@ -65,14 +73,16 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     alive_log_probs = tf.tile(first[tf.newaxis], [batch_size, 1])
     finished_scores = tf.fill([batch_size, beam_size], NEGATIVE)
     row_done = tf.zeros([batch_size], tf.bool)
-    previous = tf.fill([rows], tf.constant(bos_id, tf.int32))
+    previous = start_tokens(rows, None if start_ids is None else tf.repeat(start_ids, beam_size), bos_id)
+    if forced is not None:
+        forced = (tf.repeat(forced[0], beam_size, axis=0), tf.repeat(forced[1], beam_size))
     worst_penalty = length_penalty(row_max_length, alpha)  # the largest penalty a hypothesis can get
 
     def body(step, previous, state, alive, alive_log_probs, finished, finished_scores, row_done):
         logits, state = step_fn(previous, state, step)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
         log_probs = constrain(log_probs, step, tf.reshape(alive, [-1, max_length]), min_length,
-                              no_repeat_ngram_size, eos_id)
+                              no_repeat_ngram_size, eos_id, forced)
         vocabulary_size = tf.shape(log_probs)[-1]
         # (batch, beam * vocabulary): every extension of every alive hypothesis
         candidates = tf.reshape(alive_log_probs[:, :, tf.newaxis]

@@ -93,12 +93,15 @@ def banned_repeats(tokens, step, ngram_size, vocabulary_size):
     return hits > 0
 
 
-def constrain(log_probs, step, tokens=None, min_length=0, no_repeat_ngram_size=0, eos_id=EOS_ID):
+def constrain(log_probs, step, tokens=None, min_length=0, no_repeat_ngram_size=0, eos_id=EOS_ID, forced=None):
     """Applies the decoding constraints to next-token log-probabilities `(rows, vocabulary_size)`.
 
     - PAD and BOS are never generated;
     - EOS is forbidden while fewer than `min_length` tokens have been produced (`step < min_length`);
-    - with `no_repeat_ngram_size` n >= 2, no n-gram appears twice in a hypothesis (`tokens` needed).
+    - with `no_repeat_ngram_size` n >= 2, no n-gram appears twice in a hypothesis (`tokens` needed);
+    - with `forced = (forced_ids, forced_lengths)` (int32 `(rows, length)` and `(rows,)`), the token at a
+      step below the row's forced length is `forced_ids[row, step]`, with log-probability 0 (a prompt:
+      it takes no choice and adds nothing to the score).
 
     Forbidden tokens get a log-probability of `NEGATIVE`; the others keep the model's values, so the
     scores of the hypotheses stay the model's own.
@@ -110,7 +113,13 @@ def constrain(log_probs, step, tokens=None, min_length=0, no_repeat_ngram_size=0
         banned |= _token_mask(eos_id, vocabulary_size) & (step < min_length)
     if no_repeat_ngram_size and no_repeat_ngram_size >= 2:
         banned |= banned_repeats(tokens, step, no_repeat_ngram_size, vocabulary_size)
-    return _ban(log_probs, banned)
+    log_probs = _ban(log_probs, banned)
+    if forced is not None:
+        forced_ids, forced_lengths = forced
+        column = tf.gather(forced_ids, tf.minimum(step, tf.shape(forced_ids)[1] - 1), axis=1)
+        only = tf.one_hot(column, vocabulary_size, on_value=0.0, off_value=NEGATIVE, dtype=log_probs.dtype)
+        log_probs = tf.where((step < forced_lengths)[:, tf.newaxis], only, log_probs)
+    return log_probs
 
 
 def repeat_rows(tensor, times):
@@ -128,6 +137,13 @@ def reorder_state(state, indices):
     if isinstance(state, dict):
         return {key: (value if key == "static" else reorder_state(value, indices)) for key, value in state.items()}
     return tf.nest.map_structure(lambda t: tf.gather(t, indices, axis=0), state)
+
+
+def start_tokens(rows, start_ids=None, bos_id=BOS_ID):
+    """The first input token of every row: `start_ids` `(rows,)` if given, else BOS."""
+    if start_ids is None:
+        return tf.fill([rows], tf.constant(bos_id, tf.int32))
+    return tf.cast(start_ids, tf.int32)
 
 
 def lengths_of(token_ids):

@@ -1,11 +1,11 @@
 import tensorflow as tf
 
-from tflm.decoding.common import DecodeResult, constrain, lengths_of, write_column
+from tflm.decoding.common import DecodeResult, constrain, lengths_of, start_tokens, write_column
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
 def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, min_length=0,
-                  no_repeat_ngram_size=0, bos_id=BOS_ID, eos_id=EOS_ID):
+                  no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
     """Batched greedy decoding in one `tf.while_loop`: each row takes its most likely token until EOS.
 
     Args:
@@ -16,6 +16,8 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
         row_max_length: optional int32 `(batch,)`, a smaller limit per row (e.g. relative to the source).
         min_length: int. EOS is forbidden before this many tokens.
         no_repeat_ngram_size: int. If >= 2, no n-gram of this size is generated twice.
+        start_ids: optional int32 `(batch,)`, the first input token of each row (default BOS).
+        forced: optional `(forced_ids, forced_lengths)`: tokens every row must take first (a prompt).
     Returns:
         A `DecodeResult` with token_ids `(batch, 1, max_length)`.
     Example:
@@ -27,12 +29,12 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
     tokens = tf.fill([batch_size, max_length], tf.constant(PAD_ID, tf.int32))
     finished = tf.zeros([batch_size], tf.bool)
     scores = tf.zeros([batch_size], tf.float32)
-    previous = tf.fill([batch_size], tf.constant(bos_id, tf.int32))
+    previous = start_tokens(batch_size, start_ids, bos_id)
 
     def body(step, previous, state, tokens, finished, scores):
         logits, state = step_fn(previous, state, step)
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
-        log_probs = constrain(log_probs, step, tokens, min_length, no_repeat_ngram_size, eos_id)
+        log_probs = constrain(log_probs, step, tokens, min_length, no_repeat_ngram_size, eos_id, forced)
         chosen = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         chosen_log_prob = tf.gather(log_probs, chosen, batch_dims=1)
         chosen = tf.where(finished, PAD_ID, chosen)

@@ -8,7 +8,15 @@ so one seed always gives the same output, eagerly, in a `tf.function`, under XLA
 
 import tensorflow as tf
 
-from tflm.decoding.common import NEGATIVE, DecodeResult, constrain, lengths_of, tile_state, write_column
+from tflm.decoding.common import (
+    NEGATIVE,
+    DecodeResult,
+    constrain,
+    lengths_of,
+    start_tokens,
+    tile_state,
+    write_column,
+)
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
@@ -48,7 +56,8 @@ def filter_logits(logits, top_k=0, top_p=1.0):
 
 
 def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperature=1.0, top_k=0, top_p=1.0,
-           seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, bos_id=BOS_ID, eos_id=EOS_ID):
+           seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None,
+           bos_id=BOS_ID, eos_id=EOS_ID):
     """Batched sampling over a step function (see `tflm.decoding.common`).
 
     Args:
@@ -58,7 +67,7 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
         top_p: float or scalar tensor; draw from the smallest set of tokens whose probability reaches p.
         seed: int or scalar int tensor. The same seed gives the same samples.
         num_samples: int or scalar tensor; independent samples per row.
-        min_length, no_repeat_ngram_size: constraints, as in `greedy_search`.
+        min_length, no_repeat_ngram_size, start_ids, forced: as in `greedy_search`.
     Returns:
         A `DecodeResult` with token_ids `(batch, num_samples, max_length)`; scores are the samples'
         log-probabilities under the model (at temperature 1, before filtering).
@@ -74,12 +83,14 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
     tokens = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
     finished = tf.zeros([rows], tf.bool)
     scores = tf.zeros([rows], tf.float32)
-    previous = tf.fill([rows], tf.constant(bos_id, tf.int32))
+    previous = start_tokens(rows, None if start_ids is None else tf.repeat(start_ids, num_samples), bos_id)
+    if forced is not None:
+        forced = (tf.repeat(forced[0], num_samples, axis=0), tf.repeat(forced[1], num_samples))
 
     def body(step, previous, state, tokens, finished, scores):
         logits, state = step_fn(previous, state, step)
         log_probs = constrain(tf.nn.log_softmax(tf.cast(logits, tf.float32)), step, tokens, min_length,
-                              no_repeat_ngram_size, eos_id)
+                              no_repeat_ngram_size, eos_id, forced)
         filtered = filter_logits(log_probs / temperature, top_k, top_p)
         drawn = tf.random.stateless_categorical(filtered, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
         drawn_log_prob = tf.gather(log_probs, drawn, batch_dims=1)

@@ -48,13 +48,14 @@ class DecodingOptions:
         return self
 
 
-def search(step_fn, state, batch_size, options, source_lengths=None, **overrides):
+def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=None, forced=None, **overrides):
     """Decodes with the strategy of `options`; returns a `DecodeResult` of shape `(batch, n, length)`.
 
     Args:
         step_fn, state, batch_size: see `tflm.decoding.common`.
         options: `DecodingOptions`.
         source_lengths: optional int32 `(batch,)`, for the relative length limit.
+        start_ids, forced: a prompt (see `greedy_search`).
         **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`, `max_length`,
             `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
     """
@@ -64,7 +65,7 @@ def search(step_fn, state, batch_size, options, source_lengths=None, **overrides
     if source_lengths is not None:
         limits = row_max_lengths(source_lengths, max_length, options.max_length_a, options.max_length_b)
     common = dict(max_length=max_length, row_max_length=limits, min_length=options.min_length,
-                  no_repeat_ngram_size=options.no_repeat_ngram_size)
+                  no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced)
     strategy = overrides.get("strategy", options.strategy)
     if strategy == "greedy":
         return greedy_search(step_fn, state, batch_size, **common)

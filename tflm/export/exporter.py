@@ -214,7 +214,7 @@ def write_models_config(base_dir, container_base="/models"):
 
 
 def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", average=0, check=True,
-               check_sentences=16):
+               check_sentences=16, decoding=None):
     """Exports a trained translation run as the next version of `base_dir/name` and updates models.config.
 
     Args:
@@ -225,6 +225,7 @@ def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", averag
         check: bool. Check servability (ops, TF1 loader, parity on validation sentences) before the version
             appears; a failed check leaves no version.
         check_sentences: int. Validation sentences used by the check (and four as warm-up requests).
+        decoding: optional `DecodingOptions` for `serving_default` (default: the run's).
     Returns:
         The path of the new version.
     """
@@ -234,7 +235,7 @@ def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", averag
     if average:
         translation.average_run_checkpoints(run_dir, average)
         checkpoint = "averaged"
-    translator = translation.Translator.from_run_dir(run_dir, checkpoint)
+    translator = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
     try:
         config = translation.load_run_config(run_dir)
         sentences = translation.read_split(config.data, "valid", max_pairs=check_sentences).source

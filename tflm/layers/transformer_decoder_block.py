@@ -2,6 +2,8 @@ import keras
 from keras import ops
 from keras_hub.layers import CachedMultiHeadAttention
 
+from tflm.layers.rotary_attention import RotaryCachedMultiHeadAttention
+
 
 def causal_mask(query_length, key_length, start=0):
     """bool `(query_length, key_length)`: query i (at position start + i) sees keys 0..start + i."""
@@ -25,6 +27,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         activation: feed-forward activation.
         normalize_first: bool. Pre-LN (True, the default) or post-LN.
         cross_attention: bool. False gives a decoder-only (GPT) block.
+        rotary: bool. Rotary position embeddings in the self-attention (`RotaryCachedMultiHeadAttention`).
         layer_norm_epsilon: float.
     Call arguments:
         inputs: float `(batch_size, length, hidden_dim)`.
@@ -49,7 +52,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     """
 
     def __init__(self, intermediate_dim, num_heads, dropout=0.0, activation="relu", normalize_first=True,
-                 cross_attention=True, layer_norm_epsilon=1e-5, **kwargs):
+                 cross_attention=True, rotary=False, layer_norm_epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.intermediate_dim = intermediate_dim
         self.num_heads = num_heads
@@ -57,6 +60,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         self.activation = activation
         self.normalize_first = normalize_first
         self.cross_attention = cross_attention
+        self.rotary = rotary
         self.layer_norm_epsilon = layer_norm_epsilon
 
     def build(self, inputs_shape, *args, **kwargs):
@@ -68,9 +72,8 @@ class TransformerDecoderBlock(keras.layers.Layer):
         self.head_dim = hidden_dim // self.num_heads
         policy = self.dtype_policy
 
-        def attention(name):
-            layer = CachedMultiHeadAttention(self.num_heads, self.head_dim, dropout=self.dropout, dtype=policy,
-                                             name=name)
+        def attention(name, kind=CachedMultiHeadAttention):
+            layer = kind(self.num_heads, self.head_dim, dropout=self.dropout, dtype=policy, name=name)
             layer.build(inputs_shape, inputs_shape)
             return layer
 
@@ -79,7 +82,8 @@ class TransformerDecoderBlock(keras.layers.Layer):
             layer.build(inputs_shape)
             return layer
 
-        self.self_attention = attention("self_attention")
+        self.self_attention = attention(
+            "self_attention", RotaryCachedMultiHeadAttention if self.rotary else CachedMultiHeadAttention)
         self.self_attention_norm = norm("self_attention_norm")
         if self.cross_attention:
             self.cross_attention_layer = attention("cross_attention")
@@ -151,6 +155,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             "activation": self.activation,
             "normalize_first": self.normalize_first,
             "cross_attention": self.cross_attention,
+            "rotary": self.rotary,
             "layer_norm_epsilon": self.layer_norm_epsilon,
         })
         return config

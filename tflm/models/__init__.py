@@ -1,10 +1,14 @@
 """Models: the `Seq2Seq` interface and its implementations."""
 
+from tflm.models.gpt import GPT
+from tflm.models.language_model import LanguageModel
 from tflm.models.lstm_attention import LSTMAttentionSeq2Seq
 from tflm.models.seq2seq import Seq2Seq, padding_mask
 from tflm.models.transformer import TransformerSeq2Seq
+from tflm.models.transformer_xl import TransformerXL
 
-MODELS = {"lstm": LSTMAttentionSeq2Seq, "transformer": TransformerSeq2Seq}
+MODELS = {"lstm": LSTMAttentionSeq2Seq, "transformer": TransformerSeq2Seq, "gpt": GPT,
+          "transformer_xl": TransformerXL}
 
 # Named sizes of each model type: constructor arguments (a run's model.params override them).
 PRESETS = {
@@ -18,6 +22,17 @@ PRESETS = {
         # the size of OpenNMT-tf's comparison model: 3 layers, d=256, 4 heads, ff 1024
         "small": dict(hidden_dim=256, intermediate_dim=1024, num_heads=4, num_encoder_layers=3, num_decoder_layers=3),
         "base": dict(hidden_dim=512, intermediate_dim=2048, num_heads=8, num_encoder_layers=6, num_decoder_layers=6),
+    },
+    "gpt": {
+        "tiny": dict(hidden_dim=64, intermediate_dim=256, num_heads=2, num_layers=2),
+        # nanoGPT's "baby GPT" for Shakespeare characters: 6 layers, 6 heads, 384 wide
+        "small": dict(hidden_dim=384, intermediate_dim=1536, num_heads=6, num_layers=6, dropout=0.2),
+        "base": dict(hidden_dim=768, intermediate_dim=3072, num_heads=12, num_layers=12),  # GPT-2 small
+    },
+    "transformer_xl": {
+        "tiny": dict(hidden_dim=64, intermediate_dim=256, num_heads=2, num_layers=2, memory_length=32),
+        "small": dict(hidden_dim=384, intermediate_dim=1536, num_heads=6, num_layers=6, dropout=0.2,
+                      memory_length=256),
     },
 }
 

@@ -20,7 +20,6 @@ import os
 import time
 from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -41,15 +40,22 @@ from tflm.training.checkpoints import (
     model_checkpoint,
     restore_model,
 )
-from tflm.training.schedules import make_schedule
+from tflm.tasks.runs import (
+    ModelConfig,
+    TrainingConfig,
+    build_optimizer,
+    count_parameters,
+    load_config,
+    model_dtype,
+    model_params,
+    resolve_run_checkpoint,
+    start_run,
+)
 from tflm.training.strategies import make_strategy
-from tflm.training.trainer import Trainer, set_seed
+from tflm.training.trainer import Trainer
 from tflm.visualization import attention_heatmap
 
 logger = logging.getLogger("tflm")
-
-CONFIG_FILE = "config.json"
-
 
 @dataclasses.dataclass
 class DataConfig:
@@ -80,41 +86,12 @@ class VocabularyConfig:
     joint: bool = True  # one vocabulary for both languages (needed to share embeddings)
 
 
-@dataclasses.dataclass
-class ModelConfig:
-    type: str = "lstm"
-    preset: Optional[str] = None  # a named size (tflm.models.PRESETS), e.g. "small"
-    params: dict = dataclasses.field(default_factory=dict)  # constructor arguments (override the preset)
-
-
-@dataclasses.dataclass
-class TrainingConfig:
-    epochs: Optional[int] = 10
-    max_steps: Optional[int] = None
-    time_budget: Optional[str] = None  # e.g. "25m": stop after this much training time (across resumes)
-    learning_rate: float = 1e-3
-    schedule: str = "constant"  # "constant", "inverse_sqrt" or "cosine"
-    warmup_steps: int = 0
-    label_smoothing: float = 0.1
-    clip_norm: Optional[float] = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    keep_checkpoints: int = 5
-    checkpoint_every_steps: Optional[int] = None
-    checkpoint_every_seconds: Optional[float] = 600.0
-    log_every_steps: int = 50
-    strategy: str = "default"  # "default", "mirrored", "multiworker" or "tpu"
-    devices: Optional[list] = None  # for "mirrored", e.g. ["/gpu:0", "/gpu:1"]
-    mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
-    jit_compile: bool = False  # XLA-compile the forward/backward pass (batches then get fixed shapes)
-    samples: int = 4  # validation sentences translated into the log and TensorBoard after each epoch
-
-
 DecodingConfig = DecodingOptions  # the decoding section of a run's configuration
 
 
 @dataclasses.dataclass
 class TranslationConfig:
+    task: str = "translation"
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     vocabulary: VocabularyConfig = dataclasses.field(default_factory=VocabularyConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
@@ -122,6 +99,8 @@ class TranslationConfig:
     decoding: DecodingOptions = dataclasses.field(default_factory=DecodingOptions)
 
     def validate(self):
+        if self.task != "translation":
+            raise config_lib.ConfigError(f"task={self.task!r}: this is a translation configuration.")
         if self.vocabulary.type not in VOCABULARY_TYPES:
             raise config_lib.ConfigError(
                 f"vocabulary.type={self.vocabulary.type!r} must be one of {', '.join(VOCABULARY_TYPES)}."
@@ -139,50 +118,8 @@ class TranslationConfig:
         return self
 
 
-# Fields that may change when a run is resumed: how long to train, how often to log, how to decode.
-RESUMABLE_FIELDS = ("training.epochs", "training.max_steps", "training.time_budget", "training.log_every_steps",
-                    "training.checkpoint_every_steps", "training.checkpoint_every_seconds",
-                    "training.keep_checkpoints", "training.samples", "training.strategy", "training.devices",
-                    "data.data_dir")
-
-
 def load_run_config(run_dir):
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{run_dir}: not a tflm run directory (no {CONFIG_FILE}). Train one with `tflm train`.")
-    return config_lib.from_dict(TranslationConfig, config_lib.load_file(path), path).validate()
-
-
-def reconcile_config(run_dir, config):
-    """The configuration of a run: `config` for a new run directory; for an existing one, its saved
-    configuration, updated with the fields of `config` that may change on resume. Any other difference
-    is an error, since the checkpoints were made for the saved configuration."""
-    path = os.path.join(run_dir, CONFIG_FILE)
-    if not os.path.exists(path):
-        return config
-    saved = load_run_config(run_dir)
-    saved_values, new_values = config_lib.to_dict(saved), config_lib.to_dict(config)
-    changed = [name for name in config_lib.diff(saved_values, new_values) if not name.startswith("decoding.")]
-    fixed = [name for name in changed if not name.startswith(RESUMABLE_FIELDS)]
-    if fixed:
-        details = "; ".join(f"{name}: saved {_lookup(saved_values, name)!r}, now {_lookup(new_values, name)!r}"
-                            for name in fixed)
-        raise config_lib.ConfigError(
-            f"{run_dir} was trained with a different configuration ({details}). Resume with the same settings, "
-            "or train in a new --run-dir."
-        )
-    merged = saved_values
-    for name in changed:
-        section, field = name.split(".", 1)
-        merged[section][field.split(".")[0]] = new_values[section][field.split(".")[0]]
-    merged["decoding"] = new_values["decoding"]
-    return config_lib.from_dict(TranslationConfig, merged)
-
-
-def _lookup(values, dotted):
-    for part in dotted.split("."):
-        values = values.get(part) if isinstance(values, dict) else None
-    return values
+    return load_config(run_dir, TranslationConfig)
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -259,51 +196,18 @@ def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
 # ------------------------------------------------------------------------------------------- model
 
 
-def model_dtype(mixed_precision):
-    if mixed_precision in (None, "", "float32"):
-        return None
-    if mixed_precision not in ("bfloat16", "float16"):
-        raise config_lib.ConfigError(
-            f"training.mixed_precision={mixed_precision!r} must be bfloat16, float16 or null."
-        )
-    return f"mixed_{mixed_precision}"
-
-
 def build_model(config, source_tokenizer, target_tokenizer):
     """The model of `config.model`, sized for the tokenizers' vocabularies, built."""
     cls = get_model_class(config.model.type)
-    params = {**preset_params(config.model.type, config.model.preset), **config.model.params}
     accepted = inspect.signature(cls.__init__).parameters
-    unknown = [name for name in params if name not in accepted]
-    if unknown:
-        known = [n for n in accepted if n not in ("self", "kwargs", "source_vocabulary_size",
-                                                  "target_vocabulary_size")]
-        raise config_lib.ConfigError(
-            f"model.params has unknown field(s) {', '.join(unknown)} for model type {config.model.type!r}; "
-            f"known: {', '.join(known)}."
-        )
+    params = model_params(config.model, accepted, ("self", "kwargs", "source_vocabulary_size",
+                                                   "target_vocabulary_size"))
     if "share_embeddings" in accepted:
         params.setdefault("share_embeddings", source_tokenizer is target_tokenizer)
     dtype = model_dtype(config.training.mixed_precision)
     model = cls(source_tokenizer.vocabulary_size, target_tokenizer.vocabulary_size, dtype=dtype, **params)
     model.build()
     return model
-
-
-def build_optimizer(training_config, total_steps=None):
-    schedule = make_schedule(training_config.schedule, training_config.learning_rate,
-                             training_config.warmup_steps, total_steps)
-    if training_config.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
-    else:
-        optimizer = keras.optimizers.Adam(schedule, beta_2=0.98)
-    if training_config.mixed_precision == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-def count_parameters(model):
-    return int(sum(keras.ops.size(v) for v in model.trainable_weights))
 
 
 # ------------------------------------------------------------------------------------------- decoding
@@ -482,21 +386,6 @@ class Translator(tf.Module):
         return outputs
 
 
-def resolve_run_checkpoint(run_dir, checkpoint):
-    """A checkpoint path from `"best"`, `"last"`, `"averaged"` or a path."""
-    if checkpoint == "averaged":
-        return os.path.join(run_dir, "checkpoints", "averaged")
-    if checkpoint in ("best", None):
-        best = os.path.join(run_dir, "checkpoints", "best")
-        if tf.train.latest_checkpoint(best):
-            return best
-        logger.info("%s has no best checkpoint yet; using the last one.", run_dir)
-        return os.path.join(run_dir, "checkpoints")
-    if checkpoint == "last":
-        return os.path.join(run_dir, "checkpoints")
-    return checkpoint
-
-
 def average_run_checkpoints(run_dir, count=5):
     """Averages the last `count` training checkpoints of a run into `checkpoints/averaged/`; returns its path."""
     config = load_run_config(run_dir)
@@ -531,16 +420,6 @@ class PreparedData:
 
     def steps_per_epoch(self):
         return num_batches(self.train_pairs, self.batching)
-
-
-def start_run(config, run_dir):
-    """Creates (or reopens) a run directory: checks and saves the configuration, seeds everything."""
-    config.validate()
-    os.makedirs(run_dir, exist_ok=True)
-    config = reconcile_config(run_dir, config)
-    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
-    set_seed(config.training.seed)
-    return config
 
 
 def prepare_data(config, run_dir):

@@ -6,6 +6,8 @@ from tflm.text.tokenizers import (
     PAD_ID,
     SPECIAL_TOKENS,
     UNK_ID,
+    ByteLevelBPETokenizer,
+    CharacterTokenizer,
     SentencePieceTokenizer,
     Tokenizer,
     WordPieceTokenizer,
@@ -13,4 +15,11 @@ from tflm.text.tokenizers import (
     pretokenize_words,
     strip_special,
 )
-from tflm.text.vocab import VOCABULARY_TYPES, train_sentencepiece, train_tokenizer, train_wordpiece
+from tflm.text.vocab import (
+    VOCABULARY_TYPES,
+    train_byte_level_bpe,
+    train_characters,
+    train_sentencepiece,
+    train_tokenizer,
+    train_wordpiece,
+)

@@ -24,6 +24,7 @@ Two kinds are provided:
 """
 
 import hashlib
+import json
 import os
 
 import tensorflow as tf
@@ -270,7 +271,121 @@ class WordPieceTokenizer(Tokenizer):
             f.writelines(piece + "\n" for piece in self._piece_list)
 
 
-TOKENIZER_KINDS = {"sentencepiece": SentencePieceTokenizer, "wordpiece": WordPieceTokenizer}
+class CharacterTokenizer(Tokenizer):
+    """One id per Unicode character (character-level language models).
+
+    The vocabulary is the special tokens followed by the characters of the training text; an unseen
+    character maps to `<unk>`. Detokenization concatenates the characters, so it returns the text exactly
+    (whitespace and newlines included).
+
+    Args:
+        characters: list of str, one character each (without the special tokens).
+    Example:
+    >>> tokenizer = CharacterTokenizer(sorted(set("hello world")))
+    >>> tokenizer.detokenize(tokenizer.tokenize(["hello"]))
+    <tf.Tensor: shape=(1,), dtype=string, numpy=array([b'hello'], dtype=object)>
+    """
+
+    kind = "character"
+    file_suffix = ".chars"
+
+    def __init__(self, characters, name=None):
+        super().__init__(name=name)
+        characters = list(characters)
+        if any(len(c) != 1 for c in characters) or len(set(characters)) != len(characters):
+            raise ValueError("A CharacterTokenizer needs distinct single characters.")
+        self._set_pieces(list(SPECIAL_TOKENS) + characters)
+        self._table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(characters, dtype=tf.string),
+                                                tf.range(len(SPECIAL_TOKENS), len(self._piece_list), dtype=tf.int32)),
+            default_value=UNK_ID,
+        )
+
+    @classmethod
+    def from_file(cls, path):
+        with open(path, encoding="utf-8") as f:
+            return cls(json.load(f)["characters"])
+
+    @property
+    def vocabulary_size(self):
+        return len(self._piece_list)
+
+    def _tokenize(self, text):
+        characters = tf.strings.unicode_split(text, "UTF-8")
+        return tf.ragged.map_flat_values(self._table.lookup, characters)
+
+    def _detokenize(self, token_ids):
+        return tf.strings.reduce_join(tf.gather(self._pieces, token_ids), axis=-1)
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"characters": list(self._piece_list[len(SPECIAL_TOKENS):])}, f, ensure_ascii=False)
+
+
+class ByteLevelBPETokenizer(Tokenizer):
+    """Byte-level BPE (GPT-2's scheme), run by keras-hub's `BytePairTokenizer`: no unknown tokens, and
+    detokenization gives the text back byte for byte.
+
+    Args:
+        vocabulary: dict piece -> id, with `<pad>`, `<unk>`, `<s>`, `</s>` as ids 0-3.
+        merges: list of str, the merge rules (`"a b"`), in order.
+    """
+
+    kind = "byte_bpe"
+    file_suffix = ".bpe.json"
+
+    def __init__(self, vocabulary, merges, name=None):
+        super().__init__(name=name)
+        import keras_hub
+
+        vocabulary, merges = dict(vocabulary), list(merges)
+        by_id = sorted(vocabulary.items(), key=lambda item: item[1])
+        pieces = [piece for piece, _ in by_id]
+        if tuple(pieces[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS or [i for _, i in by_id] != list(range(len(by_id))):
+            raise ValueError(f"A byte-level BPE vocabulary must number its pieces 0..n-1 with {list(SPECIAL_TOKENS)} "
+                             "first; build it with `tflm vocab --type byte_bpe`.")
+        self._set_pieces(pieces)
+        # Kept as a JSON string: a dict attribute of a tf.Module would be wrapped for tracking.
+        self._serialized = json.dumps({"vocabulary": vocabulary, "merges": merges}, ensure_ascii=False)
+        # The TensorFlow path always (not keras-hub's eager Python path), so eager, graph and exported
+        # tokenization are one and the same.
+        self._tokenizer = keras_hub.tokenizers.BytePairTokenizer(
+            vocabulary=vocabulary, merges=merges, dtype="int32", _allow_python_workflow=False
+        )
+
+    @classmethod
+    def from_file(cls, path):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return cls(data["vocabulary"], data["merges"])
+
+    @property
+    def vocabulary_size(self):
+        return len(self._piece_list)
+
+    # keras-hub returns Python lists when called eagerly; inside a tf.function it returns tensors.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def _tokenize(self, text):
+        return tf.cast(self._tokenizer.tokenize(text), tf.int32)
+
+    @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.int32, row_splits_dtype=tf.int64)])
+    def _detokenize_ragged(self, token_ids):
+        return self._tokenizer.detokenize(token_ids)
+
+    def _detokenize(self, token_ids):
+        return self._detokenize_ragged(token_ids.with_row_splits_dtype(tf.int64))
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self._serialized)
+
+
+TOKENIZER_KINDS = {
+    "sentencepiece": SentencePieceTokenizer,
+    "wordpiece": WordPieceTokenizer,
+    "character": CharacterTokenizer,
+    "byte_bpe": ByteLevelBPETokenizer,
+}
 
 
 def load_tokenizer(path):
@@ -281,5 +396,6 @@ def load_tokenizer(path):
         if path.endswith(cls.file_suffix):
             return cls.from_file(path)
     raise ValueError(
-        f"{path}: unknown vocabulary file type; expected a SentencePiece '.model' or a WordPiece '.vocab' file."
+        f"{path}: unknown vocabulary file type; expected a SentencePiece '.model', a WordPiece '.vocab', a "
+        "character '.chars' or a byte-level BPE '.bpe.json' file."
     )

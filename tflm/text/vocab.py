@@ -7,12 +7,15 @@ tokenizer.
 """
 
 import io
+import json
 import logging
 
 import tensorflow as tf
 
 from tflm.text.tokenizers import (
     SPECIAL_TOKENS,
+    ByteLevelBPETokenizer,
+    CharacterTokenizer,
     SentencePieceTokenizer,
     WordPieceTokenizer,
     pretokenize_words,
@@ -20,7 +23,7 @@ from tflm.text.tokenizers import (
 
 logger = logging.getLogger("tflm")
 
-VOCABULARY_TYPES = ("unigram", "bpe", "wordpiece")
+VOCABULARY_TYPES = ("unigram", "bpe", "wordpiece", "byte_bpe", "character")
 
 
 def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_coverage=0.9999,
@@ -89,8 +92,39 @@ def train_wordpiece(texts, vocabulary_size):
     return tokenizer
 
 
+def train_characters(texts, max_characters=None):
+    """A `CharacterTokenizer` over the characters of `texts` (the most frequent `max_characters`, if given)."""
+    import collections
+
+    counts = collections.Counter()
+    for text in texts:
+        counts.update(text)
+    characters = [c for c, _ in counts.most_common(max_characters)]
+    tokenizer = CharacterTokenizer(sorted(characters))
+    logger.info("character vocabulary has %d pieces.", tokenizer.vocabulary_size)
+    return tokenizer
+
+
+def train_byte_level_bpe(texts, vocabulary_size):
+    """Trains a byte-level BPE vocabulary (GPT-2's scheme) with the `tokenizers` library's trainer."""
+    import tokenizers
+
+    trainer = tokenizers.ByteLevelBPETokenizer()
+    trainer.train_from_iterator(list(texts), vocab_size=vocabulary_size, min_frequency=2,
+                                special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    model = json.loads(trainer.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    tokenizer = ByteLevelBPETokenizer(model["vocab"], merges)
+    _log_size(tokenizer, vocabulary_size, "byte-level BPE")
+    return tokenizer
+
+
 def train_tokenizer(texts, vocabulary_type="unigram", vocabulary_size=8000, seed=0):
     """Trains a tokenizer of `vocabulary_type` (one of `VOCABULARY_TYPES`) on `texts`."""
+    if vocabulary_type == "character":
+        return train_characters(texts)
+    if vocabulary_type == "byte_bpe":
+        return train_byte_level_bpe(texts, vocabulary_size)
     if vocabulary_type == "wordpiece":
         return train_wordpiece(texts, vocabulary_size)
     if vocabulary_type in ("unigram", "bpe"):

@@ -226,7 +226,7 @@ class Trainer:
         return path
 
     def fit(self, train_data, epochs=None, max_steps=None, time_budget=None, valid_data=None,
-            steps_per_epoch=None, on_epoch_end=None):
+            steps_per_epoch=None, on_epoch_end=None, on_epoch_start=None):
         """Trains until `epochs` epochs, `max_steps` optimizer steps or `time_budget` seconds of training
         (counted across resumptions), whichever comes first; resumes from the run's newest checkpoint.
 
@@ -234,9 +234,11 @@ class Trainer:
             train_data: a function `epoch -> tf.data.Dataset` of `(inputs, labels)` batches, whose order
                 depends only on `epoch`.
             epochs, max_steps, time_budget: stopping criteria (at least one).
-            valid_data: optional `tf.data.Dataset` for the validation loss after each epoch.
+            valid_data: optional `tf.data.Dataset` for the validation loss after each epoch, or a callable
+                returning `(mean loss, tokens)` (for models evaluated their own way).
             steps_per_epoch: optional int, for the progress bar.
             on_epoch_end: optional callable `(trainer, epoch, valid_loss) -> None`, e.g. to log samples.
+            on_epoch_start: optional callable `(trainer, epoch) -> None`, e.g. to reset carried state.
         Returns:
             A `TrainResult`.
         """
@@ -258,6 +260,8 @@ class Trainer:
             distributed = self.strategy.experimental_distribute_dataset(dataset)
             if self._train_step is None:
                 self._train_step = self._make_train_step(distributed.element_spec)
+            if on_epoch_start is not None:
+                on_epoch_start(self, epoch)
             progress = _ProgressBar(epoch, steps_per_epoch, skip, self.verbose)
             window = _Window()
             epoch_finished = True
@@ -321,7 +325,7 @@ class Trainer:
 
     def _validate(self, valid_data):
         started = time.monotonic()
-        loss, tokens = self.evaluate(valid_data)
+        loss, tokens = valid_data() if callable(valid_data) else self.evaluate(valid_data)
         improved = loss < float(self.best_valid_loss.numpy())
         if improved:
             self.best_valid_loss.assign(loss)

@@ -1,0 +1,97 @@
+"""Language-modelling data: a text turned into one stream of token ids, cut into windows or contiguous segments.
+
+- `tokenize_stream`: lines are tokenized in batches with the in-graph tokenizer (a tf.data map). Tokenizers
+  that keep newlines (character, byte-level BPE) see each line with its newline; the others (SentencePiece,
+  WordPiece) get an EOS token after each line, so line breaks survive either way.
+- `window_dataset`: windows of `length + 1` tokens every `stride` tokens (overlapping when stride < length),
+  shuffled by (seed, epoch) and batched: `({"token_ids": w[:, :-1]}, w[:, 1:])`.
+- `contiguous_dataset`: the stream split into `batch_size` parallel streams, read `length` tokens at a time
+  in order, so row i of batch n+1 continues row i of batch n (Transformer-XL's segment recurrence).
+"""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tflm.data.registry import open_text
+from tflm.text.tokenizers import EOS_ID
+
+logger = logging.getLogger("tflm")
+
+
+def read_text_lines(path):
+    """The lines of a UTF-8 text file (plain or `.gz`), newlines kept; a clear error on invalid UTF-8."""
+    lines = []
+    with open_text(path) as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not valid UTF-8 ({error.reason}); re-encode the file as "
+                                 "UTF-8.") from None
+    return lines
+
+
+def keeps_newlines(tokenizer):
+    return tokenizer.kind in ("character", "byte_bpe")
+
+
+def tokenize_stream(lines, tokenizer, batch_size=2048, line_lengths=False):
+    """All lines as one int32 array of token ids (see the module docstring for line breaks); with
+    `line_lengths`, also the number of tokens of each line."""
+    newline = keeps_newlines(tokenizer)
+    texts = lines if newline else [line.rstrip("\n") for line in lines]
+    pieces, lengths = [np.zeros([0], np.int32)], [np.zeros([0], np.int64)]
+    if texts:
+        dataset = tf.data.Dataset.from_tensor_slices(texts).batch(batch_size)
+        dataset = dataset.map(tokenizer.tokenize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        for batch in dataset:
+            if not newline:
+                eos = tf.RaggedTensor.from_tensor(tf.fill([batch.nrows(), 1], EOS_ID))
+                batch = tf.concat([batch, eos], axis=1)
+            pieces.append(np.asarray(batch.flat_values))
+            lengths.append(np.asarray(batch.row_lengths()))
+    ids = np.concatenate(pieces).astype(np.int32)
+    return (ids, np.concatenate(lengths)) if line_lengths else ids
+
+
+def count_words(lines):
+    """Words as the word-level perplexities of WikiText count them: whitespace-separated words, plus one
+    end-of-line token per line (245,569 for WikiText-2's test set, the figure of its word-level version)."""
+    return sum(len(line.split()) + 1 for line in lines)
+
+
+def windows(ids, length, stride=None):
+    """`(num_windows, length + 1)` windows of the stream, one every `stride` tokens (default `length`)."""
+    stride = stride or length
+    if len(ids) < length + 1:
+        raise ValueError(f"The text has {len(ids)} tokens, fewer than one window of {length + 1}; use a shorter "
+                         "sequence length or more text.")
+    return np.lib.stride_tricks.sliding_window_view(ids, length + 1)[::stride]
+
+
+def window_dataset(ids, length, batch_size, stride=None, shuffle=True, seed=0, epoch=0):
+    """Batches of windows for one epoch; the order depends only on (seed, epoch)."""
+    cut = windows(ids, length, stride)
+    if shuffle:
+        cut = cut[np.random.default_rng([seed, epoch]).permutation(len(cut))]
+    dataset = tf.data.Dataset.from_tensor_slices(np.ascontiguousarray(cut)).batch(batch_size)
+    return dataset.map(lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:])).prefetch(tf.data.AUTOTUNE)
+
+
+def contiguous_segments(ids, length, batch_size):
+    """`(num_segments, batch_size, length + 1)`: the stream as `batch_size` parallel streams, in order."""
+    per_stream = (len(ids) - 1) // batch_size
+    if per_stream < length:
+        raise ValueError(f"{len(ids)} tokens are too few for {batch_size} streams of at least {length + 1} tokens.")
+    count = per_stream // length
+    streams = np.stack([ids[i * per_stream: i * per_stream + count * length + 1] for i in range(batch_size)])
+    return np.stack([streams[:, n * length: n * length + length + 1] for n in range(count)])
+
+
+def contiguous_dataset(ids, length, batch_size):
+    """Batches where row i of batch n+1 continues row i of batch n (for segment recurrence)."""
+    segments = contiguous_segments(ids, length, batch_size)
+    dataset = tf.data.Dataset.from_tensor_slices(segments)
+    return dataset.map(lambda s: ({"token_ids": s[:, :-1]}, s[:, 1:])).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,174 @@
+import keras
+from keras import ops
+
+from tflm.layers.masking import masked_softmax
+
+
+def sinusoid(positions, dim):
+    """Sinusoidal encodings of (float) positions: `(len(positions), dim)`, sines then cosines."""
+    inverse_frequency = 1.0 / (10000.0 ** (ops.arange(0, dim, 2, dtype="float32") / dim))
+    angles = ops.cast(positions, "float32")[:, None] * inverse_frequency[None, :]
+    return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+class RelativeMultiHeadAttention(keras.layers.Layer):
+    """Transformer-XL attention (Dai et al. 2019) with relative positions and content/position biases.
+
+    For a query at position i and a key at position j (keys: the memory, then the segment):
+    `score(i, j) = (q_i + u) . k_j  +  (q_i + v) . W_r R(i - j)`, with `R` the sinusoidal encoding of the
+    distance and `u`, `v` learned per head. Only distances enter, so the output is invariant to shifting
+    every position by the same amount (tested). keras-hub has no such layer (its XLNet attention is
+    two-stream), hence this one.
+
+    Steps: project queries (from the segment) and keys/values (from memory + segment); compute the content
+    term; compute the position term for every distance 0..K-1 once and gather it per (i, j); mask keys
+    in the future of each query; softmax; weighted sum; output projection.
+
+    Args:
+        num_heads: int.
+        key_dim: int. Size of each head.
+        dropout: float. On the attention weights.
+    Call arguments:
+        inputs: float `(batch, length, dim)`, the segment.
+        context: float `(batch, memory_length + length, dim)`, the memory followed by the segment.
+        query_positions: int `(length,)`, positions of the segment's tokens.
+        key_positions: int `(memory_length + length,)`, positions of the context's tokens.
+    Returns:
+        float `(batch, length, dim)`.
+    """
+
+    def __init__(self, num_heads, key_dim, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.dropout = dropout
+
+    def build(self, inputs_shape, *args, **kwargs):
+        dim = inputs_shape[-1]
+        policy = self.dtype_policy
+
+        def projection(name, units):
+            layer = keras.layers.EinsumDense("btd,dhk->bthk", (None, self.num_heads, self.key_dim), dtype=policy,
+                                             name=name)
+            layer.build((None, None, units))
+            return layer
+
+        self.query_dense = projection("query", dim)
+        self.key_dense = projection("key", dim)
+        self.value_dense = projection("value", dim)
+        self.position_dense = keras.layers.EinsumDense("nd,dhk->nhk", (self.num_heads, self.key_dim), dtype=policy,
+                                                       name="position")
+        self.position_dense.build((None, dim))
+        self.content_bias = self.add_weight(name="content_bias", shape=(self.num_heads, self.key_dim),
+                                            initializer="zeros")  # u
+        self.position_bias = self.add_weight(name="position_bias", shape=(self.num_heads, self.key_dim),
+                                             initializer="zeros")  # v
+        self.output_dense = keras.layers.EinsumDense("bthk,hkd->btd", (None, dim), dtype=policy, name="output")
+        self.output_dense.build((None, None, self.num_heads, self.key_dim))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.dim = dim
+        self.built = True
+
+    def call(self, inputs, context, query_positions, key_positions, training=False):
+        query = self.query_dense(inputs)  # (B, T, H, D)
+        key = self.key_dense(context)  # (B, K, H, D)
+        value = self.value_dense(context)  # (B, K, H, D)
+        key_length = ops.shape(context)[1]
+        distance = query_positions[:, None] - key_positions[None, :]  # (T, K)
+        # position term for every distance 0..K-1, then gathered for each (query, key) pair
+        r = self.position_dense(ops.cast(sinusoid(ops.arange(key_length), self.dim), self.compute_dtype))  # (K,H,D)
+        content = ops.einsum("bthd,bkhd->bhtk", query + ops.cast(self.content_bias, query.dtype), key)
+        by_distance = ops.einsum("bthd,nhd->bhtn", query + ops.cast(self.position_bias, query.dtype), r)
+        index = ops.clip(distance, 0, key_length - 1)  # (T, K); negative distances are masked below
+        position = ops.take_along_axis(by_distance, ops.broadcast_to(index[None, None], ops.shape(content)), axis=-1)
+        scores = (content + position) / ops.sqrt(ops.cast(self.key_dim, content.dtype))
+        weights = masked_softmax(scores, (distance >= 0)[None, None])  # (B, H, T, K)
+        weights = self.dropout_layer(weights, training=training)
+        return self.output_dense(ops.einsum("bhtk,bkhd->bthd", weights, value))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"num_heads": self.num_heads, "key_dim": self.key_dim, "dropout": self.dropout})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+class TransformerXLBlock(keras.layers.Layer):
+    """A pre-LN Transformer-XL block: relative attention over [memory; segment], then feed-forward.
+
+    Args:
+        intermediate_dim, num_heads, dropout: as `TransformerDecoderBlock`.
+    Call arguments:
+        inputs: float `(batch, length, dim)`.
+        memory: optional float `(batch, memory_length, dim)`: this block's inputs of the previous segment(s)
+            (constants: no gradient flows into them).
+        training: bool.
+    """
+
+    def __init__(self, intermediate_dim, num_heads, dropout=0.0, activation="gelu", layer_norm_epsilon=1e-5,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+
+    def build(self, inputs_shape, *args, **kwargs):
+        dim = inputs_shape[-1]
+        policy = self.dtype_policy
+        self.attention = RelativeMultiHeadAttention(self.num_heads, dim // self.num_heads, self.dropout, dtype=policy,
+                                                    name="attention")
+        self.attention.build(inputs_shape)
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy)
+        self.attention_norm.build(inputs_shape)
+        self.feedforward_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy)
+        self.feedforward_norm.build(inputs_shape)
+        self.feedforward_intermediate = keras.layers.Dense(self.intermediate_dim, activation=self.activation,
+                                                           dtype=policy)
+        self.feedforward_intermediate.build(inputs_shape)
+        self.feedforward_output = keras.layers.Dense(dim, dtype=policy)
+        self.feedforward_output.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+        self.built = True
+
+    def call(self, inputs, memory=None, training=False):
+        length = ops.shape(inputs)[1]
+        normed = self.attention_norm(inputs)
+        if memory is None:
+            context, memory_length = normed, 0
+        else:
+            context = ops.concatenate([self.attention_norm(ops.stop_gradient(memory)), normed], axis=1)
+            memory_length = ops.shape(memory)[1]
+        query_positions = ops.arange(length) + memory_length
+        key_positions = ops.arange(length + memory_length)
+        attended = self.attention(normed, context, query_positions, key_positions, training=training)
+        x = inputs + self.dropout_layer(attended, training=training)
+        hidden = self.feedforward_output(self.feedforward_intermediate(self.feedforward_norm(x)))
+        return x + self.dropout_layer(hidden, training=training)
+
+    def step(self, inputs, buffer, position, training=False):
+        """One position of incremental decoding: `inputs` `(batch, 1, dim)` at `position`, attending over
+        `buffer` `(batch, max_length, dim)`, this block's inputs at every earlier position (positions after
+        `position` are masked). Returns `(outputs, buffer with inputs written at position)`."""
+        max_length = ops.shape(buffer)[1]
+        at_position = ops.equal(ops.arange(max_length), position)[None, :, None]
+        buffer = ops.where(at_position, ops.cast(inputs, buffer.dtype), buffer)
+        normed = self.attention_norm(inputs)
+        attended = self.attention(normed, self.attention_norm(buffer), ops.reshape(position, (1,)),
+                                  ops.arange(max_length), training=training)
+        x = inputs + self.dropout_layer(attended, training=training)
+        hidden = self.feedforward_output(self.feedforward_intermediate(self.feedforward_norm(x)))
+        return x + self.dropout_layer(hidden, training=training), buffer
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+            "dropout": self.dropout,
+            "activation": self.activation,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        })
+        return config

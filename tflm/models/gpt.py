@@ -1,0 +1,106 @@
+import keras
+from keras import ops
+from keras_hub.layers import PositionEmbedding
+
+from tflm.layers.transformer_decoder_block import TransformerDecoderBlock
+from tflm.models.language_model import LanguageModel
+
+GPT_POSITIONS = ("learned", "rotary")
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+class GPT(LanguageModel):
+    """A GPT-style decoder-only Transformer: causal self-attention, pre-LN, tied input/output embeddings.
+
+    Built from tflm's `TransformerDecoderBlock` (without cross-attention), with the same key/value cache
+    and `decode_step` interface as the translation models.
+
+    Args:
+        vocabulary_size: int.
+        hidden_dim: int.
+        intermediate_dim: int. Feed-forward width (usually 4 * hidden_dim).
+        num_heads: int.
+        num_layers: int.
+        dropout: float.
+        max_sequence_length: int. Longest sequence (the table size of learned positions).
+        position_embedding: `"learned"` (GPT-2) or `"rotary"`.
+        activation: feed-forward activation.
+    Example:
+    >>> model = GPT(vocabulary_size=65, hidden_dim=32, intermediate_dim=128, num_heads=4, num_layers=2)
+    >>> model({"token_ids": np.array([[5, 6, 7]])}).shape
+    TensorShape([1, 3, 65])
+    """
+
+    def __init__(self, vocabulary_size, hidden_dim=256, intermediate_dim=1024, num_heads=4, num_layers=4,
+                 dropout=0.1, max_sequence_length=512, position_embedding="learned", activation="gelu", **kwargs):
+        super().__init__(**kwargs)
+        if position_embedding not in GPT_POSITIONS:
+            raise ValueError(f"position_embedding={position_embedding!r} must be one of {GPT_POSITIONS}.")
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.position_embedding = position_embedding
+        self.activation = activation
+        policy = self.dtype_policy
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocabulary_size, hidden_dim, tie_weights=True, dtype=policy,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_embedding",
+        )
+        self.positions = None
+        if position_embedding == "learned":
+            self.positions = PositionEmbedding(max_sequence_length, dtype=policy,
+                                               initializer=keras.initializers.RandomNormal(stddev=0.02),
+                                               name="positions")
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
+        self.blocks = [
+            TransformerDecoderBlock(intermediate_dim, num_heads, dropout=dropout, activation=activation,
+                                    normalize_first=True, cross_attention=False,
+                                    rotary=position_embedding == "rotary", dtype=policy, name=f"block_{i}")
+            for i in range(num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
+
+    def _embed(self, token_ids, start_index=0, training=False):
+        x = self.token_embedding(token_ids)
+        if self.positions is not None:
+            x = x + self.positions(x, start_index=start_index)
+        return self.embedding_dropout(x, training=training)
+
+    def call(self, inputs, training=False):
+        x = self._embed(inputs["token_ids"], training=training)  # (B, T, d)
+        for block in self.blocks:
+            x, _, _ = block(x, training=training)
+        return ops.cast(self.token_embedding(self.final_norm(x), reverse=True), "float32")  # (B, T, V)
+
+    def initial_state(self, batch_size, max_length):
+        head_dim = self.hidden_dim // self.num_heads
+        empty = ops.zeros((batch_size, 2, max_length, self.num_heads, head_dim), dtype=self.compute_dtype)
+        return {"caches": [empty for _ in self.blocks]}
+
+    def decode_step(self, token_ids, state, step, training=False):
+        x = self._embed(ops.cast(token_ids, "int32")[:, None], start_index=step, training=training)  # (B, 1, d)
+        caches = []
+        for block, cache in zip(self.blocks, state["caches"]):
+            x, cache, _ = block(x, self_cache=cache, cache_index=step, training=training)
+            caches.append(cache)
+        logits = self.token_embedding(self.final_norm(x[:, 0]), reverse=True)
+        return ops.cast(logits, "float32"), {"caches": caches}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vocabulary_size": self.vocabulary_size,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "position_embedding": self.position_embedding,
+            "activation": self.activation,
+        })
+        return config

@@ -1,0 +1,140 @@
+import keras
+import tensorflow as tf
+from keras import ops
+
+from tflm.layers.relative_attention import TransformerXLBlock
+from tflm.models.language_model import LanguageModel
+
+
+class _MemoryState:
+    """Transformer-XL memory carried from one training batch to the next (contiguous batches).
+
+    A plain object, deliberately: its variables are training state, not model weights, so they stay out
+    of `model.weights`, checkpoints and exports (whose models may use other batch sizes).
+    """
+
+    def __init__(self, num_layers, batch_size, memory_length, hidden_dim, dtype):
+        self.variables = [tf.Variable(tf.zeros([batch_size, memory_length, hidden_dim], dtype), trainable=False,
+                                      name=f"memory_{i}") for i in range(num_layers)]
+
+    def read(self):
+        return [v.read_value() for v in self.variables]
+
+    def write(self, memories):
+        for variable, value in zip(self.variables, memories):
+            variable.assign(value)
+
+    def reset(self):
+        for variable in self.variables:
+            variable.assign(tf.zeros_like(variable))
+
+
+@keras.saving.register_keras_serializable(package="tflm")
+class TransformerXL(LanguageModel):
+    """Transformer-XL (Dai et al. 2019): relative positions and segment-level recurrence.
+
+    Each segment attends to the cached, stop-gradient hidden states of the previous segment(s) (`memory`,
+    the last `memory_length` inputs of each block), so the context grows beyond a segment without
+    backpropagating through it. `forward(token_ids, memory)` is the explicit form; for training on
+    contiguous batches, `enable_memory_state(batch_size)` makes `call` carry the memory itself.
+
+    Args:
+        vocabulary_size, hidden_dim, intermediate_dim, num_heads, num_layers, dropout: as `GPT`.
+        memory_length: int. Hidden states kept from previous segments (0: no recurrence).
+    Example:
+    >>> model = TransformerXL(65, hidden_dim=32, intermediate_dim=128, num_heads=4, num_layers=2, memory_length=16)
+    >>> logits, memory = model.forward(np.array([[5, 6, 7]]))
+    >>> logits, memory = model.forward(np.array([[8, 9, 10]]), memory)  # the second segment sees the first
+    """
+
+    def __init__(self, vocabulary_size, hidden_dim=256, intermediate_dim=1024, num_heads=4, num_layers=4,
+                 dropout=0.1, memory_length=64, activation="gelu", **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.num_heads = num_heads
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.memory_length = memory_length
+        self.activation = activation
+        policy = self.dtype_policy
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocabulary_size, hidden_dim, tie_weights=True, dtype=policy,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_embedding",
+        )
+        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
+        self.blocks = [TransformerXLBlock(intermediate_dim, num_heads, dropout=dropout, activation=activation,
+                                          dtype=policy, name=f"block_{i}") for i in range(num_layers)]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
+        self._memory_state = None
+
+    def forward(self, token_ids, memory=None, training=False):
+        """Logits of a segment given the memory of the previous ones, and the memory for the next segment.
+
+        Args:
+            token_ids: int `(batch, length)`.
+            memory: None, or a list (one per block) of float `(batch, memory_length, hidden_dim)`.
+        Returns:
+            `(logits, new_memory)`: float32 `(batch, length, vocabulary_size)`, and the list of each block's
+            last `memory_length` inputs (None when memory_length is 0).
+        """
+        x = self.embedding_dropout(self.token_embedding(token_ids), training=training)  # (B, T, d)
+        new_memory = []
+        for index, block in enumerate(self.blocks):
+            previous = None if memory is None or not self.memory_length else memory[index]
+            if self.memory_length:
+                joined = x if previous is None else ops.concatenate([ops.cast(previous, x.dtype), x], axis=1)
+                new_memory.append(ops.stop_gradient(joined[:, -self.memory_length:]))
+            x = block(x, memory=previous, training=training)
+        logits = ops.cast(self.token_embedding(self.final_norm(x), reverse=True), "float32")
+        return logits, (new_memory if self.memory_length else None)
+
+    def call(self, inputs, training=False):
+        memory = self._memory_state.read() if self._memory_state is not None else None
+        logits, new_memory = self.forward(inputs["token_ids"], memory, training=training)
+        if self._memory_state is not None:
+            self._memory_state.write(new_memory)
+        return logits
+
+    def enable_memory_state(self, batch_size):
+        """Makes `call` carry the memory from one batch to the next (for contiguous training batches of
+        `batch_size` streams). Call `reset_memory()` where the streams restart (a new epoch)."""
+        if not self.memory_length:
+            return
+        if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError("Transformer-XL's carried memory trains on one replica; use strategy 'default', or "
+                             "memory_length=0.")
+        self._memory_state = _MemoryState(self.num_layers, batch_size, self.memory_length, self.hidden_dim,
+                                          self.compute_dtype)
+
+    def reset_memory(self):
+        if self._memory_state is not None:
+            self._memory_state.reset()
+
+    def initial_state(self, batch_size, max_length):
+        empty = ops.zeros((batch_size, max_length, self.hidden_dim), dtype=self.compute_dtype)
+        return {"buffers": [empty for _ in self.blocks]}
+
+    def decode_step(self, token_ids, state, step, training=False):
+        x = self.embedding_dropout(self.token_embedding(ops.cast(token_ids, "int32")[:, None]), training=training)
+        buffers = []
+        for block, buffer in zip(self.blocks, state["buffers"]):
+            x, buffer = block.step(x, buffer, step, training=training)
+            buffers.append(buffer)
+        logits = self.token_embedding(self.final_norm(x[:, 0]), reverse=True)
+        return ops.cast(logits, "float32"), {"buffers": buffers}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vocabulary_size": self.vocabulary_size,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "dropout": self.dropout,
+            "memory_length": self.memory_length,
+            "activation": self.activation,
+        })
+        return config

@@ -1,0 +1,515 @@
+"""Language-modelling runs: configuration, vocabulary, data, model, training, evaluation, generation.
+
+The same shape as `tflm.tasks.translation`: a configuration dataclass saved in the run directory, step
+functions that the CLI (`tflm train --task language_modeling`, `tflm evaluate`, `tflm generate`) and the
+recipe (`recipes/generation.py`) compose, and a `Generator` (a `tf.Module`) that generates in the graph and
+is what export saves.
+
+Metrics (`evaluate`): mean token loss (nats), perplexity, bits per character for character models, and the
+word-level perplexity `exp(total loss / words)` for any tokenizer, where words are counted as WikiText's
+word-level version counts them (whitespace words plus one end-of-line per line), so figures compare with
+published ones.
+"""
+
+import dataclasses
+import inspect
+import json
+import logging
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tflm import config as config_lib
+from tflm.data.language_modeling import (
+    contiguous_dataset,
+    contiguous_segments,
+    count_words,
+    keeps_newlines,
+    read_text_lines,
+    tokenize_stream,
+    window_dataset,
+    windows,
+)
+from tflm.data.registry import dataset_info, find_dataset, split_file
+from tflm.decoding.common import DecodeResult, lengths_of
+from tflm.decoding.search import DecodingOptions, search
+from tflm.models import get_model_class
+from tflm.tasks.runs import (
+    ModelConfig,
+    TrainingConfig,
+    build_optimizer,
+    count_parameters,
+    load_config,
+    model_dtype,
+    model_params,
+    resolve_run_checkpoint,
+    start_run,
+)
+from tflm.text.tokenizers import EOS_ID, PAD_ID, load_tokenizer
+from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
+from tflm.training.checkpoints import ModelVariables, restore_model
+from tflm.training.strategies import make_strategy
+from tflm.training.trainer import Trainer
+
+logger = logging.getLogger("tflm")
+
+
+@dataclasses.dataclass
+class LMDataConfig:
+    dataset: Optional[str] = "shakespeare"  # a registered corpus with {train,valid,test}.txt
+    data_dir: Optional[str] = None
+    train_file: Optional[str] = None  # or explicit files
+    valid_file: Optional[str] = None
+    test_file: Optional[str] = None
+    sequence_length: int = 256  # tokens per training window (or segment, for Transformer-XL)
+    stride: Optional[int] = None  # between training windows (default: sequence_length, no overlap)
+    batch_size: int = 32
+    eval_stride: Optional[int] = None  # evaluation windows (default sequence_length // 2: context for every token)
+    max_train_tokens: Optional[int] = None  # use only the first N training tokens (quick runs)
+    max_valid_tokens: Optional[int] = 100_000  # validation loss after each epoch on at most this many tokens
+
+
+@dataclasses.dataclass
+class LMVocabularyConfig:
+    type: str = "character"  # "character", "byte_bpe", "unigram", "bpe" or "wordpiece"
+    size: int = 8000  # ignored for "character"
+
+
+def _generation_defaults():
+    return DecodingOptions(strategy="sample", top_k=40, max_length=200, max_length_a=0.0, n_best=1,
+                           batch_size=16)
+
+
+@dataclasses.dataclass
+class LanguageModelConfig:
+    task: str = "language_modeling"
+    data: LMDataConfig = dataclasses.field(default_factory=LMDataConfig)
+    vocabulary: LMVocabularyConfig = dataclasses.field(default_factory=LMVocabularyConfig)
+    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(type="gpt"))
+    training: TrainingConfig = dataclasses.field(default_factory=lambda: TrainingConfig(label_smoothing=0.0))
+    decoding: DecodingOptions = dataclasses.field(default_factory=_generation_defaults)
+
+    def validate(self):
+        if self.task != "language_modeling":
+            raise config_lib.ConfigError(f"task={self.task!r}: this is a language-modelling configuration.")
+        if self.vocabulary.type not in VOCABULARY_TYPES:
+            raise config_lib.ConfigError(
+                f"vocabulary.type={self.vocabulary.type!r} must be one of {', '.join(VOCABULARY_TYPES)}.")
+        if self.data.dataset is None and not self.data.train_file:
+            raise config_lib.ConfigError("Set data.dataset (a registered corpus) or data.train_file.")
+        if get_model_class(self.model.type).__name__ not in ("GPT", "TransformerXL"):
+            raise config_lib.ConfigError(f"model.type={self.model.type!r} is not a language model; use gpt or "
+                                         "transformer_xl.")
+        config_lib.parse_duration(self.training.time_budget)
+        self.decoding.validate()
+        return self
+
+
+def load_run_config(run_dir):
+    return load_config(run_dir, LanguageModelConfig)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def split_path(data_config, split):
+    explicit = getattr(data_config, f"{split}_file")
+    if explicit:
+        return explicit
+    if data_config.dataset is None:
+        raise config_lib.ConfigError(f"No text for the {split} split: set data.dataset or data.{split}_file.")
+    info = dataset_info(data_config.dataset)
+    if info.task != "language_modeling":
+        raise config_lib.ConfigError(f"Dataset {info.name!r} is a {info.task} corpus; language models train on "
+                                     "wikitext-2-raw, shakespeare, or data.train_file.")
+    return split_file(find_dataset(data_config.dataset, data_config.data_dir), split, "txt")
+
+
+def read_split(data_config, split):
+    return read_text_lines(split_path(data_config, split))
+
+
+def prepare_vocabulary(vocabulary_config, run_dir, train_lines):
+    """Loads the run's tokenizer, or trains it on the training text and saves it in `run_dir/vocab/`."""
+    directory = os.path.join(run_dir, "vocab")
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            if name.startswith("tokenizer."):
+                return load_tokenizer(os.path.join(directory, name))
+    texts = train_lines if vocabulary_config.type in ("character", "byte_bpe") else [
+        line.strip() for line in train_lines if line.strip()]
+    tokenizer = train_tokenizer(texts, vocabulary_config.type, vocabulary_config.size)
+    os.makedirs(directory, exist_ok=True)
+    tokenizer.save(os.path.join(directory, "tokenizer" + tokenizer.file_suffix))
+    return tokenizer
+
+
+def load_vocabulary(run_dir):
+    directory = os.path.join(run_dir, "vocab")
+    names = [n for n in sorted(os.listdir(directory)) if n.startswith("tokenizer.")] if os.path.isdir(directory) else []
+    if not names:
+        raise FileNotFoundError(f"{directory}: no tokenizer; was this run trained?")
+    return load_tokenizer(os.path.join(directory, names[0]))
+
+
+@dataclasses.dataclass
+class LMData:
+    tokenizer: object
+    train_ids: np.ndarray
+    valid_ids: np.ndarray
+    valid_lines: list
+
+
+def prepare_data(config, run_dir):
+    """Reads and tokenizes the train and valid text (training the vocabulary on first use)."""
+    train_lines = read_split(config.data, "train")
+    tokenizer = prepare_vocabulary(config.vocabulary, run_dir, train_lines)
+    train_ids = tokenize_stream(train_lines, tokenizer)
+    if config.data.max_train_tokens:
+        train_ids = train_ids[: config.data.max_train_tokens]
+    valid_lines = read_split(config.data, "valid")
+    valid_ids = tokenize_stream(valid_lines, tokenizer)
+    logger.info("Language-model data: %d training tokens, %d validation tokens, vocabulary %d",
+                len(train_ids), len(valid_ids), tokenizer.vocabulary_size)
+    return LMData(tokenizer, train_ids, valid_ids, valid_lines)
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+def is_recurrent(model):
+    return getattr(model, "memory_length", 0) > 0
+
+
+def build_model(config, tokenizer):
+    cls = get_model_class(config.model.type)
+    params = model_params(config.model, inspect.signature(cls.__init__).parameters,
+                          ("self", "kwargs", "vocabulary_size"))
+    if "max_sequence_length" in inspect.signature(cls.__init__).parameters:
+        needed = max(config.data.sequence_length, config.decoding.max_length) + 1
+        params["max_sequence_length"] = max(params.get("max_sequence_length", 0), needed)
+    model = cls(tokenizer.vocabulary_size, dtype=model_dtype(config.training.mixed_precision), **params)
+    model.build()
+    return model
+
+
+# ------------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None):
+    """Mean next-token loss (nats) over a token stream, and the number of tokens scored.
+
+    Models with memory (Transformer-XL) read the stream as `batch_size` contiguous streams, one segment of
+    `length` at a time, carrying their memory across segments (the whole text is context). Others read
+    windows of `length` every `stride` tokens (default `length // 2`), each token scored once, in the
+    window where it has the most context.
+    """
+    ids = np.asarray(ids[: max_tokens + 1] if max_tokens else ids, dtype=np.int32)
+    total, count = 0.0, 0
+
+    def nll(logits, labels):
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        return -tf.gather(log_probs, labels, batch_dims=2)  # (B, T)
+
+    if is_recurrent(model):
+        streams = max(1, min(batch_size, (len(ids) - 1) // length))
+        step = tf.function(lambda x, y, memory: _segment_loss(model, nll, x, y, memory), reduce_retracing=True)
+        memory = None
+        for segment in contiguous_segments(ids, length, streams):
+            losses, memory = step(segment[:, :-1], segment[:, 1:], memory)
+            total += float(tf.reduce_sum(losses))
+            count += int(np.prod(losses.shape))
+        return total / max(count, 1), count
+
+    stride = stride or max(1, length // 2)
+    cut = windows(ids, length, stride) if len(ids) > length else ids[None, :]
+    forward = tf.function(lambda x, y: nll(model({"token_ids": x}), y), reduce_retracing=True)
+    for start in range(0, len(cut), batch_size):
+        batch = cut[start: start + batch_size]
+        losses = np.asarray(forward(batch[:, :-1], batch[:, 1:]))
+        for row, window_index in enumerate(range(start, start + len(batch))):
+            first = 0 if window_index == 0 else length - stride  # score only the tokens new to this window
+            total += float(losses[row, first:].sum())
+            count += losses.shape[1] - first
+    covered = (len(cut) - 1) * stride + length if len(ids) > length else len(ids) - 1
+    if covered < len(ids) - 1:  # the tail after the last full window
+        tail = ids[-(length + 1):]
+        losses = np.asarray(forward(tail[None, :-1], tail[None, 1:]))[0]
+        new = len(ids) - 1 - covered
+        total += float(losses[-new:].sum())
+        count += new
+    return total / max(count, 1), count
+
+
+def _segment_loss(model, nll, inputs, labels, memory):
+    logits, memory = model.forward(inputs, memory)
+    return nll(logits, labels), memory
+
+
+def metrics(loss, tokens, lines, tokenizer):
+    """Loss, perplexity, bits per character (character models) and word-level perplexity."""
+    result = {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3), "tokens": tokens}
+    words = count_words(lines)
+    result["words"] = words
+    result["word_perplexity"] = round(math.exp(min(loss * tokens / max(words, 1), 50)), 3)
+    if tokenizer.kind == "character":
+        result["bits_per_character"] = round(loss / math.log(2), 4)
+    return result
+
+
+# ------------------------------------------------------------------------------------------- generation
+
+
+class Generator(tf.Module):
+    """A language model with its tokenizer and generation settings: prompts in, text out, in the graph.
+
+    The prompt's first token starts the decoding and its others are forced (`tflm.decoding`'s `forced`),
+    so every strategy continues a prompt: greedy, beam, sampling with temperature/top-k/top-p, with
+    no-repeat-n-gram blocking. An empty prompt starts from a line break.
+
+    Example:
+    >>> generator = Generator.from_run_dir("runs/shakespeare-gpt")
+    >>> generator.generate(["ROMEO:"])
+    """
+
+    def __init__(self, model, tokenizer, decoding=None):
+        super().__init__()
+        self.model = model
+        self.model_variables = ModelVariables(model)
+        self.tokenizer = tokenizer
+        self.decoding = decoding or _generation_defaults()
+        self.separator = (int(np.asarray(tokenizer.tokenize("\n"))[0]) if keeps_newlines(tokenizer) else EOS_ID)
+
+    @classmethod
+    def from_run_dir(cls, run_dir, checkpoint="best", decoding=None):
+        config = load_run_config(run_dir)
+        tokenizer = load_vocabulary(run_dir)
+        model = build_model(config, tokenizer)
+        restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
+        return cls(model, tokenizer, decoding or config.decoding)
+
+    def encode_prompt(self, prompts):
+        """`(start_ids (B,), forced_ids (B, P), forced_lengths (B,))`: each prompt's first token starts the
+        decoding and the rest are forced; an empty prompt starts from a line break."""
+        pieces = self.tokenizer.tokenize(prompts)
+        empty = tf.equal(pieces.row_lengths(), 0)
+        separator = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], self.separator))
+        keep = tf.concat([tf.RaggedTensor.from_tensor(empty[:, tf.newaxis]), tf.ones_like(pieces, tf.bool)], axis=1)
+        pieces = tf.ragged.boolean_mask(tf.concat([separator, pieces], axis=1), keep)
+        dense = pieces.to_tensor(PAD_ID)
+        forced = tf.pad(dense[:, 1:], [[0, 0], [0, 1]])  # at least one column
+        return dense[:, 0], forced, tf.cast(pieces.row_lengths(), tf.int32) - 1
+
+    def generate_ids(self, prompts, **overrides):
+        """A `DecodeResult` whose token ids are the prompts' continuations (the prompts themselves are PAD)."""
+        start, forced_ids, forced_lengths = self.encode_prompt(prompts)
+        batch_size = tf.shape(start)[0]
+        new_tokens = tf.cast(overrides.pop("max_length", self.decoding.max_length), tf.int32)
+        max_length = tf.reduce_max(forced_lengths) + new_tokens
+        limit = getattr(self.model, "max_sequence_length", None)
+        if limit:
+            max_length = tf.minimum(max_length, limit)
+        state = self.model.initial_state(batch_size, max_length)
+        result = search(self.model.decode_step, state, batch_size, self.decoding, start_ids=start,
+                        forced=(forced_ids, forced_lengths), max_length=max_length,
+                        **overrides)
+        prompt_part = tf.range(max_length)[tf.newaxis, tf.newaxis, :] < forced_lengths[:, tf.newaxis, tf.newaxis]
+        token_ids = tf.where(prompt_part, PAD_ID, result.token_ids)
+        return DecodeResult(token_ids, lengths_of(token_ids), result.scores)
+
+    def texts(self, result):
+        n = tf.shape(result.token_ids)[1]
+        flat = tf.reshape(result.token_ids, [-1, tf.shape(result.token_ids)[2]])
+        return tf.reshape(self.tokenizer.detokenize(flat), [-1, n])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def generate_batch(self, prompts):
+        """string `(batch,)` -> `{"outputs": string (batch, n), "scores": float32 (batch, n)}`: continuations."""
+        result = self.generate_ids(prompts)
+        return {"outputs": self.texts(result), "scores": result.scores}
+
+    def generate_with_controls(self, prompts, beam_size, num_return_sequences, max_new_tokens, length_penalty,
+                               temperature, top_k, top_p, seed):
+        """As the exported signature: sampling when temperature > 0, else beam when beam_size > 1, else greedy."""
+        beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
+        count = tf.maximum(tf.cast(num_return_sequences, tf.int32), 1)
+
+        def run(strategy, **settings):
+            result = self.generate_ids(prompts, strategy=strategy, max_length=max_new_tokens, **settings)
+            return result.token_ids, result.scores
+
+        token_ids, scores = tf.case([
+            (temperature > 0, lambda: run("sample", n_best=count, temperature=temperature, top_k=top_k,
+                                          top_p=top_p, seed=seed)),
+            (beam_size > 1, lambda: run("beam", beam_size=beam_size, n_best=tf.minimum(count, beam_size),
+                                        length_penalty=length_penalty)),
+        ], default=lambda: run("greedy"))
+        return self.texts(DecodeResult(token_ids, lengths_of(token_ids), scores)), scores
+
+    def generate(self, prompts):
+        """Generates for a list of prompts; returns, per prompt, the list of continuations (str)."""
+        result = self.generate_batch(tf.constant(list(prompts), dtype=tf.string))
+        return [[t.decode("utf-8") for t in row] for row in np.asarray(result["outputs"])]
+
+    def stream(self, prompt, max_new_tokens=None, seed=None):
+        """Yields the continuation of one prompt piece by piece as it is produced (greedy or sampling).
+
+        A Python loop over a compiled single-step function, for the console; `generate` (one graph) is
+        what export and batch generation use.
+        """
+        decoding = self.decoding
+        max_new_tokens = max_new_tokens or decoding.max_length
+        start, forced_ids, forced_lengths = self.encode_prompt(tf.constant([prompt]))
+        prompt_ids = [int(start[0])] + [int(t) for t in np.asarray(forced_ids[0, : int(forced_lengths[0])])]
+        max_length = len(prompt_ids) + max_new_tokens
+        limit = getattr(self.model, "max_sequence_length", None)
+        if limit:
+            max_length = min(max_length, limit)
+        step = tf.function(self.model.decode_step, reduce_retracing=True)
+        state = self.model.initial_state(1, max_length)
+        generator = np.random.default_rng(decoding.seed if seed is None else seed)
+        history, previous_text = [], ""
+        token = prompt_ids[0]
+        for position in range(max_length - 1):
+            logits, state = step(tf.constant([token], tf.int32), state, tf.constant(position))
+            if position + 1 < len(prompt_ids):
+                token = prompt_ids[position + 1]
+                continue
+            token = _pick(np.asarray(logits[0], dtype=np.float64), decoding, generator, history)
+            if token == EOS_ID:
+                break
+            history.append(token)
+            text = np.asarray(self.tokenizer.detokenize(tf.constant([history], tf.int32)))[0].decode("utf-8", "replace")
+            yield text[len(previous_text):]
+            previous_text = text
+
+
+def _pick(logits, decoding, generator, history):
+    """The next token for `Generator.stream`: argmax, or a draw with temperature/top-k/top-p."""
+    logits[[PAD_ID, 2]] = -np.inf  # never PAD nor BOS
+    n = decoding.no_repeat_ngram_size
+    if n >= 2 and len(history) >= n - 1:
+        prefix = tuple(history[len(history) - n + 1:])
+        for i in range(len(history) - n + 1):
+            if tuple(history[i: i + n - 1]) == prefix:
+                logits[history[i + n - 1]] = -np.inf
+    if decoding.strategy != "sample":
+        return int(np.argmax(logits))
+    logits = logits / decoding.temperature
+    if decoding.top_k:
+        kth = np.sort(logits)[-decoding.top_k]
+        logits[logits < kth] = -np.inf
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    if decoding.top_p < 1.0:
+        order = np.argsort(-probabilities)
+        keep = np.cumsum(probabilities[order]) - probabilities[order] < decoding.top_p
+        mask = np.zeros_like(probabilities, dtype=bool)
+        mask[order[keep]] = True
+        probabilities = np.where(mask, probabilities, 0.0)
+        probabilities /= probabilities.sum()
+    return int(generator.choice(len(probabilities), p=probabilities))
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def build_trainer(config, run_dir, data, strategy=None, verbose=True):
+    training = config.training
+    strategy = strategy or make_strategy(training.strategy, training.devices)
+    with strategy.scope():
+        model = build_model(config, data.tokenizer)
+        optimizer = build_optimizer(training, training.max_steps)
+    if is_recurrent(model):
+        model.enable_memory_state(config.data.batch_size)
+    logger.info("Model %s: %d parameters", config.model.type, count_parameters(model))
+    return Trainer(model, optimizer, run_dir, strategy=strategy, label_smoothing=training.label_smoothing,
+                   clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
+                   checkpoint_every_steps=training.checkpoint_every_steps,
+                   checkpoint_every_seconds=training.checkpoint_every_seconds,
+                   log_every_steps=training.log_every_steps, jit_compile=training.jit_compile, verbose=verbose)
+
+
+def train_datasets(config, data, model):
+    """`(epoch -> dataset, steps per epoch)`: shuffled windows, or contiguous segments for recurrence."""
+    length, batch = config.data.sequence_length, config.data.batch_size
+    if is_recurrent(model):
+        steps = len(contiguous_segments(data.train_ids, length, batch))
+        return (lambda epoch: contiguous_dataset(data.train_ids, length, batch)), steps
+    count = len(windows(data.train_ids, length, config.data.stride))
+    seed = config.training.seed
+    return (lambda epoch: window_dataset(data.train_ids, length, batch, config.data.stride, seed=seed,
+                                         epoch=epoch)), -(-count // batch)
+
+
+def train(config, run_dir, verbose=True):
+    """Trains (or resumes) a language-model run in `run_dir`; returns the `TrainResult`."""
+    config = start_run(config, run_dir)
+    data = prepare_data(config, run_dir)
+    trainer = build_trainer(config, run_dir, data, verbose=verbose)
+    model = trainer.model
+    dataset, steps = train_datasets(config, data, model)
+
+    def validate():
+        return evaluate_ids(model, data.valid_ids, config.data.sequence_length, config.data.batch_size,
+                            config.data.eval_stride, config.data.max_valid_tokens)
+
+    samples = SampleGenerations(Generator(model, data.tokenizer, config.decoding), config.training.samples)
+    return trainer.fit(
+        dataset, epochs=config.training.epochs, max_steps=config.training.max_steps,
+        time_budget=config_lib.parse_duration(config.training.time_budget), valid_data=validate,
+        steps_per_epoch=steps, on_epoch_end=samples if config.training.samples else None,
+        on_epoch_start=(lambda trainer, epoch: model.reset_memory()) if is_recurrent(model) else None,
+    )
+
+
+SAMPLE_PROMPTS = ("", "The ", "In the beginning", "ROMEO:")
+
+
+class SampleGenerations:
+    """After each epoch, generates from a few fixed prompts into the log and TensorBoard (as text)."""
+
+    def __init__(self, generator, count):
+        self.generator = generator
+        self.prompts = list(SAMPLE_PROMPTS[:count])
+
+    def __call__(self, trainer, epoch, valid_loss):
+        outputs = self.generator.generate(self.prompts)
+        rows = ["| prompt | generated |", "|---|---|"]
+        for prompt, continuations in zip(self.prompts, outputs):
+            logger.info("sample: %r => %r", prompt, continuations[0][:200])
+            rows.append(f"| {prompt!r} | {continuations[0].replace('|', '/').replace(chr(10), ' / ')} |")
+        with trainer.writers["valid"].as_default(step=trainer.step):
+            tf.summary.text("sample_generations", "\n".join(rows))
+
+
+def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):
+    """Loss, perplexity, bits per character and word-level perplexity on a split; writes eval/<split>.json."""
+    config = load_run_config(run_dir)
+    tokenizer = load_vocabulary(run_dir)
+    model = build_model(config, tokenizer)
+    restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
+    lines = read_split(config.data, split)
+    ids, line_lengths = tokenize_stream(lines, tokenizer, line_lengths=True)
+    if max_tokens:  # whole lines only, so the word count matches the tokens scored
+        kept = int(np.searchsorted(np.cumsum(line_lengths), max_tokens + 1, side="right"))
+        lines = lines[:kept]
+        ids = ids[: int(np.sum(line_lengths[:kept]))]
+    started = time.monotonic()
+    loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size,
+                                config.data.eval_stride)
+    result = metrics(loss, tokens, lines, tokenizer)
+    result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
+                   "memory": "contiguous, carried" if is_recurrent(model) else
+                   f"windows of {config.data.sequence_length}, stride {config.data.eval_stride or max(1, config.data.sequence_length // 2)}"})
+    directory = os.path.join(run_dir, "eval")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    logger.info("%s %s: loss %.4f, perplexity %.2f, word perplexity %.2f", run_dir, split, result["loss"],
+                result["perplexity"], result["word_perplexity"])
+    return result
