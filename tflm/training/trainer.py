@@ -121,6 +121,7 @@ class Trainer:
             checkpoint_name="best",
         )
         self._train_step = None
+        self._batch_step = None
         self._eval_step = None
         self.writers = None
 
@@ -163,8 +164,12 @@ class Trainer:
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss_sum, nll_sum, tokens, norm
 
-    def _make_train_step(self, element_spec):
-        @tf.function(input_signature=[element_spec])
+    def _make_train_step(self, element_spec=None):
+        """The distributed train step, traced once for `element_spec` (or, without one, for relaxed shapes)."""
+        decorate = (tf.function(input_signature=[element_spec]) if element_spec is not None
+                    else tf.function(reduce_retracing=True))
+
+        @decorate
         def train_step(batch):
             loss_sum, nll_sum, tokens, norm = self.strategy.run(self._replica_train_step, args=batch)
             reduce = lambda x: self.strategy.reduce(tf.distribute.ReduceOp.SUM, x, axis=None)  # noqa: E731
@@ -177,9 +182,9 @@ class Trainer:
         """One optimizer step on one global batch (split over the replicas); returns its statistics."""
         batch = next(iter(self.strategy.experimental_distribute_dataset(
             tf.data.Dataset.from_tensors((inputs, labels)))))
-        if self._train_step is None:
-            self._train_step = self._make_train_step(_spec_of(batch))
-        loss_sum, nll_sum, tokens, norm = self._train_step(batch)
+        if self._batch_step is None:
+            self._batch_step = self._make_train_step()
+        loss_sum, nll_sum, tokens, norm = self._batch_step(batch)
         tokens = float(tokens)
         return {"loss": float(loss_sum) / tokens, "nll": float(nll_sum) / tokens, "tokens": tokens,
                 "gradient_norm": float(norm)}
@@ -384,12 +389,6 @@ class Trainer:
         with open(temporary, "w") as f:
             json.dump(progress, f, indent=1)
         os.replace(temporary, os.path.join(self.run_dir, "progress.json"))
-
-
-def _spec_of(distributed_value):
-    return tf.nest.map_structure(
-        lambda x: x._type_spec if hasattr(x, "_type_spec") else tf.TensorSpec.from_tensor(x), distributed_value
-    )
 
 
 def _perplexity(loss):
