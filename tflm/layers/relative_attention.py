@@ -46,46 +46,52 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
 
     def build(self, inputs_shape, *args, **kwargs):
         dim = inputs_shape[-1]
+        width = self.num_heads * self.key_dim
         policy = self.dtype_policy
 
-        def projection(name, units):
-            layer = keras.layers.EinsumDense("btd,dhk->bthk", (None, self.num_heads, self.key_dim), dtype=policy,
-                                             name=name)
-            layer.build((None, None, units))
+        def dense(name, units, input_dim):
+            layer = keras.layers.Dense(units, use_bias=False, dtype=policy, name=name)
+            layer.build((None, input_dim))
             return layer
 
-        self.query_dense = projection("query", dim)
-        self.key_dense = projection("key", dim)
-        self.value_dense = projection("value", dim)
-        self.position_dense = keras.layers.EinsumDense("nd,dhk->nhk", (self.num_heads, self.key_dim), dtype=policy,
-                                                       name="position")
-        self.position_dense.build((None, dim))
-        self.content_bias = self.add_weight(name="content_bias", shape=(self.num_heads, self.key_dim),
+        # 2-D projections (see `MultiHeadAttention` for why not EinsumDense)
+        self.query_dense = dense("query", width, dim)
+        self.key_value_dense = dense("key_value", 2 * width, dim)
+        self.position_dense = dense("position", width, dim)
+        self.content_bias = self.add_weight(name="content_bias", shape=(self.num_heads, 1, self.key_dim),
                                             initializer="zeros")  # u
-        self.position_bias = self.add_weight(name="position_bias", shape=(self.num_heads, self.key_dim),
+        self.position_bias = self.add_weight(name="position_bias", shape=(self.num_heads, 1, self.key_dim),
                                              initializer="zeros")  # v
-        self.output_dense = keras.layers.EinsumDense("bthk,hkd->btd", (None, dim), dtype=policy, name="output")
-        self.output_dense.build((None, None, self.num_heads, self.key_dim))
+        self.output_dense = dense("output", dim, width)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.dim = dim
         self.built = True
 
+    def _heads(self, x):
+        """`(..., length, heads * key_dim)` -> `(..., heads, length, key_dim)`."""
+        shape = ops.shape(x)
+        x = ops.reshape(x, tuple(shape[:-1]) + (self.num_heads, self.key_dim))
+        return ops.swapaxes(x, -2, -3)
+
     def call(self, inputs, context, query_positions, key_positions, training=False):
-        query = self.query_dense(inputs)  # (B, T, H, D)
-        key = self.key_dense(context)  # (B, K, H, D)
-        value = self.value_dense(context)  # (B, K, H, D)
+        query = self._heads(self.query_dense(inputs))  # (B, H, T, D)
+        key, value = ops.split(self.key_value_dense(context), 2, axis=-1)
+        key, value = self._heads(key), self._heads(value)  # (B, H, K, D)
         key_length = ops.shape(context)[1]
         distance = query_positions[:, None] - key_positions[None, :]  # (T, K)
-        # position term for every distance 0..K-1, then gathered for each (query, key) pair
-        r = self.position_dense(ops.cast(sinusoid(ops.arange(key_length), self.dim), self.compute_dtype))  # (K,H,D)
-        content = ops.einsum("bthd,bkhd->bhtk", query + ops.cast(self.content_bias, query.dtype), key)
-        by_distance = ops.einsum("bthd,nhd->bhtn", query + ops.cast(self.position_bias, query.dtype), r)
+        # the position term for every distance 0..K-1, then gathered for each (query, key) pair
+        r = self._heads(self.position_dense(ops.cast(sinusoid(ops.arange(key_length), self.dim),
+                                                     self.compute_dtype)))  # (H, K, D)
+        content = ops.matmul(query + ops.cast(self.content_bias, query.dtype), ops.swapaxes(key, -1, -2))
+        by_distance = ops.matmul(query + ops.cast(self.position_bias, query.dtype), ops.swapaxes(r, -1, -2))
         index = ops.clip(distance, 0, key_length - 1)  # (T, K); negative distances are masked below
         position = ops.take_along_axis(by_distance, ops.broadcast_to(index[None, None], ops.shape(content)), axis=-1)
-        scores = (content + position) / ops.sqrt(ops.cast(self.key_dim, content.dtype))
-        weights = masked_softmax(scores, (distance >= 0)[None, None])  # (B, H, T, K)
-        weights = self.dropout_layer(weights, training=training)
-        return self.output_dense(ops.einsum("bhtk,bkhd->bthd", weights, value))
+        scores = (content + position) / ops.sqrt(ops.cast(self.key_dim, content.dtype))  # (B, H, T, K)
+        weights = masked_softmax(scores, (distance >= 0)[None, None])
+        attended = ops.matmul(self.dropout_layer(weights, training=training), value)  # (B, H, T, D)
+        shape = ops.shape(attended)
+        merged = ops.reshape(ops.swapaxes(attended, 1, 2), (shape[0], shape[2], self.num_heads * self.key_dim))
+        return self.output_dense(merged)
 
     def get_config(self):
         config = super().get_config()

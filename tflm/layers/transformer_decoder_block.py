@@ -1,8 +1,7 @@
 import keras
 from keras import ops
-from keras_hub.layers import CachedMultiHeadAttention
 
-from tflm.layers.rotary_attention import RotaryCachedMultiHeadAttention
+from tflm.layers.multi_head_attention import MultiHeadAttention
 
 
 def causal_mask(query_length, key_length, start=0):
@@ -17,8 +16,9 @@ class TransformerDecoderBlock(keras.layers.Layer):
 
     keras-hub's `TransformerDecoder` runs the same computation but cannot return its cross-attention
     weights (needed for attention heatmaps) nor compute the cross-attention keys/values of a source
-    without a dummy query; this block is built from keras-hub's `CachedMultiHeadAttention` instead, so
-    decoding keeps a key/value cache for self-attention and computes cross-attention keys/values once.
+    without a dummy query, and its attention projections are slow to train on CPU (see
+    `MultiHeadAttention`); this block uses tflm's `MultiHeadAttention`, so decoding keeps a key/value cache
+    for self-attention and computes cross-attention keys/values once per source.
 
     Args:
         intermediate_dim: int. Feed-forward size.
@@ -27,17 +27,17 @@ class TransformerDecoderBlock(keras.layers.Layer):
         activation: feed-forward activation.
         normalize_first: bool. Pre-LN (True, the default) or post-LN.
         cross_attention: bool. False gives a decoder-only (GPT) block.
-        rotary: bool. Rotary position embeddings in the self-attention (`RotaryCachedMultiHeadAttention`).
+        rotary: bool. Rotary position embeddings in the self-attention.
         layer_norm_epsilon: float.
     Call arguments:
         inputs: float `(batch_size, length, hidden_dim)`.
         memory: float `(batch_size, source_length, hidden_dim)`, encoder outputs (for cross-attention;
             not needed when `cross_cache` is given).
         memory_mask: bool `(batch_size, source_length)`.
-        self_cache: optional float `(batch_size, 2, max_length, num_heads, head_dim)`, keys and values of the
+        self_cache: optional float `(batch_size, 2, num_heads, max_length, head_dim)`, keys and values of the
             previous positions; with it, `inputs` are the positions starting at `cache_index`.
         cache_index: int scalar, the position of the first input when `self_cache` is given.
-        cross_cache: optional float `(batch_size, 2, source_length, num_heads, head_dim)` from
+        cross_cache: optional float `(batch_size, 2, num_heads, source_length, head_dim)` from
             `cross_attention_cache(memory)`.
         return_attention: bool. Also return the cross-attention weights.
     Returns:
@@ -72,8 +72,9 @@ class TransformerDecoderBlock(keras.layers.Layer):
         self.head_dim = hidden_dim // self.num_heads
         policy = self.dtype_policy
 
-        def attention(name, kind=CachedMultiHeadAttention):
-            layer = kind(self.num_heads, self.head_dim, dropout=self.dropout, dtype=policy, name=name)
+        def attention(name, rotary=False):
+            layer = MultiHeadAttention(self.num_heads, self.head_dim, dropout=self.dropout, rotary=rotary,
+                                       dtype=policy, name=name)
             layer.build(inputs_shape, inputs_shape)
             return layer
 
@@ -82,8 +83,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             layer.build(inputs_shape)
             return layer
 
-        self.self_attention = attention(
-            "self_attention", RotaryCachedMultiHeadAttention if self.rotary else CachedMultiHeadAttention)
+        self.self_attention = attention("self_attention", self.rotary)
         self.self_attention_norm = norm("self_attention_norm")
         if self.cross_attention:
             self.cross_attention_layer = attention("cross_attention")
@@ -98,9 +98,8 @@ class TransformerDecoderBlock(keras.layers.Layer):
         self.built = True
 
     def cross_attention_cache(self, memory):
-        """Keys and values of the encoder outputs, computed once per source: `(B, 2, S, heads, head_dim)`."""
-        layer = self.cross_attention_layer
-        return ops.stack([layer.key_dense(memory), layer.value_dense(memory)], axis=1)
+        """Keys and values of the encoder outputs, computed once per source: `(B, 2, heads, S, head_dim)`."""
+        return self.cross_attention_layer.project_key_value(memory)
 
     def _residual(self, x, norm, sublayer, training):
         """Pre-LN: x + f(norm(x)); post-LN: norm(x + f(x)). `sublayer` returns (output, extras)."""
@@ -116,13 +115,12 @@ class TransformerDecoderBlock(keras.layers.Layer):
         if self_cache is None:
             mask = causal_mask(length, length)
         else:
-            mask = causal_mask(length, ops.shape(self_cache)[2], cache_index)
+            mask = causal_mask(length, ops.shape(self_cache)[3], cache_index)
 
         def self_attend(x):
-            if self_cache is None:
-                return self.self_attention(x, x, attention_mask=mask[None], training=training), None
-            return self.self_attention(x, x, attention_mask=mask[None], cache=self_cache,
-                                       cache_update_index=cache_index, training=training)
+            output, cache, _ = self.self_attention(x, attention_mask=mask[None], cache=self_cache,
+                                                   cache_index=cache_index, training=training)
+            return output, cache
 
         x, new_cache = self._residual(inputs, self.self_attention_norm, self_attend, training)
 
@@ -131,11 +129,10 @@ class TransformerDecoderBlock(keras.layers.Layer):
             cross_mask = None if memory_mask is None else ops.cast(memory_mask, "bool")[:, None, :]
 
             def cross_attend(x):
-                value = memory if cross_cache is None else x  # value is unused when the cache holds it
-                output, scores = self.cross_attention_layer(
-                    x, value, attention_mask=cross_mask, cache=cross_cache, return_attention_scores=True,
+                output, _, scores = self.cross_attention_layer(
+                    x, memory, attention_mask=cross_mask, cache=cross_cache, return_attention_scores=return_attention,
                     training=training,
-                )[:2]
+                )
                 return output, scores
 
             x, weights = self._residual(x, self.cross_attention_norm, cross_attend, training)
@@ -144,7 +141,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             return self.feedforward_output(self.feedforward_intermediate(x)), None
 
         x, _ = self._residual(x, self.feedforward_norm, feedforward, training)
-        return x, new_cache, (weights if return_attention else None)
+        return x, new_cache, weights
 
     def get_config(self):
         config = super().get_config()

@@ -78,7 +78,7 @@ class GPT(LanguageModel):
 
     def initial_state(self, batch_size, max_length):
         head_dim = self.hidden_dim // self.num_heads
-        empty = ops.zeros((batch_size, 2, max_length, self.num_heads, head_dim), dtype=self.compute_dtype)
+        empty = ops.zeros((batch_size, 2, self.num_heads, max_length, head_dim), dtype=self.compute_dtype)
         return {"caches": [empty for _ in self.blocks]}
 
     def decode_step(self, token_ids, state, step, training=False):

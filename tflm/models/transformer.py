@@ -1,8 +1,9 @@
 import keras
 from keras import ops
-from keras_hub.layers import PositionEmbedding, SinePositionEncoding, TransformerEncoder
+from keras_hub.layers import PositionEmbedding, SinePositionEncoding
 
 from tflm.layers.transformer_decoder_block import TransformerDecoderBlock
+from tflm.layers.transformer_encoder_block import TransformerEncoderBlock
 from tflm.models.seq2seq import Seq2Seq, padding_mask
 
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
@@ -12,10 +13,10 @@ POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 class TransformerSeq2Seq(Seq2Seq):
     """Transformer encoder-decoder (Vaswani et al. 2017), pre-LN by default.
 
-    The encoder stacks keras-hub `TransformerEncoder` layers; the decoder stacks tflm
-    `TransformerDecoderBlock`s (keras-hub's attention layer, plus cross-attention weights and a key/value
-    cache). Decoding keeps a self-attention cache per layer and computes the cross-attention keys and values
-    once per source, so a step costs one position.
+    The encoder stacks tflm `TransformerEncoderBlock`s and the decoder `TransformerDecoderBlock`s (tflm's
+    `MultiHeadAttention`: 2-D projections, a key/value cache, cross-attention weights). Positions are
+    keras-hub's `SinePositionEncoding` or `PositionEmbedding`. Decoding keeps a self-attention cache per
+    layer and computes the cross-attention keys and values once per source, so a step costs one position.
 
     Args:
         source_vocabulary_size, target_vocabulary_size: int.
@@ -78,8 +79,8 @@ class TransformerSeq2Seq(Seq2Seq):
             self.positions = PositionEmbedding(max_sequence_length, dtype=policy, name="positions")
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
         self.encoder_layers = [
-            TransformerEncoder(intermediate_dim, num_heads, dropout=dropout, normalize_first=normalize_first,
-                               dtype=policy, name=f"encoder_layer_{i}")
+            TransformerEncoderBlock(intermediate_dim, num_heads, dropout=dropout, normalize_first=normalize_first,
+                                    dtype=policy, name=f"encoder_layer_{i}")
             for i in range(num_encoder_layers)
         ]
         self.decoder_layers = [
@@ -124,7 +125,7 @@ class TransformerSeq2Seq(Seq2Seq):
         memory = encoded["memory"]
         batch_size = ops.shape(memory)[0]
         head_dim = self.hidden_dim // self.num_heads
-        empty = ops.zeros((batch_size, 2, max_length, self.num_heads, head_dim), dtype=memory.dtype)
+        empty = ops.zeros((batch_size, 2, self.num_heads, max_length, head_dim), dtype=memory.dtype)
         return {
             "self_caches": [empty for _ in self.decoder_layers],
             "static": {

@@ -3,9 +3,9 @@
     python tools/bench/train_speed.py --data-dir ../shared/data --model transformer --preset small \
         --variants fp32,bf16,xla,xla+bf16 --steps 40
 
-Each variant builds a fresh model and trainer, first runs one batch of every batch shape it will meet
-(tracing, and compiling under XLA: reported as warm-up time), then times `--steps` optimizer steps over
-real batches of the corpus (a token budget of `--batch-tokens`). Ratios are against the first variant.
+Each variant builds a fresh model and trainer and trains with `Trainer.fit` on real batches of the corpus
+(a token budget of `--batch-tokens`): `--warmup` steps (tracing; XLA compilation) then `--steps` timed
+steps, by the trainer's own clock (waiting for data included). Ratios are against the first variant.
 Variants: `fp32`, `bf16` (mixed bfloat16), `xla` (XLA-compiled forward/backward with fixed batch shapes),
 combinations with `+`.
 """
@@ -35,7 +35,7 @@ def parse_args():
     parser.add_argument("--bucket-growth", type=float, default=1.5, help="bucket width for fixed shapes (XLA)")
     parser.add_argument("--variants", default="fp32,bf16")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--skip", type=int, default=20, help="batches left out before timing")
+    parser.add_argument("--warmup", type=int, default=40, help="steps before timing (tracing, XLA compilation)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "tflm-bench"))
     return parser.parse_args()
 
@@ -55,38 +55,26 @@ def config_for(args, variant):
 
 
 def measure(args, variant, data):
+    """Target tokens/s of `variant`, through `Trainer.fit` (the training code path): the first
+    `--warmup` steps trace/compile, the next `--steps` are timed (the trainer's own step clock)."""
     import dataclasses
 
     import keras
 
     translation = tflm.translation
-    parts = set(variant.split("+"))
+    xla = "xla" in variant.split("+")
     config = config_for(args, variant)
     keras.utils.set_random_seed(0)
-    run_dir = tempfile.mkdtemp(dir=args.work_dir)
-    trainer = translation.build_trainer(config, run_dir, data, verbose=False)
-    batching = dataclasses.replace(data.batching, fixed_shapes="xla" in parts, bucket_growth=args.bucket_growth)
-    batches = list(tflm.data.translation_dataset(data.train_pairs, batching, seed=0, epoch=0))
-    shapes, warm = {}, []
-    for inputs, labels in batches:
-        key = (tuple(inputs["source_ids"].shape), tuple(labels.shape))
-        if key not in shapes:
-            shapes[key] = True
-            warm.append((inputs, labels))
-    if "xla" not in parts:
-        warm = warm[:1]  # one trace serves every shape
+    prepared = dataclasses.replace(data, batching=dataclasses.replace(
+        data.batching, fixed_shapes=xla, bucket_growth=args.bucket_growth if xla else 1.2))
+    trainer = translation.build_trainer(config, tempfile.mkdtemp(dir=args.work_dir), prepared, verbose=False)
+    batches = lambda epoch: prepared.train_dataset(epoch)  # noqa: E731
     started = time.monotonic()
-    for inputs, labels in warm:
-        trainer.train_on_batch(inputs, labels)
-    warmup = time.monotonic() - started
-    timed = batches[args.skip: args.skip + args.steps]  # the same batches for every variant (by position)
-    tokens = 0.0
-    started = time.monotonic()
-    for inputs, labels in timed:
-        tokens += trainer.train_on_batch(inputs, labels)["tokens"]
-    seconds = time.monotonic() - started
-    return {"variant": variant, "tokens_per_second": tokens / seconds, "steps": len(timed),
-            "warmup_seconds": warmup, "batch_shapes": len(shapes),
+    warm = trainer.fit(batches, max_steps=args.warmup)
+    warmup_seconds = time.monotonic() - started
+    timed = trainer.fit(batches, max_steps=args.warmup + args.steps)
+    return {"variant": variant, "steps": args.steps, "warmup_seconds": warmup_seconds,
+            "tokens_per_second": (timed.target_tokens - warm.target_tokens) / (timed.train_seconds - warm.train_seconds),
             "parameters": translation.count_parameters(trainer.model)}
 
 
@@ -94,6 +82,9 @@ def main():
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     tflm.log.setup_logging(verbose=False)
+    import logging
+
+    logging.getLogger("tflm").setLevel(logging.WARNING)
     variants = args.variants.split(",")
     vocab_dir = os.path.join(args.work_dir, f"vocab-{args.dataset}-{args.direction}-{args.vocab_size}-{args.joint}")
     config = config_for(args, variants[0])
@@ -104,8 +95,7 @@ def main():
     base = results[0]["tokens_per_second"]
     for r in results:
         print(f"{r['variant']:>10}: {r['tokens_per_second']:8.0f} target tokens/s  x{r['tokens_per_second'] / base:.2f}"
-              f"  ({r['steps']} steps; warm-up {r['warmup_seconds']:.0f}s over {r['batch_shapes']} batch shapes;"
-              f" {r['parameters']:,} parameters)")
+              f"  ({r['steps']} timed steps after {r['warmup_seconds']:.0f}s of warm-up; {r['parameters']:,} parameters)")
 
 
 if __name__ == "__main__":
