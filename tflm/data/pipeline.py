@@ -146,58 +146,71 @@ def _example_length(pairs):
     return np.maximum(pairs.source.row_lengths().numpy(), pairs.target.row_lengths().numpy()) + 1
 
 
+def plan_batches(lengths, batching, order):
+    """Which examples form each batch, in the order the batches are emitted.
+
+    Examples are taken in `order`; each goes to the bucket of its length, and a bucket emits a batch when it
+    holds its batch size; what is left in the buckets is emitted at the end. Returns a list of
+    `(example indices, padded length)`.
+    """
+    if not len(lengths):
+        return []
+    bounds, sizes = batching.plan(int(lengths.max()))
+    buckets = np.searchsorted(np.asarray(bounds), lengths, side="left")
+    waiting = [[] for _ in sizes]
+    batches = []
+    for index in order:
+        bucket = buckets[index]
+        waiting[bucket].append(index)
+        if len(waiting[bucket]) == sizes[bucket]:
+            batches.append((waiting[bucket], bucket))
+            waiting[bucket] = []
+    batches += [(rows, bucket) for bucket, rows in enumerate(waiting) if rows]
+    plans = []
+    for rows, bucket in batches:
+        padded = bounds[min(bucket, len(bounds) - 1)] if batching.fixed_shapes else int(lengths[rows].max())
+        plans.append((rows + [-1] * (sizes[bucket] - len(rows) if batching.fixed_shapes else 0), padded))
+    return plans
+
+
 def translation_dataset(pairs, batching, shuffle=True, seed=0, epoch=0):
     """Batches of `(inputs, labels)` for one epoch over `pairs` (see the module docstring).
 
+    The batches are planned in NumPy (bucketing by length, a token budget or a batch size, see
+    `plan_batches`) and each is gathered and padded by one tf.data map: per-batch, not per-example, work.
     The order depends only on `seed` and `epoch`, so a resumed run can skip the batches it has already
     trained on and see exactly the batches an uninterrupted run would have seen.
     """
     lengths = _example_length(pairs)
-    max_length = int(lengths.max()) if len(lengths) else 1
-    bounds, sizes = batching.plan(max_length)
-    source, target = pairs.source, pairs.target
-    if shuffle:
-        # A NumPy permutation, so the order depends on (seed, epoch) alone, not on TensorFlow's global seed.
-        order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
-        source, target = tf.gather(source, order), tf.gather(target, order)
-    dataset = tf.data.Dataset.from_tensor_slices((source, target))
+    # A NumPy permutation, so the order depends on (seed, epoch) alone, not on TensorFlow's global seed.
+    order = np.random.default_rng([seed, epoch]).permutation(len(pairs)) if shuffle else np.arange(len(pairs))
+    plans = plan_batches(lengths, batching, order)
+    rows = tf.ragged.constant([rows for rows, _ in plans], dtype=tf.int64) if plans else \
+        tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int64), tf.zeros([0], tf.int64))
+    padded = tf.constant([length for _, length in plans], dtype=tf.int32)
+    # Add EOS to the sources, BOS/EOS to the targets once; a filler row (index -1) is an empty example.
+    count = tf.shape(pairs.source.row_lengths(), out_type=tf.int64)[0]
+    eos = tf.RaggedTensor.from_tensor(tf.fill([count, 1], EOS_ID))
+    bos = tf.RaggedTensor.from_tensor(tf.fill([count, 1], BOS_ID))
+    empty = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), tf.zeros([1], tf.int64))
+    source = tf.concat([tf.concat([pairs.source, eos], axis=1), empty], axis=0)
+    target_in = tf.concat([tf.concat([bos, pairs.target], axis=1), empty], axis=0)
+    target_out = tf.concat([tf.concat([pairs.target, eos], axis=1), empty], axis=0)
+    fixed = batching.fixed_shapes
 
-    def add_specials(source, target):
-        eos, bos = tf.constant([EOS_ID]), tf.constant([BOS_ID])
-        return {
-            "source_ids": tf.concat([source, eos], 0),
-            "target_ids": tf.concat([bos, target], 0),
-        }, tf.concat([target, eos], 0)
+    def gather(indices, length):
+        indices = tf.where(indices < 0, count, indices)  # fillers point at the empty example
 
-    dataset = dataset.map(add_specials, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    dataset = dataset.bucket_by_sequence_length(
-        lambda inputs, labels: tf.maximum(tf.shape(inputs["source_ids"])[0], tf.shape(labels)[0]),
-        bucket_boundaries=[b + 1 for b in bounds],  # bucket_by_sequence_length's bounds are exclusive
-        bucket_batch_sizes=sizes,
-        padding_values=({"source_ids": PAD_ID, "target_ids": PAD_ID}, PAD_ID),
-        pad_to_bucket_boundary=batching.fixed_shapes,
-    )
-    if batching.fixed_shapes:
-        dataset = dataset.map(_fill_rows(bounds, sizes), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        def pad(ragged):
+            dense = tf.gather(ragged, indices).to_tensor(PAD_ID)
+            width = length if fixed else tf.shape(dense)[1]
+            return tf.pad(dense, [[0, 0], [0, width - tf.shape(dense)[1]]], constant_values=PAD_ID)
+
+        return {"source_ids": pad(source), "target_ids": pad(target_in)}, pad(target_out)
+
+    dataset = tf.data.Dataset.from_tensor_slices((rows, padded))
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def _fill_rows(bounds, sizes):
-    """Pads a bucket's partial batch with all-PAD rows up to the bucket's batch size, and makes source and
-    target the same (bucket) length."""
-    bounds_tensor, sizes_tensor = tf.constant(bounds), tf.constant(sizes[: len(bounds)])
-
-    def fill(inputs, labels):
-        length = tf.maximum(tf.shape(inputs["source_ids"])[1], tf.shape(labels)[1])
-        rows = tf.gather(sizes_tensor, tf.searchsorted(bounds_tensor, [length])[0])
-
-        def pad(ids):
-            shape = tf.shape(ids)
-            return tf.pad(ids, [[0, rows - shape[0]], [0, length - shape[1]]], constant_values=PAD_ID)
-
-        return {name: pad(ids) for name, ids in inputs.items()}, pad(labels)
-
-    return fill
 
 
 def num_batches(pairs, batching):

@@ -75,9 +75,9 @@ class MultiHeadAttention(keras.layers.Layer):
     def _heads(self, x, count):
         """`(batch, length, count * heads * key_dim)` -> `count` tensors `(batch, heads, length, key_dim)`."""
         shape = ops.shape(x)
-        x = ops.reshape(x, (shape[0], shape[1], count, self.num_heads, self.key_dim))
-        x = ops.transpose(x, (2, 0, 3, 1, 4))  # (count, B, H, L, D)
-        return [x[i] for i in range(count)]
+        parts = ops.split(x, count, axis=-1) if count > 1 else [x]  # split: its gradient is a cheap concat
+        return [ops.transpose(ops.reshape(p, (shape[0], shape[1], self.num_heads, self.key_dim)), (0, 2, 1, 3))
+                for p in parts]
 
     def project_key_value(self, value):
         """Keys and values of `value`, as a cache `(batch, 2, heads, length, key_dim)` to attend over."""
