@@ -3,7 +3,7 @@
 Run it from the repository root, for example on the Tatoeba English-Spanish corpus:
 
     python recipes/translation.py --dataset tatoeba-es-en --data-dir ../shared/data \
-        --direction en-es --model lstm --preset base --time-budget 60m --run-dir runs/tatoeba-en-es-lstm
+        --direction en-es --model transformer --time-budget 60m --run-dir runs/tatoeba-en-es-transformer
 
 or, offline and in a few minutes, on the sample shipped with tflm:
 
@@ -27,13 +27,21 @@ def parse_args():
     parser.add_argument("--dataset", default="tatoeba-es-en-sample", help="a corpus of `tflm data list`")
     parser.add_argument("--data-dir", default=os.environ.get("TFLM_DATA_DIR"), help="folder holding the corpus")
     parser.add_argument("--direction", default="en-es", help="source-target language codes, e.g. de-en")
-    parser.add_argument("--model", default="lstm")
+    parser.add_argument("--model", default="transformer", help="transformer or lstm")
     parser.add_argument("--preset", default="small", help="model size (see tflm.models.PRESETS)")
+    parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--batch-tokens", type=int, default=4096)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--schedule", default=None, help="constant, inverse_sqrt or cosine (default: "
+                        "inverse_sqrt for the Transformer, constant for the LSTM)")
+    parser.add_argument("--warmup-steps", type=int, default=800)
+    parser.add_argument("--mixed-precision", default=None, help="bfloat16 (CPUs with AVX512-BF16/AMX, recent "
+                        "GPUs, TPUs) or float16 (GPUs)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--time-budget", default="60m", help="training time, e.g. 25m (resumes count)")
+    parser.add_argument("--checkpoint-every-steps", type=int, default=300)
+    parser.add_argument("--average", type=int, default=5, help="also evaluate the average of the last N checkpoints")
     parser.add_argument("--run-dir", required=True)
     return parser.parse_args()
 
@@ -44,13 +52,18 @@ def main():
     translation = tflm.translation
 
     # 1. Configuration: one dataclass per component, saved as the run's config.json.
+    schedule = args.schedule or ("inverse_sqrt" if args.model == "transformer" else "constant")
     config = translation.TranslationConfig(
         data=translation.DataConfig(dataset=args.dataset, data_dir=args.data_dir, source_language=source_language,
                                     target_language=target_language, batch_tokens=args.batch_tokens),
         vocabulary=translation.VocabularyConfig(type="unigram", size=args.vocab_size, joint=True),
-        model=translation.ModelConfig(type=args.model, preset=args.preset),
+        model=translation.ModelConfig(type=args.model, preset=args.preset,
+                                      params={} if args.dropout is None else {"dropout": args.dropout}),
         training=translation.TrainingConfig(epochs=args.epochs, time_budget=args.time_budget,
-                                            learning_rate=args.learning_rate, clip_norm=1.0, label_smoothing=0.1),
+                                            learning_rate=args.learning_rate, schedule=schedule,
+                                            warmup_steps=args.warmup_steps if schedule != "constant" else 0,
+                                            clip_norm=1.0, label_smoothing=0.1, mixed_precision=args.mixed_precision,
+                                            checkpoint_every_steps=args.checkpoint_every_steps, keep_checkpoints=10),
     )
     config = translation.start_run(config, args.run_dir)
     tflm.log.setup_logging(os.path.join(args.run_dir, "train.log"))
@@ -77,8 +90,17 @@ def main():
         on_epoch_end=translation.SampleTranslations.from_corpus(trainer.model, data, config, 4),
     )
 
-    # 5. Evaluate the best checkpoint on the test split: greedy decoding in the graph, then sacreBLEU.
-    scores = translation.evaluate(args.run_dir, split="test", checkpoint="best")
+    # 5. Evaluate on the test split with sacreBLEU: greedy and beam 4 decoding in the graph, with the best
+    #    checkpoint and with the average of the last checkpoints.
+    greedy = tflm.decoding.DecodingOptions(strategy="greedy")
+    beam = tflm.decoding.DecodingOptions(strategy="beam", beam_size=4, length_penalty=0.6)
+    evaluations = {"best_greedy": translation.evaluate(args.run_dir, "test", "best", greedy),
+                   "best_beam4": translation.evaluate(args.run_dir, "test", "best", beam)}
+    if args.average:
+        translation.average_run_checkpoints(args.run_dir, args.average)
+        evaluations["averaged_greedy"] = translation.evaluate(args.run_dir, "test", "averaged", greedy)
+        evaluations["averaged_beam4"] = translation.evaluate(args.run_dir, "test", "averaged", beam)
+    scores = evaluations["best_greedy"]
     translator = translation.Translator.from_run_dir(args.run_dir)
     example = "Where is the train station?" if source_language == "en" else data.valid_corpus.source[0]
     print(f"{example} => {translator.translate([example])[0]}")
@@ -95,6 +117,8 @@ def main():
         "bleu_signature": scores["signatures"]["bleu"],
         "test_sentences": scores["sentences"],
         "decode_sentences_per_second": scores["sentences_per_second"],
+        "evaluations": {name: {key: e[key] for key in ("bleu", "chrf", "sentences_per_second")}
+                        for name, e in evaluations.items()},
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds_this_invocation": round(time.monotonic() - started, 1),
         "train_target_tokens_per_second": round(result.tokens_per_second, 1),

@@ -87,11 +87,11 @@ def test_evaluate_average_and_attention(run_dir, tmp_path):
     result = invoke("evaluate", "--run-dir", run_dir, "--max-pairs", 40, "--beam-size", 2)
     scores = json.loads(result.output[result.output.index("{"):])
     assert 0 <= scores["bleu"] <= 100 and scores["sentences"] == 40 and scores["decoding"]["beam_size"] == 2
-    assert len(open(os.path.join(run_dir, "eval", "test.best.hyp")).read().splitlines()) == 40
+    assert len(open(os.path.join(run_dir, "eval", "test.best.beam2.hyp")).read().splitlines()) == 40
     averaged = invoke("average", "--run-dir", run_dir, "--last", 2)
     assert averaged.exit_code == 0 and "averaged" in averaged.output
     result = invoke("evaluate", "--run-dir", run_dir, "--max-pairs", 10, "--checkpoint", "averaged")
-    assert result.exit_code == 0 and os.path.exists(os.path.join(run_dir, "eval", "test.averaged.json"))
+    assert result.exit_code == 0 and os.path.exists(os.path.join(run_dir, "eval", "test.averaged.greedy.json"))
     png = tmp_path / "attention.png"
     result = invoke("attention", run_dir, "Good morning.", "-o", str(png))
     assert result.exit_code == 0

@@ -48,6 +48,7 @@ class GPT(LanguageModel):
         policy = self.dtype_policy
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocabulary_size, hidden_dim, tie_weights=True, dtype=policy,
+            reverse_dtype=self.dtype_policy.compute_dtype,  # the output projection in the compute dtype
             embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_embedding",
         )
         self.positions = None

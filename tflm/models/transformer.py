@@ -65,6 +65,8 @@ class TransformerSeq2Seq(Seq2Seq):
         policy = self.dtype_policy
         self.target_embedding = keras.layers.ReversibleEmbedding(
             target_vocabulary_size, hidden_dim, tie_weights=tie_output_embeddings, dtype=policy,
+            # the output projection (the largest matmul) in the compute dtype, bfloat16 under mixed precision
+            reverse_dtype=self.dtype_policy.compute_dtype,
             embeddings_initializer=keras.initializers.RandomNormal(stddev=hidden_dim**-0.5),
             name="target_embedding",
         )

@@ -526,8 +526,8 @@ def _cell(text):
 def evaluate(run_dir, split="test", checkpoint="best", decoding=None, max_pairs=None):
     """Translates a split of the run's corpus and scores it with sacreBLEU (BLEU, chrF).
 
-    Writes `eval/<split>.<checkpoint>.hyp` (one translation per line) and `eval/<split>.<checkpoint>.json`
-    in the run directory, and returns the scores with decoding time and speed.
+    Writes `eval/<split>.<checkpoint>.<strategy>.hyp` (one translation per line) and `.json` in the run
+    directory (strategy: greedy, beam4, ...), and returns the scores with decoding time and speed.
     """
     config = load_run_config(run_dir)
     translator = Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
@@ -546,7 +546,9 @@ def evaluate(run_dir, split="test", checkpoint="best", decoding=None, max_pairs=
     })
     directory = os.path.join(run_dir, "eval")
     os.makedirs(directory, exist_ok=True)
-    name = f"{split}.{os.path.basename(str(checkpoint))}"
+    options = translator.decoding
+    strategy = {"greedy": "greedy", "beam": f"beam{options.beam_size}", "sample": "sample"}[options.strategy]
+    name = f"{split}.{os.path.basename(str(checkpoint))}.{strategy}"
     with open(os.path.join(directory, name + ".hyp"), "w", encoding="utf-8") as f:
         f.writelines(h + "\n" for h in hypotheses)
     with open(os.path.join(directory, name + ".json"), "w") as f:
