@@ -78,6 +78,8 @@ _TRAIN_OPTIONS = {
     "target_lang": "data.target_language",
     "batch_tokens": "data.batch_tokens",
     "max_train_pairs": "data.max_train_pairs",
+    "sequence_length": "data.sequence_length",
+    "batch_size": "data.batch_size",
     "vocab_type": "vocabulary.type",
     "vocab_size": "vocabulary.size",
     "model": "model.type",
@@ -95,21 +97,27 @@ _TRAIN_OPTIONS = {
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False),
               help="Run directory: created for a new run; an existing one is resumed.")
+@click.option("--task", type=click.Choice(["translation", "language_modeling"]),
+              help="What to train (default: translation; an existing run keeps its own).")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
               help="JSON or YAML configuration (sections data, vocabulary, model, training, decoding).")
-@click.option("--dataset", help="Registered corpus (see `tflm data list`). Default: the shipped sample.")
+@click.option("--dataset", help="Registered corpus (see `tflm data list`). Default: the shipped sample "
+                                "(translation), shakespeare (language modelling).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
               help="Folder holding the corpus (or its parent). Also $TFLM_DATA_DIR.")
 @click.option("--source-lang", help="Source language code, as in the corpus file names.")
 @click.option("--target-lang", help="Target language code.")
-@click.option("--model", help="Model type: lstm.")
+@click.option("--model", help="Model type: transformer or lstm (translation); gpt or transformer_xl (language "
+                                "modelling).")
 @click.option("--preset", help="Model size preset, e.g. tiny, small, base (see tflm.models.PRESETS).")
 @click.option("--epochs", type=int)
 @click.option("--max-steps", type=int)
 @click.option("--time-budget", help="Stop after this much training time, e.g. 25m or 1.5h (across resumes).")
-@click.option("--batch-tokens", type=int, help="Token budget per batch.")
-@click.option("--max-train-pairs", type=int, help="Use only the first N training pairs.")
-@click.option("--vocab-type", type=click.Choice(["unigram", "bpe", "wordpiece"]))
+@click.option("--batch-tokens", type=int, help="Translation: token budget per batch.")
+@click.option("--max-train-pairs", type=int, help="Translation: use only the first N training pairs.")
+@click.option("--sequence-length", type=int, help="Language modelling: tokens per training window.")
+@click.option("--batch-size", type=int, help="Language modelling: windows per batch.")
+@click.option("--vocab-type", type=click.Choice(["unigram", "bpe", "wordpiece", "byte_bpe", "character"]))
 @click.option("--vocab-size", type=int)
 @click.option("--learning-rate", type=float)
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker", "tpu"]))
@@ -118,18 +126,17 @@ _TRAIN_OPTIONS = {
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Set any configuration field, e.g. --set model.params.hidden_dim=256 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar; warnings only on the console.")
-def train(run_dir, config_file, overrides, quiet, **options):
-    """Train a translation model in RUN_DIR (or resume the run already there).
+def train(run_dir, task, config_file, overrides, quiet, **options):
+    """Train a translation model or a language model in RUN_DIR (or resume the run already there).
 
     Writes config.json, vocab/, checkpoints/ (last N and best on validation), logs/ for TensorBoard
     (`tensorboard --logdir RUN_DIR/logs`) and train.log. Interrupt it at any time: running the same
     command again resumes from the last checkpoint.
     """
     _setup_logging(not quiet, os.path.join(run_dir, "train.log"))
-    from tflm.tasks import translation
-
-    config = _run_config(run_dir, config_file, overrides, options, translation)
-    result = translation.train(config, run_dir, verbose=not quiet)
+    module = _task_module(task, run_dir)
+    config = _run_config(run_dir, config_file, overrides, options, module)
+    result = module.train(config, run_dir, verbose=not quiet)
     click.echo(json.dumps({
         "run_dir": run_dir, "step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
         "train_seconds": round(result.train_seconds, 1),
@@ -138,21 +145,44 @@ def train(run_dir, config_file, overrides, quiet, **options):
     }))
 
 
-def _run_config(run_dir, config_file, overrides, options, translation):
-    from tflm import config as config_lib
+def _task_module(task, run_dir=None):
+    """The task module of `task`, or of the run in `run_dir` (whose task wins when it exists)."""
+    from tflm.tasks import language_modeling, translation
+    from tflm.tasks.runs import CONFIG_FILE, task_name
 
-    if os.path.exists(os.path.join(run_dir, translation.CONFIG_FILE)):
+    modules = {"translation": translation, "language_modeling": language_modeling}
+    if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        existing = task_name(run_dir)
+        if task and task != existing:
+            raise click.UsageError(f"{run_dir} is a {existing} run; --task {task} does not apply to it.")
+        return modules[existing]
+    return modules[task or "translation"]
+
+
+def _run_config(run_dir, config_file, overrides, options, module):
+    from tflm import config as config_lib
+    from tflm.tasks.runs import CONFIG_FILE
+
+    config_class = module.TranslationConfig if hasattr(module, "TranslationConfig") else module.LanguageModelConfig
+    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
         if config_file:
             raise config_lib.ConfigError(
                 f"{run_dir} already has its configuration; to resume, leave out --config (or use a new --run-dir)."
             )
-        config = translation.load_run_config(run_dir)
+        config = module.load_run_config(run_dir)
     elif config_file:
-        config = config_lib.from_dict(translation.TranslationConfig, config_lib.load_file(config_file), config_file)
+        config = config_lib.from_dict(config_class, config_lib.load_file(config_file), config_file)
     else:
-        config = translation.TranslationConfig()
-    flags = [f"{field}={json.dumps(options[name])}" for name, field in _TRAIN_OPTIONS.items()
-             if options.get(name) is not None]
+        config = config_class()
+    fields = {f.name: f.type for f in __import__("dataclasses").fields(config.data)}
+    flags = []
+    for name, field in _TRAIN_OPTIONS.items():
+        if options.get(name) is None:
+            continue
+        section, key = field.split(".")
+        if section == "data" and key not in fields:
+            raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a {config.task} run.")
+        flags.append(f"{field}={json.dumps(options[name])}")
     return config_lib.apply_overrides(config, flags + list(overrides)).validate()
 
 
@@ -184,9 +214,7 @@ def _decoding(run_dir, options):
     """The run's decoding settings with the command-line choices applied."""
     import dataclasses
 
-    from tflm.tasks import translation
-
-    decoding = translation.load_run_config(run_dir).decoding
+    decoding = _task_module(None, run_dir).load_run_config(run_dir).decoding
     changes = {key: options[name] for key, name in [
         ("length_penalty", "length_penalty"), ("temperature", "temperature"), ("top_k", "top_k"),
         ("top_p", "top_p"), ("seed", "seed"), ("no_repeat_ngram_size", "no_repeat_ngram"),
@@ -210,31 +238,36 @@ def _decoding(run_dir, options):
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
 @click.option("--checkpoint", default="best", show_default=True,
               help="best, last, averaged (see `tflm average`), or a checkpoint path.")
-@click.option("--max-pairs", type=int, help="Evaluate on the first N pairs only.")
+@click.option("--max-pairs", type=int, help="Evaluate on the first N pairs (tokens, for language models) only.")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
               help="Where the run's corpus is, if not where it was trained.")
 @_decoding_options
 def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
-    """Translate a split of the run's corpus and score it with sacreBLEU (BLEU 13a, chrF).
+    """Evaluate a run on a split of its corpus, and print the scores as JSON.
 
-    Writes RUN_DIR/eval/SPLIT.CHECKPOINT.hyp and .json and prints the scores as JSON.
+    Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes RUN_DIR/eval/SPLIT.CHECKPOINT.
+    STRATEGY.hyp and .json. Language models: loss, perplexity, bits per character (character models) and
+    word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json.
     """
     _setup_logging()
-    from tflm.tasks import translation
-
+    module = _task_module(None, run_dir)
     if data_dir:
-        _set_run_data_dir(run_dir, data_dir, translation)
-    scores = translation.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs,
-                                  decoding=_decoding(run_dir, options))
+        _set_run_data_dir(run_dir, data_dir, module)
+    if hasattr(module, "Translator"):
+        scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs,
+                                 decoding=_decoding(run_dir, options))
+    else:
+        scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_tokens=max_pairs)
     click.echo(json.dumps(scores, indent=1))
 
 
-def _set_run_data_dir(run_dir, data_dir, translation):
+def _set_run_data_dir(run_dir, data_dir, module):
     from tflm import config as config_lib
+    from tflm.tasks.runs import CONFIG_FILE
 
-    config = translation.load_run_config(run_dir)
+    config = module.load_run_config(run_dir)
     config.data.data_dir = data_dir
-    config_lib.save_file(config, os.path.join(run_dir, translation.CONFIG_FILE))
+    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
 
 
 # ----------------------------------------------------------------------------------------- translate
@@ -277,6 +310,8 @@ def translate(sentences, run_dir, server, model_name, protocol, input_file, outp
         return
     if not run_dir:
         raise click.UsageError("Give --run-dir RUN, or --server HOST:PORT --model NAME.")
+    if _task_module(None, run_dir) is not translation:
+        raise click.UsageError(f"{run_dir} is a language-model run; use `tflm generate`.")
     decoding = _decoding(run_dir, options)
     translator = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
     n_best = decoding.n_best > 1
@@ -307,6 +342,55 @@ def _translate_with_server(server, model_name, protocol, lines, output_file, bat
                 output_file.write(text + "\n")
         except ServingClientError as error:
             raise click.ClickException(str(error)) from None
+
+
+# ----------------------------------------------------------------------------------------- generate
+
+
+@main.command()
+@click.argument("prompts", nargs=-1)
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
+@click.option("--max-new-tokens", type=int, help="Tokens to generate after the prompt.")
+@click.option("--greedy", is_flag=True, help="Greedy decoding (default: the run's, sampling with top-k 40).")
+@click.option("--stream/--no-stream", default=None,
+              help="Print the text as it is produced (default: for a single prompt, without beam search).")
+@_decoding_options
+def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, stream, **options):
+    """Continue PROMPTS (or stdin lines) with a language-model run.
+
+    Greedy, beam (--beam-size), or sampling (--sample, --temperature, --top-k, --top-p, --seed), with
+    --no-repeat-ngram and --n-best (number of return sequences). A single prompt streams to the console.
+    """
+    _setup_logging(verbose=False)
+    import dataclasses
+
+    from tflm.tasks import language_modeling
+
+    if _task_module(None, run_dir) is not language_modeling:
+        raise click.UsageError(f"{run_dir} is not a language-model run; use `tflm translate`.")
+    if not prompts:
+        prompts = [line.rstrip("\n") for line in click.open_file("-", encoding="utf-8")]
+    decoding = _decoding(run_dir, options)
+    if greedy:
+        decoding = dataclasses.replace(decoding, strategy="greedy")
+    if max_new_tokens:
+        decoding = dataclasses.replace(decoding, max_length=max_new_tokens)
+    generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+    if stream is None:
+        stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.n_best == 1
+    if stream:
+        for prompt in prompts:
+            click.echo(prompt, nl=False)
+            for piece in generator.stream(prompt):
+                click.echo(piece, nl=False)
+            click.echo()
+        return
+    for prompt, continuations in zip(prompts, generator.generate(prompts)):
+        for continuation in continuations:
+            click.echo(prompt + continuation)
+            if len(continuations) > 1:
+                click.echo("---")
 
 
 # ----------------------------------------------------------------------------------------- serve

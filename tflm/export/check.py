@@ -113,8 +113,27 @@ def run_tf1(path, signature="serving_default", inputs=None, timeout=600):
     return (result["results"][0] if result else None), error
 
 
+def serving_input(path):
+    """The name of the string input of a SavedModel's `serving_default` (e.g. "text" or "prompt")."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    signatures = saved_model.meta_graphs[0].signature_def
+    if "serving_default" not in signatures:
+        raise ValueError(f"{path} has no serving_default signature, which TF Serving needs.")
+    inputs = list(signatures["serving_default"].inputs)
+    if len(inputs) != 1:
+        raise ValueError(f"{path}: serving_default takes {inputs}; the check sends one string input.")
+    return inputs[0]
+
+
 def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
-    """Runs the three checks on the SavedModel at `path`; returns a `CheckReport`."""
+    """Runs the three checks on the SavedModel at `path`; returns a `CheckReport`.
+
+    `translator` is the in-memory model it was exported from (a `Translator` or `Generator`), if any.
+    """
     import tensorflow as tf
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -122,8 +141,10 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
     sentences = list(sentences)
     problems, ops, functions = check_ops(path)
     report = CheckReport(path, problems, ops, functions)
+    input_name = serving_input(path)
     warmup = os.path.exists(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
-    result, error = run_tf1_requests(path, [{"signature": "serving_default", "inputs": {"text": sentences}}], warmup)
+    result, error = run_tf1_requests(path, [{"signature": "serving_default", "inputs": {input_name: sentences}}],
+                                     warmup)
     if error:
         hint = ""
         if "Could not find variable" in error or "uninitialized" in error:
@@ -135,20 +156,24 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
         return report
     outputs = report.tf1_outputs = result["results"][0]
     report.warmup_requests = result["warmup_requests"]
-    loaded = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(sentences, dtype=tf.string))
-    python_outputs = [t.decode("utf-8") for t in np.asarray(loaded["outputs"])]
-    _compare(report, "tf.saved_model.load", python_outputs, np.asarray(loaded["scores"]), outputs)
+    loaded = tf.saved_model.load(path).signatures["serving_default"](
+        **{input_name: tf.constant(sentences, dtype=tf.string)})
+    _compare(report, "tf.saved_model.load", _texts(loaded["outputs"]), np.asarray(loaded["scores"]), outputs)
     if translator is not None:
-        expected = translator.translate_batch(tf.constant(sentences, dtype=tf.string))
-        texts = [t.decode("utf-8") for t in np.asarray(expected["outputs"])]
-        _compare(report, "the in-memory model", texts, np.asarray(expected["scores"]), outputs)
+        function = getattr(translator, "translate_batch", None) or translator.generate_batch
+        expected = function(tf.constant(sentences, dtype=tf.string))
+        _compare(report, "the in-memory model", _texts(expected["outputs"]), np.asarray(expected["scores"]), outputs)
     return report
+
+
+def _texts(outputs):
+    return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(np.asarray(outputs)).tolist()
 
 
 def _compare(report, what, texts, scores, tf1_outputs):
     for index, (text, served) in enumerate(zip(texts, tf1_outputs["outputs"])):
         if text != served:
-            report.problems.append(f"sentence {index}: {what} gives {text!r} but the TF1-loaded model {served!r}")
+            report.problems.append(f"input {index}: {what} gives {text!r} but the TF1-loaded model {served!r}")
     if not np.allclose(scores, tf1_outputs["scores"], rtol=1e-4, atol=1e-4):
         report.problems.append(f"scores differ between {what} ({scores}) and the TF1-loaded model "
                                f"({tf1_outputs['scores']})")

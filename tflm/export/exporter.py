@@ -91,6 +91,56 @@ def build_archive(translator):
     return archive
 
 
+def build_generator_archive(generator):
+    """A `keras.export.ExportArchive` with a language model's signatures:
+
+    - `serving_default`: `prompt` string `(batch,)` -> `outputs` string `(batch, n)` (continuations),
+      `scores` float32 `(batch, n)`, with the run's generation settings;
+    - `generate`: `prompt` plus scalar controls `beam_size`, `num_return_sequences`, `max_new_tokens`,
+      `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`;
+    - `tokenize`, `detokenize`; `score`: `text` -> `log_prob`, `tokens` (the text's log-probability).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(generator.model)
+    archive.track(generator.tokenizer)
+
+    def serving_default(prompt):
+        return generator.generate_batch(prompt)
+
+    def generate(prompt, beam_size, num_return_sequences, max_new_tokens, length_penalty, temperature, top_k,
+                 top_p, seed):
+        outputs, scores = generator.generate_with_controls(prompt, beam_size, num_return_sequences, max_new_tokens,
+                                                           length_penalty, temperature, top_k, top_p, seed)
+        return {"outputs": outputs, "scores": scores}
+
+    def tokenize(text):
+        pieces = generator.tokenizer.tokenize(text)
+        return {"token_ids": pieces.to_tensor(0), "lengths": tf.cast(pieces.row_lengths(), tf.int32)}
+
+    def detokenize(token_ids):
+        return {"text": generator.tokenizer.detokenize(token_ids)}
+
+    def score(text):
+        return generator.score_batch(text)
+
+    scalar = lambda dtype, name: _spec([], dtype, name)  # noqa: E731
+    prompt = _spec([None], STRING, "prompt")
+    archive.add_endpoint("serving_default", serving_default, input_signature=[prompt])
+    archive.add_endpoint("generate", generate, input_signature=[
+        prompt, scalar(tf.int32, "beam_size"), scalar(tf.int32, "num_return_sequences"),
+        scalar(tf.int32, "max_new_tokens"), scalar(tf.float32, "length_penalty"), scalar(tf.float32, "temperature"),
+        scalar(tf.int32, "top_k"), scalar(tf.float32, "top_p"), scalar(tf.int32, "seed"),
+    ])
+    archive.add_endpoint("tokenize", tokenize, input_signature=[_spec([None], STRING, "text")])
+    archive.add_endpoint("detokenize", detokenize, input_signature=[_spec([None, None], tf.int32, "token_ids")])
+    archive.add_endpoint("score", score, input_signature=[_spec([None], STRING, "text")])
+    return archive
+
+
+def _archive_of(exportable):
+    return build_archive(exportable) if hasattr(exportable, "translate_batch") else build_generator_archive(exportable)
+
+
 def next_version(model_dir):
     """1 + the largest numeric version directory in `model_dir` (1 for a new model)."""
     if not os.path.isdir(model_dir):
@@ -116,7 +166,7 @@ def export_translator(translator, base_dir, name, run_dir=None, checkpoint=None,
     os.makedirs(base_dir, exist_ok=True)
     temporary = os.path.join(base_dir, f".{name}.{version}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        build_archive(translator).write_out(temporary, verbose=False)
+        _archive_of(translator).write_out(temporary, verbose=False)
         _write_assets(temporary, translator, run_dir)
         _write_extra(temporary, name, translator, run_dir, checkpoint, warmup_sentences)
         if check_sentences is not None:
@@ -135,11 +185,15 @@ def export_translator(translator, base_dir, name, run_dir=None, checkpoint=None,
     return final
 
 
-def _write_assets(directory, translator, run_dir):
+def _write_assets(directory, exportable, run_dir):
     assets = os.path.join(directory, "assets")
     os.makedirs(assets, exist_ok=True)
-    for side, tokenizer in (("source", translator.source_tokenizer), ("target", translator.target_tokenizer)):
-        tokenizer.save(os.path.join(assets, side + tokenizer.file_suffix))
+    if hasattr(exportable, "source_tokenizer"):
+        tokenizers = (("source", exportable.source_tokenizer), ("target", exportable.target_tokenizer))
+    else:
+        tokenizers = (("tokenizer", exportable.tokenizer),)
+    for name, tokenizer in tokenizers:
+        tokenizer.save(os.path.join(assets, name + tokenizer.file_suffix))
     if run_dir and os.path.exists(os.path.join(run_dir, "config.json")):
         shutil.copy(os.path.join(run_dir, "config.json"), os.path.join(assets, "config.json"))
 
@@ -167,12 +221,15 @@ def _write_extra(directory, name, translator, run_dir, checkpoint, warmup_senten
         "checkpoint": checkpoint,
         "model": type(translator.model).__name__,
         "decoding": _plain(translator.decoding),
-        "signatures": ["serving_default", "translate", "tokenize", "detokenize", "score"],
+        "signatures": (["serving_default", "translate", "tokenize", "detokenize", "score"]
+                       if hasattr(translator, "translate_batch") else
+                       ["serving_default", "generate", "tokenize", "detokenize", "score"]),
     }
     with open(os.path.join(extra, "tflm.json"), "w") as f:
         json.dump(info, f, indent=1)
     if warmup_sentences:
-        write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, list(warmup_sentences))
+        write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, list(warmup_sentences),
+                              "text" if hasattr(translator, "translate_batch") else "prompt")
 
 
 def _plain(options):
@@ -181,7 +238,7 @@ def _plain(options):
     return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
 
 
-def write_warmup_requests(path, name, sentences):
+def write_warmup_requests(path, name, sentences, input_name="text"):
     """TF Serving's warm-up file: a TFRecord of `PredictionLog`s, replayed when a version loads."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
@@ -189,7 +246,7 @@ def write_warmup_requests(path, name, sentences):
         for batch in (sentences[:1], sentences):
             request = predict_pb2.PredictRequest(
                 model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
-            request.inputs["text"].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
@@ -215,35 +272,42 @@ def write_models_config(base_dir, container_base="/models"):
 
 def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", average=0, check=True,
                check_sentences=16, decoding=None):
-    """Exports a trained translation run as the next version of `base_dir/name` and updates models.config.
+    """Exports a trained run (translation or language model) as the next version of `base_dir/name` and
+    updates models.config.
 
     Args:
         run_dir: the run directory.
         name: the model's name under `base_dir` (TF Serving's model name).
         checkpoint: "best", "last", "averaged" or a checkpoint path.
         average: int. If > 0, first average the run's last `average` checkpoints and export that.
-        check: bool. Check servability (ops, TF1 loader, parity on validation sentences) before the version
-            appears; a failed check leaves no version.
+        check: bool. Check servability (ops, TF1 loader, parity on validation sentences or fixed prompts)
+            before the version appears; a failed check leaves no version.
         check_sentences: int. Validation sentences used by the check (and four as warm-up requests).
         decoding: optional `DecodingOptions` for `serving_default` (default: the run's).
     Returns:
         The path of the new version.
     """
     from tflm.export.check import DEFAULT_SENTENCES
-    from tflm.tasks import translation
+    from tflm.tasks import language_modeling, translation
+    from tflm.tasks.runs import task_name
 
+    task = task_name(run_dir)
     if average:
         translation.average_run_checkpoints(run_dir, average)
         checkpoint = "averaged"
-    translator = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
-    try:
-        config = translation.load_run_config(run_dir)
-        sentences = translation.read_split(config.data, "valid", max_pairs=check_sentences).source
-    except (FileNotFoundError, ValueError) as error:
-        logger.warning("No validation sentences for the export check (%s); using built-in ones.", error)
-        sentences = list(DEFAULT_SENTENCES)
-    sentences = sentences + [""]  # an empty input must give an empty output
-    path = export_translator(translator, base_dir, name, run_dir=run_dir, checkpoint=str(checkpoint),
+    if task == "language_modeling":
+        exportable = language_modeling.Generator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+        sentences = list(language_modeling.SAMPLE_PROMPTS)
+    else:
+        exportable = translation.Translator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+        try:
+            config = translation.load_run_config(run_dir)
+            sentences = translation.read_split(config.data, "valid", max_pairs=check_sentences).source
+        except (FileNotFoundError, ValueError) as error:
+            logger.warning("No validation sentences for the export check (%s); using built-in ones.", error)
+            sentences = list(DEFAULT_SENTENCES)
+        sentences = sentences + [""]  # an empty input must give an empty output
+    path = export_translator(exportable, base_dir, name, run_dir=run_dir, checkpoint=str(checkpoint),
                              warmup_sentences=sentences[:4], check_sentences=sentences if check else None)
     write_models_config(base_dir)
     return path

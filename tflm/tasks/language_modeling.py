@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from typing import Optional
 
 import numpy as np
@@ -215,9 +216,11 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
         log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
         return -tf.gather(log_probs, labels, batch_dims=2)  # (B, T)
 
+    functions = _EVALUATION_FUNCTIONS.setdefault(model, {})
     if is_recurrent(model):
         streams = max(1, min(batch_size, (len(ids) - 1) // length))
-        step = tf.function(lambda x, y, memory: _segment_loss(model, nll, x, y, memory), reduce_retracing=True)
+        step = functions.setdefault("segment", tf.function(
+            lambda x, y, memory: _segment_loss(model, nll, x, y, memory), reduce_retracing=True))
         memory = None
         for segment in contiguous_segments(ids, length, streams):
             losses, memory = step(segment[:, :-1], segment[:, 1:], memory)
@@ -227,7 +230,8 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
 
     stride = stride or max(1, length // 2)
     cut = windows(ids, length, stride) if len(ids) > length else ids[None, :]
-    forward = tf.function(lambda x, y: nll(model({"token_ids": x}), y), reduce_retracing=True)
+    forward = functions.setdefault("window", tf.function(lambda x, y: nll(model({"token_ids": x}), y),
+                                                          reduce_retracing=True))
     for start in range(0, len(cut), batch_size):
         batch = cut[start: start + batch_size]
         losses = np.asarray(forward(batch[:, :-1], batch[:, 1:]))
@@ -243,6 +247,9 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
         total += float(losses[-new:].sum())
         count += new
     return total / max(count, 1), count
+
+
+_EVALUATION_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> its traced evaluation functions
 
 
 def _segment_loss(model, nll, inputs, labels, memory):
@@ -349,6 +356,22 @@ class Generator(tf.Module):
                                         length_penalty=length_penalty)),
         ], default=lambda: run("greedy"))
         return self.texts(DecodeResult(token_ids, lengths_of(token_ids), scores)), scores
+
+    def score_batch(self, text):
+        """The model's log-probability of each text (its tokens after a line break), and its token count.
+
+        Returns:
+            `{"log_prob": float32 (batch,), "tokens": int32 (batch,)}`.
+        """
+        pieces = self.tokenizer.tokenize(text)
+        separator = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], self.separator))
+        labels = pieces.to_tensor(PAD_ID)
+        inputs = tf.concat([separator, pieces], axis=1).to_tensor(PAD_ID)[:, :-1]
+        logits = self.model({"token_ids": inputs})
+        log_probs = tf.gather(tf.nn.log_softmax(tf.cast(logits, tf.float32)), labels, batch_dims=2)
+        mask = tf.not_equal(labels, PAD_ID)
+        return {"log_prob": tf.reduce_sum(tf.where(mask, log_probs, 0.0), axis=1),
+                "tokens": tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)}
 
     def generate(self, prompts):
         """Generates for a list of prompts; returns, per prompt, the list of continuations (str)."""

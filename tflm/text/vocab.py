@@ -109,6 +109,9 @@ def train_byte_level_bpe(texts, vocabulary_size):
     """Trains a byte-level BPE vocabulary (GPT-2's scheme) with the `tokenizers` library's trainer."""
     import tokenizers
 
+    if vocabulary_size < 300:
+        raise ValueError(f"A byte-level BPE vocabulary holds the 256 bytes and the special tokens before any merge; "
+                         f"vocabulary_size={vocabulary_size} is too small (use 300 or more).")
     trainer = tokenizers.ByteLevelBPETokenizer()
     trainer.train_from_iterator(list(texts), vocab_size=vocabulary_size, min_frequency=2,
                                 special_tokens=list(SPECIAL_TOKENS), show_progress=False)

@@ -1,0 +1,202 @@
+"""Language models: GPT and Transformer-XL, their data, generation and export."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflm.data.language_modeling import (
+    contiguous_dataset,
+    contiguous_segments,
+    count_words,
+    tokenize_stream,
+    window_dataset,
+    windows,
+)
+from tflm.decoding import DecodingOptions, search
+from tflm.layers import RelativeMultiHeadAttention
+from tflm.models import GPT, TransformerXL
+from tflm.tasks import language_modeling
+from tflm.text import train_tokenizer
+
+TEXT = ["ROMEO:\n", "But, soft! what light through yonder window breaks?\n", "It is the east, and Juliet is the sun.\n"]
+
+
+def gpt(**kwargs):
+    params = dict(hidden_dim=16, intermediate_dim=32, num_heads=2, num_layers=2, dropout=0.0, max_sequence_length=64)
+    params.update(kwargs)
+    model = GPT(30, **params)
+    model.build()
+    return model
+
+
+def txl(**kwargs):
+    params = dict(hidden_dim=16, intermediate_dim=32, num_heads=2, num_layers=2, dropout=0.0, memory_length=6)
+    params.update(kwargs)
+    model = TransformerXL(30, **params)
+    model.build()
+    return model
+
+
+@pytest.mark.parametrize("make", [gpt, lambda: gpt(position_embedding="rotary"), txl], ids=["gpt", "rotary", "txl"])
+def test_changing_a_future_token_never_changes_earlier_logits(make):
+    model = make()
+    tokens = np.random.default_rng(0).integers(4, 30, (2, 10)).astype("int32")
+    changed = tokens.copy()
+    changed[:, 6] = (changed[:, 6] + 1 - 4) % 26 + 4
+    before, after = np.asarray(model({"token_ids": tokens})), np.asarray(model({"token_ids": changed}))
+    np.testing.assert_array_equal(before[:, :6], after[:, :6])
+    assert np.abs(before[:, 6:] - after[:, 6:]).max() > 0
+
+
+@pytest.mark.parametrize("make", [gpt, lambda: gpt(position_embedding="rotary"), txl], ids=["gpt", "rotary", "txl"])
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_cached_generation_equals_uncached(make, strategy):
+    model = make()
+    options = DecodingOptions(strategy=strategy, beam_size=3, n_best=2, max_length=12, max_length_a=0.0)
+    start = tf.constant([5, 9], tf.int32)
+    cached = search(model.decode_step, model.initial_state(2, 12), 2, options, start_ids=start)
+    step_fn, state = model.uncached_decoding(2, 12)
+    uncached = search(step_fn, state, 2, options, start_ids=start)
+    np.testing.assert_array_equal(cached.token_ids, uncached.token_ids)
+    np.testing.assert_allclose(cached.scores, uncached.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_transformer_xl_memory_length_zero_is_the_model_without_memory():
+    with_memory, without = txl(memory_length=6), txl(memory_length=0)
+    for source, target in zip(without.weights, with_memory.weights):
+        target.assign(source)
+    tokens = np.random.default_rng(1).integers(4, 30, (2, 8)).astype("int32")
+    plain, memory = without.forward(tokens)
+    assert memory is None
+    np.testing.assert_allclose(np.asarray(with_memory.forward(tokens)[0]), np.asarray(plain), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(without({"token_ids": tokens})), np.asarray(plain), rtol=1e-6)
+
+
+def test_relative_attention_is_invariant_to_shifting_all_positions():
+    layer = RelativeMultiHeadAttention(num_heads=2, key_dim=4)
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(2, 3, 8)).astype("float32")
+    context = rng.normal(size=(2, 7, 8)).astype("float32")
+    queries, keys = np.arange(4, 7), np.arange(7)
+    base = np.asarray(layer(inputs, context, queries, keys))
+    shifted = np.asarray(layer(inputs, context, queries + 41, keys + 41))
+    np.testing.assert_allclose(shifted, base, rtol=1e-5, atol=1e-6)
+    moved = np.asarray(layer(inputs, context, queries + 1, keys))  # a different distance does change it
+    assert np.abs(moved - base).max() > 1e-4
+
+
+def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path):
+    """Random 8-token chunks, each repeated once: the repeat is predictable only from the previous segment."""
+    rng = np.random.default_rng(3)
+    length, vocabulary = 8, 16
+    chunks = rng.integers(4, vocabulary, (600, length))
+    ids = np.repeat(chunks, 2, axis=0).reshape(-1).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = TransformerXL(vocabulary, hidden_dim=32, intermediate_dim=64, num_heads=2, num_layers=1, dropout=0.0,
+                          memory_length=length)
+    model.build()
+    model.enable_memory_state(8)
+    from tflm.training import Trainer
+
+    trainer = Trainer(model, keras.optimizers.Adam(3e-3), str(tmp_path), save_every_epoch=False, verbose=False)
+    trainer.fit(lambda epoch: contiguous_dataset(ids, length, 8), epochs=4,
+                on_epoch_start=lambda trainer, epoch: model.reset_memory())
+    held_out = np.repeat(rng.integers(4, vocabulary, (60, length)), 2, axis=0).reshape(-1).astype("int32")
+    with_memory, _ = language_modeling.evaluate_ids(model, held_out, length, batch_size=4)
+    model_without = TransformerXL(vocabulary, hidden_dim=32, intermediate_dim=64, num_heads=2, num_layers=1,
+                                  dropout=0.0, memory_length=0)
+    model_without.build()
+    for source, target in zip(model.weights, model_without.weights):
+        target.assign(source)
+    without_memory, _ = language_modeling.evaluate_ids(model_without, held_out, length, batch_size=4, stride=length)
+    assert with_memory < 0.7 * without_memory, (with_memory, without_memory)
+
+
+def test_windows_and_contiguous_segments():
+    ids = np.arange(100, dtype=np.int32)
+    cut = windows(ids, 10, stride=5)
+    assert cut.shape == (18, 11) and cut[1, 0] == 5
+    batch = next(iter(window_dataset(ids, 10, batch_size=4, stride=10, shuffle=False)))
+    np.testing.assert_array_equal(batch[0]["token_ids"][0], np.arange(10))
+    np.testing.assert_array_equal(batch[1][0], np.arange(1, 11))
+    segments = contiguous_segments(ids, 5, batch_size=3)  # 3 streams of 33 tokens
+    assert segments.shape == (6, 3, 6)
+    np.testing.assert_array_equal(segments[1, 0, :2], [5, 6])  # row 0 of batch 1 continues row 0 of batch 0
+    np.testing.assert_array_equal(segments[0, 1, :2], [33, 34])
+    assert count_words(["a b c\n", "\n"]) == 5
+
+
+@pytest.mark.parametrize("kind", ["character", "byte_bpe", "unigram"])
+def test_text_streams_keep_line_breaks(kind):
+    tokenizer = train_tokenizer(TEXT * 20 if kind != "unigram" else [t.strip() for t in TEXT * 20], kind,
+                                300 if kind == "byte_bpe" else 60)
+    ids = tokenize_stream(TEXT, tokenizer)
+    text = tokenizer.detokenize(tf.constant([ids.tolist()])).numpy()[0].decode()
+    if kind == "unigram":  # EOS closes each line; detokenization stops at the first
+        assert list(ids).count(3) == len(TEXT)
+    else:
+        assert text == "".join(TEXT)
+
+
+@pytest.fixture(scope="module")
+def overfit_run(tmp_path_factory):
+    """A tiny character GPT trained on a short text until it knows it by heart."""
+    directory = tmp_path_factory.mktemp("lm")
+    text_file = directory / "text.txt"
+    text_file.write_text("".join(TEXT) * 30)
+    run_dir = str(directory / "run")
+    config = language_modeling.LanguageModelConfig()
+    config.data.dataset = None
+    config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
+    # stride 1: the text at every offset of the window, so a prompt at position 0 is familiar
+    config.data.sequence_length, config.data.batch_size, config.data.stride = 64, 16, 1
+    config.model.preset = "tiny"
+    config.model.params = {"dropout": 0.0}
+    config.training = language_modeling.TrainingConfig(epochs=None, max_steps=300, learning_rate=3e-3,
+                                                       label_smoothing=0.0, samples=0)
+    config.decoding = DecodingOptions(strategy="greedy", max_length=60, max_length_a=0.0)
+    language_modeling.train(config, run_dir, verbose=False)
+    return run_dir
+
+
+def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_run):
+    generator = language_modeling.Generator.from_run_dir(overfit_run)
+    continuation = generator.generate(["But, soft! what light"])[0][0]
+    assert continuation.startswith(" through yonder window breaks?\nIt is the east")
+    streamed = "".join(generator.stream("But, soft! what light", max_new_tokens=20))
+    assert streamed == continuation[:20]
+    result = language_modeling.evaluate(overfit_run, "test")
+    assert result["loss"] < 0.2 and "bits_per_character" in result
+
+
+def test_sampling_with_a_seed_is_reproducible(overfit_run):
+    options = DecodingOptions(strategy="sample", temperature=1.5, max_length=30, max_length_a=0.0, n_best=3, seed=7)
+    generator = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)
+    first, again = generator.generate(["It is"]), generator.generate(["It is"])
+    assert first == again and len(set(first[0])) > 1
+    other = language_modeling.Generator.from_run_dir(overfit_run, decoding=DecodingOptions(
+        **{**vars(options), "seed": 8}))
+    assert other.generate(["It is"]) != first
+
+
+def test_the_exported_lm_gives_the_in_memory_outputs(overfit_run, tmp_path):
+    from tflm.export import export_run
+    from tflm.export.check import run_tf1_requests
+
+    path = export_run(overfit_run, "tiny-lm", str(tmp_path))  # the export checks parity itself
+    prompts = ["But, soft!", "", "ROMEO:"]
+    expected = language_modeling.Generator.from_run_dir(overfit_run).generate(prompts)
+    result, error = run_tf1_requests(path, [{"signature": "serving_default", "inputs": {"prompt": prompts}},
+                                            {"signature": "generate", "inputs": {
+                                                "prompt": prompts[:1], "beam_size": 2, "num_return_sequences": 2,
+                                                "max_new_tokens": 10, "length_penalty": 0.6, "temperature": 0.0,
+                                                "top_k": 0, "top_p": 1.0, "seed": 0}}])
+    assert error is None, error
+    assert result["results"][0]["outputs"] == expected
+    assert np.asarray(result["results"][1]["outputs"]).shape == (1, 2)
+    info = json.load(open(os.path.join(path, "assets.extra", "tflm.json")))
+    assert "generate" in info["signatures"]
