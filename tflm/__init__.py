@@ -9,7 +9,9 @@ The public API (subpackages are imported on first use, so `import tflm` and `tfl
 - `tflm.decoding`: in-graph decoding (one `tf.while_loop` per strategy);
 - `tflm.training`: the resumable, distributed trainer, losses, schedules, checkpoints;
 - `tflm.metrics`: sacreBLEU BLEU and chrF;
-- `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs.
+- `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs;
+- `tflm.language_modeling`: the same for language models (GPT, Transformer-XL), with `Generator`;
+- `tflm.export`: SavedModels for TF Serving and their servability check; `tflm.serving`: `tflm serve`.
 """
 
 import importlib
@@ -33,10 +35,13 @@ _SUBMODULES = {
     "config": "tflm.config",
     "data": "tflm.data",
     "decoding": "tflm.decoding",
+    "export": "tflm.export",
+    "language_modeling": "tflm.tasks.language_modeling",
     "layers": "tflm.layers",
     "log": "tflm.log",
     "metrics": "tflm.metrics",
     "models": "tflm.models",
+    "serving": "tflm.serving",
     "text": "tflm.text",
     "training": "tflm.training",
     "translation": "tflm.tasks.translation",

@@ -1,0 +1,127 @@
+"""Recipe: train a language model, evaluate it, sample from it, export it, and write results.json.
+
+A character-level GPT on Shakespeare (nanoGPT's "baby GPT" shape by default):
+
+    python recipes/generation.py --corpus shakespeare --data-dir ../shared/data --model gpt \
+        --time-budget 60m --run-dir runs/shakespeare-char-gpt
+
+A subword model on WikiText-2 (GPT, or Transformer-XL with --model transformer_xl):
+
+    python recipes/generation.py --corpus wikitext-2-raw --data-dir ../shared/data --model transformer_xl \
+        --vocab-type unigram --vocab-size 8000 --time-budget 60m --run-dir runs/wikitext2-txl
+
+Offline and in a minute, on a text of your own: `--train-file my.txt --preset tiny --time-budget 1m`.
+Re-running the same command resumes an interrupted run; `tensorboard --logdir RUN_DIR/logs` shows the losses
+and the samples generated after each epoch.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+
+import tflm
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", default="shakespeare", help="a language-modelling corpus of `tflm data list`")
+    parser.add_argument("--data-dir", default=os.environ.get("TFLM_DATA_DIR"))
+    parser.add_argument("--train-file", help="instead of --corpus: a text file (used for validation and test too)")
+    parser.add_argument("--model", default="gpt", help="gpt or transformer_xl")
+    parser.add_argument("--preset", default="small", help="model size (see tflm.models.PRESETS)")
+    parser.add_argument("--params", default="{}", help='JSON of model arguments over the preset, e.g. {"dropout": 0.1}')
+    parser.add_argument("--vocab-type", default="character", help="character, byte_bpe, unigram, bpe")
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--sequence-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--mixed-precision", default=None, help="bfloat16 or float16")
+    parser.add_argument("--time-budget", default="60m")
+    parser.add_argument("--max-steps", type=int, default=None)
+    parser.add_argument("--prompts", default='["", "ROMEO:", "The history of"]', help="JSON list of prompts to sample")
+    parser.add_argument("--export-name", default=None, help="export to saved_models/NAME (default: no export)")
+    parser.add_argument("--run-dir", required=True)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    lm = tflm.language_modeling
+
+    # 1. Configuration, saved as the run's config.json.
+    data = lm.LMDataConfig(dataset=None if args.train_file else args.corpus, data_dir=args.data_dir,
+                           sequence_length=args.sequence_length, batch_size=args.batch_size)
+    if args.train_file:
+        data.train_file = data.valid_file = data.test_file = args.train_file
+    config = lm.LanguageModelConfig(
+        data=data,
+        vocabulary=lm.LMVocabularyConfig(type=args.vocab_type, size=args.vocab_size),
+        model=tflm.translation.ModelConfig(type=args.model, preset=args.preset, params=json.loads(args.params)),
+        training=tflm.translation.TrainingConfig(
+            epochs=None, max_steps=args.max_steps, time_budget=args.time_budget, learning_rate=args.learning_rate,
+            schedule="inverse_sqrt", warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
+            mixed_precision=args.mixed_precision, checkpoint_every_seconds=300, samples=3),
+    )
+    config = lm.start_run(config, args.run_dir)
+    tflm.log.setup_logging(os.path.join(args.run_dir, "train.log"))
+
+    # 2. Data: the text as one stream of token ids (the tokenizer is trained on the training text first).
+    prepared = lm.prepare_data(config, args.run_dir)
+
+    # 3. Model and trainer. Transformer-XL reads contiguous segments and carries its memory across batches.
+    trainer = lm.build_trainer(config, args.run_dir, prepared)
+    model = trainer.model
+    batches, steps_per_epoch = lm.train_datasets(config, prepared, model)
+    print(f"{args.model} ({args.preset}): {lm.count_parameters(model):,} parameters; "
+          f"{len(prepared.train_ids):,} training tokens, {steps_per_epoch} batches per epoch")
+
+    # 4. Train until the time budget runs out, validating (and sampling) after each epoch.
+    def validate():
+        return lm.evaluate_ids(model, prepared.valid_ids, config.data.sequence_length, config.data.batch_size,
+                               max_tokens=config.data.max_valid_tokens)
+
+    started = time.monotonic()
+    result = trainer.fit(
+        batches, epochs=None, max_steps=config.training.max_steps,
+        time_budget=tflm.config.parse_duration(config.training.time_budget), valid_data=validate,
+        steps_per_epoch=steps_per_epoch,
+        on_epoch_end=lm.SampleGenerations(lm.Generator(model, prepared.tokenizer, config.decoding), 3),
+        on_epoch_start=(lambda trainer, epoch: model.reset_memory()) if lm.is_recurrent(model) else None,
+    )
+
+    # 5. Evaluate the best checkpoint on the validation and test text (with memory over the whole text for
+    #    Transformer-XL), then sample from it.
+    valid = lm.evaluate(args.run_dir, "valid")
+    test = lm.evaluate(args.run_dir, "test")
+    generator = lm.Generator.from_run_dir(args.run_dir)
+    samples = {prompt: generator.generate([prompt])[0][0] for prompt in json.loads(args.prompts)}
+    for prompt, text in samples.items():
+        print(f"--- {prompt!r}\n{prompt}{text}")
+
+    # 6. Export (strings in, strings out, checked for TF Serving) and results.
+    exported = tflm.export.export_run(args.run_dir, args.export_name) if args.export_name else None
+    results = {
+        "corpus": args.train_file or args.corpus,
+        "model": args.model,
+        "preset": args.preset,
+        "parameters": lm.count_parameters(model),
+        "valid": valid,
+        "test": test,
+        "train_seconds": round(result.train_seconds, 1),
+        "wall_seconds_this_invocation": round(time.monotonic() - started, 1),
+        "train_tokens_per_second": round(result.tokens_per_second, 1),
+        "steps": result.step,
+        "samples": samples,
+        "export": exported,
+        "config": dataclasses.asdict(config),
+    }
+    with open(os.path.join(args.run_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("config", "samples")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

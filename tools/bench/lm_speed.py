@@ -1,0 +1,134 @@
+"""tflm GPT vs keras-hub GPT-2 of the same size: training and generation tokens/s, in one process.
+
+    python tools/bench/lm_speed.py --data-dir ../shared/data [--hidden 384 --layers 6 --heads 6 --vocab-size 8000]
+
+Both models get the same shape (width, layers, heads, feed-forward, vocabulary, context), the same batches
+of WikiText-2 token windows and the same precision:
+  - training: tflm's `Trainer.fit` on `tflm.models.GPT` vs `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with
+    Keras `fit` (both with Adam; `--warmup` steps, then `--steps` timed);
+  - generation: `tflm.language_modeling.Generator` (in-graph greedy decoding with a key/value cache) vs
+    `GPT2CausalLM.generate` (keras-hub's greedy sampler, XLA-compiled), `--new-tokens` after prompts of
+    `--prompt-length` tokens, batches of `--generate-batch`.
+Ratios are tflm / keras-hub.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import tflm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import describe  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("TFLM_DATA_DIR"))
+    parser.add_argument("--hidden", type=int, default=384)
+    parser.add_argument("--layers", type=int, default=6)
+    parser.add_argument("--heads", type=int, default=6)
+    parser.add_argument("--vocab-size", type=int, default=8000)
+    parser.add_argument("--sequence-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--prompt-length", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--generate-batch", type=int, default=8)
+    parser.add_argument("--mixed-precision", default=None, help="bfloat16 for both models")
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    import keras
+    import keras_hub
+
+    tflm.log.setup_logging(verbose=False)
+    lm = tflm.language_modeling
+    work = tempfile.mkdtemp()
+    config = lm.LanguageModelConfig(
+        data=lm.LMDataConfig(dataset="wikitext-2-raw", data_dir=args.data_dir, sequence_length=args.sequence_length,
+                             batch_size=args.batch_size, max_train_tokens=2_000_000),
+        vocabulary=lm.LMVocabularyConfig(type="unigram", size=args.vocab_size),
+        model=tflm.translation.ModelConfig(type="gpt", params=dict(
+            hidden_dim=args.hidden, intermediate_dim=4 * args.hidden, num_heads=args.heads, num_layers=args.layers,
+            dropout=0.1, max_sequence_length=args.sequence_length + args.new_tokens + args.prompt_length)),
+        training=tflm.translation.TrainingConfig(label_smoothing=0.0, clip_norm=None, learning_rate=3e-4,
+                                                 mixed_precision=args.mixed_precision, samples=0),
+    )
+    data = lm.prepare_data(config, work)
+    vocabulary = data.tokenizer.vocabulary_size
+    windows = tflm.data.language_modeling.windows(data.train_ids, args.sequence_length)[
+        : (args.warmup + args.steps) * args.batch_size]
+    dtype = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}.get(args.mixed_precision)
+    print(f"machine: {describe()}")
+
+    # --- training: tflm
+    trainer = lm.build_trainer(config, work, data, verbose=False)
+    model = trainer.model
+    dataset = lambda epoch: tf.data.Dataset.from_tensor_slices(windows).batch(args.batch_size).map(  # noqa: E731
+        lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:]))
+    warm = trainer.fit(dataset, max_steps=args.warmup)
+    done = trainer.fit(dataset, max_steps=args.warmup + args.steps)
+    tflm_train = (done.target_tokens - warm.target_tokens) / (done.train_seconds - warm.train_seconds)
+
+    # --- training: keras-hub GPT2 with Keras fit, same shape and batches
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=vocabulary, num_layers=args.layers, num_heads=args.heads, hidden_dim=args.hidden,
+        intermediate_dim=4 * args.hidden, dropout=0.1, max_sequence_length=model.max_sequence_length, dtype=dtype)
+    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    causal_lm.compile(optimizer=keras.optimizers.Adam(3e-4), loss=keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), weighted_metrics=[])
+    inputs = {"token_ids": windows[:, :-1], "padding_mask": np.ones_like(windows[:, :-1], dtype=bool)}
+    labels = windows[:, 1:]
+    warm_rows = args.warmup * args.batch_size
+    causal_lm.fit({k: v[:warm_rows] for k, v in inputs.items()}, labels[:warm_rows], batch_size=args.batch_size,
+                  verbose=0)
+    started = time.monotonic()
+    causal_lm.fit({k: v[warm_rows:] for k, v in inputs.items()}, labels[warm_rows:], batch_size=args.batch_size,
+                  verbose=0)
+    keras_train = labels[warm_rows:].size / (time.monotonic() - started)
+
+    # --- generation: the same prompts, greedy, the same number of new tokens
+    prompts_ids = windows[: args.generate_batch, : args.prompt_length]
+    prompts = [np.asarray(data.tokenizer.detokenize(tf.constant([row.tolist()])))[0].decode() for row in prompts_ids]
+    # EOS is forbidden, so both generate exactly --new-tokens (keras-hub runs without stop tokens)
+    options = tflm.decoding.DecodingOptions(strategy="greedy", max_length=args.new_tokens, max_length_a=0.0,
+                                            min_length=args.prompt_length + args.new_tokens)
+    generator = lm.Generator(model, data.tokenizer, options)
+    generator.generate(prompts)  # trace
+    started = time.monotonic()
+    result = generator.generate_batch(tf.constant(prompts))
+    np.asarray(result["outputs"])
+    tflm_seconds = time.monotonic() - started
+    tflm_generate = args.generate_batch * args.new_tokens / tflm_seconds
+
+    causal_lm.compile(sampler="greedy")
+    total = args.prompt_length + args.new_tokens
+    padded = np.zeros((args.generate_batch, total), dtype="int32")
+    padded[:, : args.prompt_length] = prompts_ids
+    mask = np.zeros_like(padded, dtype=bool)
+    mask[:, : args.prompt_length] = True
+    request = {"token_ids": padded, "padding_mask": mask}
+    causal_lm.generate(request, max_length=total, stop_token_ids=None)  # trace and XLA-compile
+    started = time.monotonic()
+    causal_lm.generate(request, max_length=total, stop_token_ids=None)
+    keras_generate = args.generate_batch * args.new_tokens / (time.monotonic() - started)
+
+    print(f"GPT: {args.layers} layers, width {args.hidden}, {args.heads} heads, vocabulary {vocabulary}, context "
+          f"{args.sequence_length}; {tflm.translation.count_parameters(model):,} parameters (tflm), "
+          f"{causal_lm.count_params():,} (keras-hub); precision {args.mixed_precision or 'float32'}")
+    print(f"training tokens/s:   tflm {tflm_train:8.0f}   keras-hub fit {keras_train:8.0f}   ratio x{tflm_train / keras_train:.2f}")
+    print(f"generation tokens/s: tflm {tflm_generate:8.1f}   keras-hub generate {keras_generate:8.1f}   "
+          f"ratio x{tflm_generate / keras_generate:.2f}  (batch {args.generate_batch}, {args.new_tokens} new tokens)")
+
+
+if __name__ == "__main__":
+    main()
