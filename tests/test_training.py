@@ -145,3 +145,33 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert f"Resuming from {run_dir}/checkpoints/ckpt-{killed_at['step']}: step {killed_at['step']}" in log
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     assert summary["epoch"] == 2 and summary["stopped_by"] == "epochs"
+
+
+def test_multiworker_training_over_two_local_processes(tmp_path):
+    """MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1: both take the same steps and end
+    with the same weights; only the chief keeps checkpoints in the run directory."""
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    script = os.path.join(os.path.dirname(__file__), "helpers", "multiworker_train.py")
+    run_dir = str(tmp_path / "run")
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen([sys.executable, script, run_dir], env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert [r["replicas"] for r in results] == [2, 2] and [r["step"] for r in results] == [6, 6]
+    assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-6)
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", "ckpt-6.index"))
+    assert os.path.exists(os.path.join(run_dir, "progress.json"))
+    assert all(name == "checkpoint" or name.startswith("ckpt-6.") for name in os.listdir(
+        os.path.join(run_dir, "checkpoints")))  # the other worker's collective saves went to a scratch folder

@@ -458,10 +458,12 @@ def _is_chief(strategy):
 
 def _worker_dir(directory, is_chief):
     # Under MultiWorkerMirroredStrategy every worker must save (the save is a collective), but only the
-    # chief's files are kept; the others write to a scratch folder.
+    # chief's files are kept; the others write to a scratch folder outside the run directory.
     if is_chief:
         return directory
-    return os.path.join(directory, ".worker_scratch", str(os.getpid()))
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="tflm-worker-checkpoints-")
 
 
 def _summary_writers(run_dir, is_chief):
