@@ -264,8 +264,21 @@ class Translator(tf.Module):
         """
         batch_size = tf.shape(source_ids)[0]
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
-        state = self.model.initial_state(self.model.encode(source_ids), self.decoding.max_length)
-        return search(self.model.decode_step, state, batch_size, self.decoding, source_lengths, **overrides)
+        max_length = overrides.pop("max_length", self.buffer_length(source_lengths))
+        state = self.model.initial_state(self.model.encode(source_ids), max_length)
+        return search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
+                      max_length=max_length, **overrides)
+
+    def buffer_length(self, source_lengths):
+        """The decoding buffers' length for a batch: the absolute limit, or less when the relative limit
+        (`max_length_a * source + b`) of the batch's longest source is smaller. Caches and the attention over
+        them scale with it, so short sentences decode fast."""
+        options = self.decoding
+        if not options.max_length_a:
+            return options.max_length
+        relative = tf.cast(tf.math.ceil(options.max_length_a * tf.cast(tf.reduce_max(source_lengths), tf.float32)),
+                           tf.int32) + int(options.max_length_b or 0)
+        return tf.clip_by_value(relative, 1, options.max_length)
 
     def _texts(self, text, result):
         """Detokenized hypotheses `(batch, n)`; an empty input gives empty outputs with score 0."""
@@ -319,7 +332,8 @@ class Translator(tf.Module):
         source_ids = self.encode_source(text)
         batch_size = tf.shape(source_ids)[0]
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
-        max_length = tf.clip_by_value(tf.cast(max_length, tf.int32), 1, self.max_target_positions())
+        max_length = tf.clip_by_value(tf.minimum(tf.cast(max_length, tf.int32), self.buffer_length(source_lengths)),
+                                      1, self.max_target_positions())
         num_hypotheses = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
         beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
         state = self.model.initial_state(self.model.encode(source_ids), max_length)
