@@ -3,6 +3,7 @@
 TensorFlow is imported inside the commands, so `tflm --help` answers at once.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -174,7 +175,7 @@ def _run_config(run_dir, config_file, overrides, options, module):
         config = config_lib.from_dict(config_class, config_lib.load_file(config_file), config_file)
     else:
         config = config_class()
-    fields = {f.name: f.type for f in __import__("dataclasses").fields(config.data)}
+    fields = {field.name for field in dataclasses.fields(config.data)}
     flags = []
     for name, field in _TRAIN_OPTIONS.items():
         if options.get(name) is None:
@@ -212,8 +213,6 @@ def _decoding_options(function):
 
 def _decoding(run_dir, options):
     """The run's decoding settings with the command-line choices applied."""
-    import dataclasses
-
     decoding = _task_module(None, run_dir).load_run_config(run_dir).decoding
     changes = {key: options[name] for key, name in [
         ("length_penalty", "length_penalty"), ("temperature", "temperature"), ("top_k", "top_k"),
@@ -363,8 +362,6 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, stream, **opt
     --no-repeat-ngram and --n-best (number of return sequences). A single prompt streams to the console.
     """
     _setup_logging(verbose=False)
-    import dataclasses
-
     from tflm.tasks import language_modeling
 
     if _task_module(None, run_dir) is not language_modeling:
