@@ -148,3 +148,43 @@ def start_tokens(rows, start_ids=None, bos_id=BOS_ID):
 
 def lengths_of(token_ids):
     return tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PAD_ID), tf.int32), axis=-1)
+
+
+def token_by_token(step_fn, state, rows, max_length, choose, row_max_length=None, min_length=0,
+                   no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
+    """The loop of greedy decoding and sampling: one token per row and step until every row has ended.
+
+    Args:
+        choose: `(log_probs, step) -> token_ids`: picks each row's next token from its constrained
+            log-probabilities (argmax for greedy, a draw for sampling).
+        others: as in `greedy_search`.
+    Returns:
+        `(token_ids, scores)`: int32 `(rows, max_length)` (PAD after the end) and float32 `(rows,)`, the sum
+        of the chosen tokens' log-probabilities under the model.
+    """
+    if row_max_length is None:
+        row_max_length = tf.fill([rows], tf.cast(max_length, tf.int32))
+    tokens = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
+    finished = tf.zeros([rows], tf.bool)
+    scores = tf.zeros([rows], tf.float32)
+    previous = start_tokens(rows, start_ids, bos_id)
+
+    def body(step, previous, state, tokens, finished, scores):
+        logits, state = step_fn(previous, state, step)
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        log_probs = constrain(log_probs, step, tokens, min_length, no_repeat_ngram_size, eos_id, forced)
+        chosen = choose(log_probs, step)
+        chosen_log_prob = tf.gather(log_probs, chosen, batch_dims=1)
+        chosen = tf.where(finished, PAD_ID, chosen)
+        scores += tf.where(finished, 0.0, chosen_log_prob)
+        finished = finished | tf.equal(chosen, eos_id) | (step + 1 >= row_max_length)
+        return step + 1, chosen, state, write_column(tokens, step, chosen), finished, scores
+
+    def keep_going(step, previous, state, tokens, finished, scores):
+        return tf.logical_not(tf.reduce_all(finished))
+
+    _, _, _, tokens, _, scores = tf.while_loop(
+        keep_going, body, (tf.constant(0), previous, state, tokens, finished, scores),
+        maximum_iterations=max_length,
+    )
+    return tokens, scores

@@ -8,16 +8,8 @@ so one seed always gives the same output, eagerly, in a `tf.function`, under XLA
 
 import tensorflow as tf
 
-from tflm.decoding.common import (
-    NEGATIVE,
-    DecodeResult,
-    constrain,
-    lengths_of,
-    start_tokens,
-    tile_state,
-    write_column,
-)
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.decoding.common import NEGATIVE, DecodeResult, lengths_of, tile_state, token_by_token
+from tflm.text.tokenizers import BOS_ID, EOS_ID
 
 
 def filter_logits(logits, top_k=0, top_p=1.0):
@@ -73,39 +65,23 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
         log-probabilities under the model (at temperature 1, before filtering).
     """
     num_samples = tf.convert_to_tensor(num_samples, tf.int32)
-    rows = batch_size * num_samples
     state = tile_state(state, num_samples)
     if row_max_length is None:
         row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
-    row_max_length = tf.repeat(row_max_length, num_samples)
-    temperature = tf.cast(temperature, tf.float32)
-    seed = tf.cast(seed, tf.int32)
-    tokens = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
-    finished = tf.zeros([rows], tf.bool)
-    scores = tf.zeros([rows], tf.float32)
-    previous = start_tokens(rows, None if start_ids is None else tf.repeat(start_ids, num_samples), bos_id)
+    if start_ids is not None:
+        start_ids = tf.repeat(start_ids, num_samples)
     if forced is not None:
         forced = (tf.repeat(forced[0], num_samples, axis=0), tf.repeat(forced[1], num_samples))
+    temperature = tf.cast(temperature, tf.float32)
+    seed = tf.cast(seed, tf.int32)
 
-    def body(step, previous, state, tokens, finished, scores):
-        logits, state = step_fn(previous, state, step)
-        log_probs = constrain(tf.nn.log_softmax(tf.cast(logits, tf.float32)), step, tokens, min_length,
-                              no_repeat_ngram_size, eos_id, forced)
+    def draw(log_probs, step):
         filtered = filter_logits(log_probs / temperature, top_k, top_p)
-        drawn = tf.random.stateless_categorical(filtered, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
-        drawn_log_prob = tf.gather(log_probs, drawn, batch_dims=1)
-        drawn = tf.where(finished, PAD_ID, drawn)
-        scores += tf.where(finished, 0.0, drawn_log_prob)
-        finished = finished | tf.equal(drawn, eos_id) | (step + 1 >= row_max_length)
-        return step + 1, drawn, state, write_column(tokens, step, drawn), finished, scores
+        return tf.random.stateless_categorical(filtered, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
 
-    def keep_going(step, previous, state, tokens, finished, scores):
-        return tf.logical_not(tf.reduce_all(finished))
-
-    _, _, _, tokens, _, scores = tf.while_loop(
-        keep_going, body, (tf.constant(0), previous, state, tokens, finished, scores),
-        maximum_iterations=max_length,
-    )
+    tokens, scores = token_by_token(
+        step_fn, state, batch_size * num_samples, max_length, draw, tf.repeat(row_max_length, num_samples),
+        min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id)
     token_ids = tf.reshape(tokens, [batch_size, num_samples, max_length])
     return DecodeResult(token_ids=token_ids, lengths=lengths_of(token_ids),
                         scores=tf.reshape(scores, [batch_size, num_samples]))

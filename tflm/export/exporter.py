@@ -66,13 +66,6 @@ def build_archive(translator):
                                                           length_penalty, temperature, top_k, top_p, seed)
         return {"outputs": outputs, "scores": scores}
 
-    def tokenize(text):
-        pieces = translator.source_tokenizer.tokenize(text)
-        return {"token_ids": pieces.to_tensor(0), "lengths": tf.cast(pieces.row_lengths(), tf.int32)}
-
-    def detokenize(token_ids):
-        return {"text": translator.target_tokenizer.detokenize(token_ids)}
-
     def score(source, target):
         return translator.score_batch(source, target)
 
@@ -84,11 +77,24 @@ def build_archive(translator):
         scalar(tf.float32, "length_penalty"), scalar(tf.float32, "temperature"), scalar(tf.int32, "top_k"),
         scalar(tf.float32, "top_p"), scalar(tf.int32, "seed"),
     ])
-    archive.add_endpoint("tokenize", tokenize, input_signature=[text])
-    archive.add_endpoint("detokenize", detokenize, input_signature=[_spec([None, None], tf.int32, "token_ids")])
+    _add_token_endpoints(archive, translator.source_tokenizer, translator.target_tokenizer)
     archive.add_endpoint("score", score, input_signature=[_spec([None], STRING, "source"),
                                                           _spec([None], STRING, "target")])
     return archive
+
+
+def _add_token_endpoints(archive, tokenizer, detokenizer):
+    """`tokenize` (text -> padded ids and lengths) and `detokenize` (ids -> text) signatures."""
+
+    def tokenize(text):
+        pieces = tokenizer.tokenize(text)
+        return {"token_ids": pieces.to_tensor(0), "lengths": tf.cast(pieces.row_lengths(), tf.int32)}
+
+    def detokenize(token_ids):
+        return {"text": detokenizer.detokenize(token_ids)}
+
+    archive.add_endpoint("tokenize", tokenize, input_signature=[_spec([None], STRING, "text")])
+    archive.add_endpoint("detokenize", detokenize, input_signature=[_spec([None, None], tf.int32, "token_ids")])
 
 
 def build_generator_archive(generator):
@@ -113,13 +119,6 @@ def build_generator_archive(generator):
                                                            length_penalty, temperature, top_k, top_p, seed)
         return {"outputs": outputs, "scores": scores}
 
-    def tokenize(text):
-        pieces = generator.tokenizer.tokenize(text)
-        return {"token_ids": pieces.to_tensor(0), "lengths": tf.cast(pieces.row_lengths(), tf.int32)}
-
-    def detokenize(token_ids):
-        return {"text": generator.tokenizer.detokenize(token_ids)}
-
     def score(text):
         return generator.score_batch(text)
 
@@ -131,8 +130,7 @@ def build_generator_archive(generator):
         scalar(tf.int32, "max_new_tokens"), scalar(tf.float32, "length_penalty"), scalar(tf.float32, "temperature"),
         scalar(tf.int32, "top_k"), scalar(tf.float32, "top_p"), scalar(tf.int32, "seed"),
     ])
-    archive.add_endpoint("tokenize", tokenize, input_signature=[_spec([None], STRING, "text")])
-    archive.add_endpoint("detokenize", detokenize, input_signature=[_spec([None, None], tf.int32, "token_ids")])
+    _add_token_endpoints(archive, generator.tokenizer, generator.tokenizer)
     archive.add_endpoint("score", score, input_signature=[_spec([None], STRING, "text")])
     return archive
 

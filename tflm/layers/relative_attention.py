@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tflm.layers.feedforward import FeedForward
 from tflm.layers.masking import masked_softmax
 
 
@@ -131,11 +132,8 @@ class TransformerXLBlock(keras.layers.Layer):
         self.attention_norm.build(inputs_shape)
         self.feedforward_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy)
         self.feedforward_norm.build(inputs_shape)
-        self.feedforward_intermediate = keras.layers.Dense(self.intermediate_dim, activation=self.activation,
-                                                           dtype=policy)
-        self.feedforward_intermediate.build(inputs_shape)
-        self.feedforward_output = keras.layers.Dense(dim, dtype=policy)
-        self.feedforward_output.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.feedforward = FeedForward(self.intermediate_dim, self.activation, dtype=policy, name="feedforward")
+        self.feedforward.build(inputs_shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.built = True
 
@@ -151,7 +149,7 @@ class TransformerXLBlock(keras.layers.Layer):
         key_positions = ops.arange(length + memory_length)
         attended = self.attention(normed, context, query_positions, key_positions, training=training)
         x = inputs + self.dropout_layer(attended, training=training)
-        hidden = self.feedforward_output(self.feedforward_intermediate(self.feedforward_norm(x)))
+        hidden = self.feedforward(self.feedforward_norm(x))
         return x + self.dropout_layer(hidden, training=training)
 
     def step(self, inputs, buffer, position, training=False):
@@ -165,7 +163,7 @@ class TransformerXLBlock(keras.layers.Layer):
         attended = self.attention(normed, self.attention_norm(buffer), ops.reshape(position, (1,)),
                                   ops.arange(max_length), training=training)
         x = inputs + self.dropout_layer(attended, training=training)
-        hidden = self.feedforward_output(self.feedforward_intermediate(self.feedforward_norm(x)))
+        hidden = self.feedforward(self.feedforward_norm(x))
         return x + self.dropout_layer(hidden, training=training), buffer
 
     def get_config(self):

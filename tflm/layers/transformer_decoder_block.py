@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tflm.layers.feedforward import FeedForward, residual
 from tflm.layers.multi_head_attention import MultiHeadAttention
 
 
@@ -89,11 +90,8 @@ class TransformerDecoderBlock(keras.layers.Layer):
             self.cross_attention_layer = attention("cross_attention")
             self.cross_attention_norm = norm("cross_attention_norm")
         self.feedforward_norm = norm("feedforward_norm")
-        self.feedforward_intermediate = keras.layers.Dense(self.intermediate_dim, activation=self.activation,
-                                                           dtype=policy, name="feedforward_intermediate")
-        self.feedforward_intermediate.build(inputs_shape)
-        self.feedforward_output = keras.layers.Dense(hidden_dim, dtype=policy, name="feedforward_output")
-        self.feedforward_output.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.feedforward = FeedForward(self.intermediate_dim, self.activation, dtype=policy, name="feedforward")
+        self.feedforward.build(inputs_shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.built = True
 
@@ -102,12 +100,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         return self.cross_attention_layer.project_key_value(memory)
 
     def _residual(self, x, norm, sublayer, training):
-        """Pre-LN: x + f(norm(x)); post-LN: norm(x + f(x)). `sublayer` returns (output, extras)."""
-        if self.normalize_first:
-            output, extras = sublayer(norm(x))
-            return x + self.dropout_layer(output, training=training), extras
-        output, extras = sublayer(x)
-        return norm(x + self.dropout_layer(output, training=training)), extras
+        return residual(x, norm, sublayer, self.dropout_layer, self.normalize_first, training)
 
     def call(self, inputs, memory=None, memory_mask=None, self_cache=None, cache_index=None, cross_cache=None,
              return_attention=False, training=False):
@@ -137,10 +130,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
 
             x, weights = self._residual(x, self.cross_attention_norm, cross_attend, training)
 
-        def feedforward(x):
-            return self.feedforward_output(self.feedforward_intermediate(x)), None
-
-        x, _ = self._residual(x, self.feedforward_norm, feedforward, training)
+        x, _ = self._residual(x, self.feedforward_norm, lambda h: (self.feedforward(h), None), training)
         return x, new_cache, weights
 
     def get_config(self):

@@ -1,5 +1,6 @@
 import keras
 
+from tflm.layers.feedforward import FeedForward, residual
 from tflm.layers.multi_head_attention import MultiHeadAttention
 
 
@@ -49,25 +50,19 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.attention_norm.build(inputs_shape)
         self.feedforward_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, dtype=policy)
         self.feedforward_norm.build(inputs_shape)
-        self.feedforward_intermediate = keras.layers.Dense(self.intermediate_dim, activation=self.activation,
-                                                           dtype=policy, name="feedforward_intermediate")
-        self.feedforward_intermediate.build(inputs_shape)
-        self.feedforward_output = keras.layers.Dense(dim, dtype=policy, name="feedforward_output")
-        self.feedforward_output.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.feedforward = FeedForward(self.intermediate_dim, self.activation, dtype=policy, name="feedforward")
+        self.feedforward.build(inputs_shape)
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.built = True
 
-    def _sublayer(self, x, norm, function, training):
-        if self.normalize_first:
-            return x + self.dropout_layer(function(norm(x)), training=training)
-        return norm(x + self.dropout_layer(function(x), training=training))
-
     def call(self, inputs, padding_mask=None, training=False):
         mask = None if padding_mask is None else keras.ops.cast(padding_mask, "bool")[:, None, :]
-        x = self._sublayer(inputs, self.attention_norm,
-                           lambda h: self.attention(h, attention_mask=mask, training=training)[0], training)
-        return self._sublayer(x, self.feedforward_norm,
-                              lambda h: self.feedforward_output(self.feedforward_intermediate(h)), training)
+        x, _ = residual(inputs, self.attention_norm,
+                        lambda h: (self.attention(h, attention_mask=mask, training=training)[0], None),
+                        self.dropout_layer, self.normalize_first, training)
+        x, _ = residual(x, self.feedforward_norm, lambda h: (self.feedforward(h), None), self.dropout_layer,
+                        self.normalize_first, training)
+        return x
 
     def get_config(self):
         config = super().get_config()
