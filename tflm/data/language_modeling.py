@@ -72,12 +72,32 @@ def windows(ids, length, stride=None):
 
 
 def window_dataset(ids, length, batch_size, stride=None, shuffle=True, seed=0, epoch=0):
-    """Batches of windows for one epoch; the order depends only on (seed, epoch)."""
-    cut = windows(ids, length, stride)
+    """Batches of windows for one epoch; the order depends only on (seed, epoch).
+
+    Only the window starts are materialized; each batch gathers its windows from the stream, so memory stays
+    that of the stream whatever the stride.
+    """
+    stride = stride or length
+    if len(ids) < length + 1:
+        raise ValueError(f"The text has {len(ids)} tokens, fewer than one window of {length + 1}; use a shorter "
+                         "sequence length or more text.")
+    starts = np.arange(0, len(ids) - length, stride, dtype=np.int64)
     if shuffle:
-        cut = cut[np.random.default_rng([seed, epoch]).permutation(len(cut))]
-    dataset = tf.data.Dataset.from_tensor_slices(np.ascontiguousarray(cut)).batch(batch_size)
-    return dataset.map(lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:])).prefetch(tf.data.AUTOTUNE)
+        starts = starts[np.random.default_rng([seed, epoch]).permutation(len(starts))]
+    stream = tf.constant(ids, dtype=tf.int32)
+    offsets = tf.range(length + 1, dtype=tf.int64)
+
+    def gather(batch_starts):
+        cut = tf.gather(stream, batch_starts[:, tf.newaxis] + offsets)  # (batch, length + 1)
+        return {"token_ids": cut[:, :-1]}, cut[:, 1:]
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts).batch(batch_size)
+    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def num_windows(ids, length, stride=None):
+    """The number of training windows `window_dataset` cuts from the stream."""
+    return len(range(0, max(len(ids) - length, 0), stride or length))
 
 
 def contiguous_segments(ids, length, batch_size):

@@ -30,6 +30,7 @@ from tflm.data.language_modeling import (
     contiguous_segments,
     count_words,
     keeps_newlines,
+    num_windows,
     read_text_lines,
     tokenize_stream,
     window_dataset,
@@ -463,7 +464,7 @@ def train_datasets(config, data, model):
     if is_recurrent(model):
         steps = len(contiguous_segments(data.train_ids, length, batch))
         return (lambda epoch: contiguous_dataset(data.train_ids, length, batch)), steps
-    count = len(windows(data.train_ids, length, config.data.stride))
+    count = num_windows(data.train_ids, length, config.data.stride)
     seed = config.training.seed
     return (lambda epoch: window_dataset(data.train_ids, length, batch, config.data.stride, seed=seed,
                                          epoch=epoch)), -(-count // batch)
