@@ -200,3 +200,22 @@ def test_the_exported_lm_gives_the_in_memory_outputs(overfit_run, tmp_path):
     assert np.asarray(result["results"][1]["outputs"]).shape == (1, 2)
     info = json.load(open(os.path.join(path, "assets.extra", "tflm.json")))
     assert "generate" in info["signatures"]
+
+
+def test_generate_and_evaluate_commands(overfit_run):
+    from click.testing import CliRunner
+
+    from tflm.cli import main
+
+    result = CliRunner().invoke(main, ["generate", "--run-dir", overfit_run, "--greedy", "--max-new-tokens", "12",
+                                       "But, soft! what light"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("But, soft! what light through")
+    result = CliRunner().invoke(main, ["generate", "--run-dir", overfit_run, "--sample", "--seed", "3", "--n-best",
+                                       "2", "--max-new-tokens", "8", "It is"])
+    assert result.exit_code == 0 and result.output.count("It is") == 2
+    result = CliRunner().invoke(main, ["evaluate", "--run-dir", overfit_run, "--split", "valid"])
+    scores = json.loads(result.output[result.output.index("{"):])
+    assert {"loss", "perplexity", "word_perplexity", "bits_per_character"} <= set(scores)
+    result = CliRunner().invoke(main, ["translate", "--run-dir", overfit_run, "hello"])
+    assert result.exit_code != 0 and "tflm generate" in result.output
