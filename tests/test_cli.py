@@ -12,7 +12,8 @@ from tflm.cli import main
 
 from conftest import SAMPLE_DIR
 
-TINY = ["--model", "transformer", "--preset", "tiny", "--learning-rate", "0.003", "--vocab-size", "300", "--max-train-pairs", "400",
+TINY = ["--model", "transformer", "--preset", "tiny", "--learning-rate", "0.003", "--vocab-size", "300",
+        "--max-train-pairs", "400",
         "--batch-tokens", "600", "--set", "training.samples=2", "--set", "data.max_target_length=40",
         "--set", "data.max_source_length=40", "--set", "decoding.max_length=24"]
 

@@ -77,8 +77,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error)
 
     def Classify(self, request, context):  # noqa: N802
-        _abort(context, ServingError("INVALID_ARGUMENT", "Expected classification signature method_name to be "
-                                                         "tensorflow/serving/classify. Was: tensorflow/serving/predict"))
+        _abort(context, ServingError(
+            "INVALID_ARGUMENT",
+            "Expected classification signature method_name to be tensorflow/serving/classify. "
+            "Was: tensorflow/serving/predict"))
 
     def Regress(self, request, context):  # noqa: N802
         _abort(context, ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "

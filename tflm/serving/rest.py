@@ -195,9 +195,9 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             name, version = match.group("name"), match.group("version")
             loaded = core.repository.get(name, version)
             if method in ("classify", "regress"):
-                raise ServingError("INVALID_ARGUMENT", f"Expected {'classification' if method == 'classify' else 'regression'}"
-                                                       f" signature method_name to be tensorflow/serving/{method}."
-                                                       " Was: tensorflow/serving/predict")
+                kind = "classification" if method == "classify" else "regression"
+                raise ServingError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be "
+                                                       f"tensorflow/serving/{method}. Was: tensorflow/serving/predict")
             request = load_request(body)
             signature = request.get("signature_name")
             inputs, row_format = parse_predict(request, sorted(loaded.input_specs(signature)))

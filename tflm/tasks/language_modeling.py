@@ -527,9 +527,10 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):
     loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size,
                                 config.data.eval_stride)
     result = metrics(loss, tokens, lines, tokenizer)
+    stride = config.data.eval_stride or max(1, config.data.sequence_length // 2)
     result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
-                   "memory": "contiguous, carried" if is_recurrent(model) else
-                   f"windows of {config.data.sequence_length}, stride {config.data.eval_stride or max(1, config.data.sequence_length // 2)}"})
+                   "context": "contiguous segments with memory" if is_recurrent(model) else
+                   f"windows of {config.data.sequence_length}, stride {stride}"})
     directory = os.path.join(run_dir, "eval")
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}.json"), "w") as f:

@@ -30,7 +30,7 @@ from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.decoding.common import DecodeResult, lengths_of
 from tflm.decoding.search import DecodingOptions, search
 from tflm.metrics.translation import corpus_scores
-from tflm.models import get_model_class, preset_params
+from tflm.models import Seq2Seq, get_model_class, preset_params
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
 from tflm.training.checkpoints import (
@@ -56,6 +56,7 @@ from tflm.training.trainer import Trainer
 from tflm.visualization import attention_heatmap
 
 logger = logging.getLogger("tflm")
+
 
 @dataclasses.dataclass
 class DataConfig:
@@ -111,7 +112,9 @@ class TranslationConfig:
             )
         if self.data.dataset is None and not self.data.train_files:
             raise config_lib.ConfigError("Set data.dataset (a registered corpus) or data.train_files.")
-        get_model_class(self.model.type)
+        if not issubclass(get_model_class(self.model.type), Seq2Seq):
+            raise config_lib.ConfigError(f"model.type={self.model.type!r} is not a translation model; use "
+                                         "transformer or lstm.")
         preset_params(self.model.type, self.model.preset)
         config_lib.parse_duration(self.training.time_budget)
         self.decoding.validate()

@@ -125,7 +125,8 @@ def main():
     print(f"GPT: {args.layers} layers, width {args.hidden}, {args.heads} heads, vocabulary {vocabulary}, context "
           f"{args.sequence_length}; {tflm.translation.count_parameters(model):,} parameters (tflm), "
           f"{causal_lm.count_params():,} (keras-hub); precision {args.mixed_precision or 'float32'}")
-    print(f"training tokens/s:   tflm {tflm_train:8.0f}   keras-hub fit {keras_train:8.0f}   ratio x{tflm_train / keras_train:.2f}")
+    print(f"training tokens/s:   tflm {tflm_train:8.0f}   keras-hub fit {keras_train:8.0f}   "
+          f"ratio x{tflm_train / keras_train:.2f}")
     print(f"generation tokens/s: tflm {tflm_generate:8.1f}   keras-hub generate {keras_generate:8.1f}   "
           f"ratio x{tflm_generate / keras_generate:.2f}  (batch {args.generate_batch}, {args.new_tokens} new tokens)")
 

@@ -73,8 +73,9 @@ def measure(args, variant, data):
     warm = trainer.fit(batches, max_steps=args.warmup)
     warmup_seconds = time.monotonic() - started
     timed = trainer.fit(batches, max_steps=args.warmup + args.steps)
+    seconds = timed.train_seconds - warm.train_seconds
     return {"variant": variant, "steps": args.steps, "warmup_seconds": warmup_seconds,
-            "tokens_per_second": (timed.target_tokens - warm.target_tokens) / (timed.train_seconds - warm.train_seconds),
+            "tokens_per_second": (timed.target_tokens - warm.target_tokens) / seconds,
             "parameters": translation.count_parameters(trainer.model)}
 
 
@@ -95,7 +96,8 @@ def main():
     base = results[0]["tokens_per_second"]
     for r in results:
         print(f"{r['variant']:>10}: {r['tokens_per_second']:8.0f} target tokens/s  x{r['tokens_per_second'] / base:.2f}"
-              f"  ({r['steps']} timed steps after {r['warmup_seconds']:.0f}s of warm-up; {r['parameters']:,} parameters)")
+              f"  ({r['steps']} timed steps after {r['warmup_seconds']:.0f}s of warm-up; "
+              f"{r['parameters']:,} parameters)")
 
 
 if __name__ == "__main__":
