@@ -183,6 +183,27 @@ def test_concurrent_requests_are_batched(server):
     assert all(len(outputs) == 1 for outputs in by_sentence.values())  # batching never changes an answer
 
 
+def test_many_clients_connecting_at_once_are_all_answered(server):
+    # Connections made while the server is busy wait in its listen backlog; none may be refused or stall.
+    from tflm.serving.rest import RestServer
+
+    rest = RestServer(("127.0.0.1", 0), server.core)
+    port = rest.server_address[1]
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=2) for _ in range(48)]
+    try:
+        for connection in connections:  # nothing accepts yet: every connection must fit in the backlog
+            connection.connect()
+        rest.start()
+        for connection in connections:
+            connection.request("GET", "/v1/models/tiny")
+        assert all(connection.getresponse().status == 200 for connection in connections)
+    finally:
+        for connection in connections:
+            connection.close()
+        rest.shutdown()
+        rest.server_close()
+
+
 def test_translate_command_as_a_client(server):
     for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
         result = CliRunner().invoke(main, ["translate", "--server", f"127.0.0.1:{port}", "--model", "tiny",

@@ -213,6 +213,9 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 class RestServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: with dozens of clients connecting at once, further
+    # connections wait for SYN retries (seconds) or fail. The kernel caps this at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address, core, max_body_bytes=1 << 20):
         super().__init__(address, RestHandler)
