@@ -173,6 +173,22 @@ def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_ru
     assert result["loss"] < 0.2 and "bits_per_character" in result
 
 
+@pytest.mark.parametrize("options", [
+    DecodingOptions(strategy="greedy", max_length=24, max_length_a=0.0, no_repeat_ngram_size=3),
+    DecodingOptions(strategy="beam", beam_size=3, n_best=2, max_length=16, max_length_a=0.0),
+    DecodingOptions(strategy="sample", temperature=1.3, n_best=2, seed=3, max_length=16, max_length_a=0.0),
+], ids=["greedy-no-repeat", "beam", "sample"])
+@pytest.mark.parametrize("prompts", [["But, soft! what light", "It is"], ["But, soft! what light"], ["ROMEO:", ""]],
+                         ids=["mixed-lengths", "one-prompt", "with-an-empty-prompt"])
+def test_reading_the_prompt_in_one_pass_equals_step_by_step(overfit_run, options, prompts):
+    generator = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)
+    stepwise = language_modeling.Generator(generator.model, generator.tokenizer, options, prefill=False)
+    assert generator.prefill and not stepwise.prefill
+    fast, slow = generator.generate_batch(tf.constant(prompts)), stepwise.generate_batch(tf.constant(prompts))
+    assert fast["outputs"].numpy().tolist() == slow["outputs"].numpy().tolist()
+    np.testing.assert_allclose(fast["scores"], slow["scores"], rtol=1e-4, atol=1e-4)
+
+
 def test_sampling_with_a_seed_is_reproducible(overfit_run):
     options = DecodingOptions(strategy="sample", temperature=1.5, max_length=30, max_length_a=0.0, n_best=3, seed=7)
     generator = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)

@@ -21,8 +21,8 @@ from tflm.decoding.common import (
     DecodeResult,
     constrain,
     lengths_of,
+    prefilled_start,
     reorder_state,
-    start_tokens,
     tile_state,
 )
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
@@ -45,7 +45,8 @@ def _write(sequences, step, tokens):
 
 
 def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_length=None, alpha=0.6, n_best=1,
-                min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
+                min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID,
+                prefix_length=None):
     """Batched beam search over a step function (see `tflm.decoding.common`).
 
     Args:
@@ -57,7 +58,7 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
         row_max_length: optional int32 `(batch,)`, a smaller limit per row.
         alpha: float or scalar tensor, the length-penalty exponent (0: plain log-probability).
         n_best: int or scalar tensor <= beam_size, the hypotheses returned per row.
-        min_length, no_repeat_ngram_size, start_ids, forced: as in `greedy_search`.
+        min_length, no_repeat_ngram_size, start_ids, forced, prefix_length: as in `greedy_search`.
     Returns:
         A `DecodeResult`: token_ids `(batch, n_best, max_length)` best first, and their scores
         (log-probability divided by the length penalty).
@@ -68,14 +69,17 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     rows = batch_size * beam_size
     state = tile_state(state, beam_size)
     empty = tf.fill([batch_size, beam_size, max_length], tf.constant(PAD_ID, tf.int32))
-    # Only the first beam of each row is alive at the start, so step 0 expands one hypothesis.
+    # Only the first beam of each row is alive at the start, so the first step expands one hypothesis.
     first = tf.one_hot(0, beam_size, on_value=0.0, off_value=NEGATIVE)
     alive_log_probs = tf.tile(first[tf.newaxis], [batch_size, 1])
     finished_scores = tf.fill([batch_size, beam_size], NEGATIVE)
-    row_done = tf.zeros([batch_size], tf.bool)
-    previous = start_tokens(rows, None if start_ids is None else tf.repeat(start_ids, beam_size), bos_id)
     if forced is not None:
         forced = (tf.repeat(forced[0], beam_size, axis=0), tf.repeat(forced[1], beam_size))
+    first_step, previous, alive = prefilled_start(
+        rows, max_length, None if start_ids is None else tf.repeat(start_ids, beam_size), forced, prefix_length,
+        bos_id)
+    alive = tf.reshape(alive, [batch_size, beam_size, max_length])
+    row_done = first_step >= row_max_length
     worst_penalty = length_penalty(row_max_length, alpha)  # the largest penalty a hypothesis can get
 
     def body(step, previous, state, alive, alive_log_probs, finished, finished_scores, row_done):
@@ -122,7 +126,7 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     def keep_going(step, previous, state, alive, alive_log_probs, finished, finished_scores, row_done):
         return tf.logical_not(tf.reduce_all(row_done))
 
-    loop_vars = (tf.constant(0), previous, state, empty, alive_log_probs, empty, finished_scores, row_done)
+    loop_vars = (first_step, previous, state, alive, alive_log_probs, empty, finished_scores, row_done)
     _, _, _, _, _, finished, finished_scores, _ = tf.while_loop(
         keep_going, body, loop_vars, maximum_iterations=max_length
     )

@@ -146,12 +146,41 @@ def start_tokens(rows, start_ids=None, bos_id=BOS_ID):
     return tf.cast(start_ids, tf.int32)
 
 
+def prefilled_start(rows, max_length, start_ids=None, forced=None, prefix_length=None, bos_id=BOS_ID):
+    """Where a decoding loop starts: `(first_step, previous_tokens, token_buffer)`.
+
+    Without `prefix_length`, at step 0 from the start tokens with an empty (PAD) buffer. With it, the state
+    already holds the first `prefix_length` positions of every row (the start token and forced tokens that
+    a model's `prefill` ran in one pass), so the loop starts at that step, its input is the last forced
+    token read so far, and the buffer holds the forced tokens of the skipped steps (which n-gram blocking
+    sees, as if they had been decoded one by one). `prefix_length` must not exceed any row's forced length.
+
+    Args:
+        rows: int or scalar tensor.
+        max_length: int or scalar tensor, the buffer length.
+        start_ids, forced: as in `greedy_search` (`forced` is needed with `prefix_length`).
+        prefix_length: optional int32 scalar.
+    """
+    buffer = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
+    previous = start_tokens(rows, start_ids, bos_id)
+    if prefix_length is None:
+        return tf.constant(0), previous, buffer
+    forced_ids = tf.cast(forced[0], tf.int32)[:, :max_length]
+    forced_ids = tf.pad(forced_ids, [[0, 0], [0, max_length - tf.shape(forced_ids)[1]]], constant_values=PAD_ID)
+    prefix_length = tf.cast(prefix_length, tf.int32)
+    buffer = tf.where(tf.range(max_length)[tf.newaxis, :] < prefix_length, forced_ids, buffer)
+    last_read = tf.gather(forced_ids, tf.maximum(prefix_length - 1, 0), axis=1)
+    previous = tf.where(prefix_length > 0, last_read, previous)
+    return prefix_length, previous, buffer
+
+
 def lengths_of(token_ids):
     return tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PAD_ID), tf.int32), axis=-1)
 
 
 def token_by_token(step_fn, state, rows, max_length, choose, row_max_length=None, min_length=0,
-                   no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
+                   no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID,
+                   prefix_length=None):
     """The loop of greedy decoding and sampling: one token per row and step until every row has ended.
 
     Args:
@@ -164,10 +193,9 @@ def token_by_token(step_fn, state, rows, max_length, choose, row_max_length=None
     """
     if row_max_length is None:
         row_max_length = tf.fill([rows], tf.cast(max_length, tf.int32))
-    tokens = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
-    finished = tf.zeros([rows], tf.bool)
+    first_step, previous, tokens = prefilled_start(rows, max_length, start_ids, forced, prefix_length, bos_id)
+    finished = first_step >= row_max_length
     scores = tf.zeros([rows], tf.float32)
-    previous = start_tokens(rows, start_ids, bos_id)
 
     def body(step, previous, state, tokens, finished, scores):
         logits, state = step_fn(previous, state, step)
@@ -184,7 +212,7 @@ def token_by_token(step_fn, state, rows, max_length, choose, row_max_length=None
         return tf.logical_not(tf.reduce_all(finished))
 
     _, _, _, tokens, _, scores = tf.while_loop(
-        keep_going, body, (tf.constant(0), previous, state, tokens, finished, scores),
+        keep_going, body, (first_step, previous, state, tokens, finished, scores),
         maximum_iterations=max_length,
     )
     return tokens, scores

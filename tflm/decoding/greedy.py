@@ -5,7 +5,8 @@ from tflm.text.tokenizers import BOS_ID, EOS_ID
 
 
 def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, min_length=0,
-                  no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID):
+                  no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID,
+                  prefix_length=None):
     """Batched greedy decoding in one `tf.while_loop`: each row takes its most likely token until EOS.
 
     Args:
@@ -18,6 +19,8 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
         no_repeat_ngram_size: int. If >= 2, no n-gram of this size is generated twice.
         start_ids: optional int32 `(batch,)`, the first input token of each row (default BOS).
         forced: optional `(forced_ids, forced_lengths)`: tokens every row must take first (a prompt).
+        prefix_length: optional int32 scalar: `state` already holds this many positions (start token and
+            forced tokens, from a model's `prefill`), so decoding starts at that step.
     Returns:
         A `DecodeResult` with token_ids `(batch, 1, max_length)`.
     Example:
@@ -26,6 +29,6 @@ def greedy_search(step_fn, state, batch_size, max_length, row_max_length=None, m
     """
     token_ids, scores = token_by_token(
         step_fn, state, batch_size, max_length, lambda log_probs, step: tf.argmax(log_probs, -1, tf.int32),
-        row_max_length, min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id)
+        row_max_length, min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id, prefix_length)
     return DecodeResult(token_ids=token_ids[:, tf.newaxis], lengths=lengths_of(token_ids)[:, tf.newaxis],
                         scores=scores[:, tf.newaxis])

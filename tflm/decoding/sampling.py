@@ -49,7 +49,7 @@ def filter_logits(logits, top_k=0, top_p=1.0):
 
 def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperature=1.0, top_k=0, top_p=1.0,
            seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None,
-           bos_id=BOS_ID, eos_id=EOS_ID):
+           bos_id=BOS_ID, eos_id=EOS_ID, prefix_length=None):
     """Batched sampling over a step function (see `tflm.decoding.common`).
 
     Args:
@@ -59,7 +59,7 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
         top_p: float or scalar tensor; draw from the smallest set of tokens whose probability reaches p.
         seed: int or scalar int tensor. The same seed gives the same samples.
         num_samples: int or scalar tensor; independent samples per row.
-        min_length, no_repeat_ngram_size, start_ids, forced: as in `greedy_search`.
+        min_length, no_repeat_ngram_size, start_ids, forced, prefix_length: as in `greedy_search`.
     Returns:
         A `DecodeResult` with token_ids `(batch, num_samples, max_length)`; scores are the samples'
         log-probabilities under the model (at temperature 1, before filtering).
@@ -81,7 +81,7 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
 
     tokens, scores = token_by_token(
         step_fn, state, batch_size * num_samples, max_length, draw, tf.repeat(row_max_length, num_samples),
-        min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id)
+        min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id, prefix_length)
     token_ids = tf.reshape(tokens, [batch_size, num_samples, max_length])
     return DecodeResult(token_ids=token_ids, lengths=lengths_of(token_ids),
                         scores=tf.reshape(scores, [batch_size, num_samples]))

@@ -48,14 +48,16 @@ class DecodingOptions:
         return self
 
 
-def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=None, forced=None, **overrides):
+def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=None, forced=None,
+           prefix_length=None, **overrides):
     """Decodes with the strategy of `options`; returns a `DecodeResult` of shape `(batch, n, length)`.
 
     Args:
         step_fn, state, batch_size: see `tflm.decoding.common`.
         options: `DecodingOptions`.
         source_lengths: optional int32 `(batch,)`, for the relative length limit.
-        start_ids, forced: a prompt (see `greedy_search`).
+        start_ids, forced, prefix_length: a prompt, and how much of it `state` already holds (see
+            `greedy_search`).
         **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`, `max_length`,
             `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
     """
@@ -65,7 +67,8 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
     if source_lengths is not None:
         limits = row_max_lengths(source_lengths, max_length, options.max_length_a, options.max_length_b)
     common = dict(max_length=max_length, row_max_length=limits, min_length=options.min_length,
-                  no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced)
+                  no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced,
+                  prefix_length=prefix_length)
     strategy = overrides.get("strategy", options.strategy)
     if strategy == "greedy":
         return greedy_search(step_fn, state, batch_size, **common)

@@ -82,6 +82,25 @@ class GPT(LanguageModel):
         empty = ops.zeros((batch_size, 2, self.num_heads, max_length, head_dim), dtype=self.compute_dtype)
         return {"caches": [empty for _ in self.blocks]}
 
+    def prefill(self, token_ids, state):
+        """Reads the first positions of every row in one pass: their keys/values go into the cache.
+
+        Decoding a prompt step by step runs the model once per prompt token; this runs it once for all of
+        them (causal attention over the block), so a long prompt costs about one step.
+
+        Args:
+            token_ids: int `(batch, length)`, the tokens at positions `0 .. length - 1`.
+            state: from `initial_state`.
+        Returns:
+            The state holding those positions; decoding goes on with `decode_step` at step `length`.
+        """
+        x = self._embed(ops.cast(token_ids, "int32"), start_index=0)
+        caches = []
+        for block, cache in zip(self.blocks, state["caches"]):
+            x, cache, _ = block(x, self_cache=cache, cache_index=0)
+            caches.append(cache)
+        return {"caches": caches}
+
     def decode_step(self, token_ids, state, step, training=False):
         x = self._embed(ops.cast(token_ids, "int32")[:, None], start_index=step, training=training)  # (B, 1, d)
         caches = []
