@@ -7,7 +7,9 @@ Reports, on the first `--sentences` test sentences of the run's corpus, in sente
   2. XLA (`jit_compile=True`) vs graph mode, greedy and beam 4;
   3. key/value-cached decoding vs recomputing the whole prefix at every step (Transformers), forcing
      `--cache-length` output tokens (EOS is forbidden before that), where the cache matters.
-Every variant decodes the same batches once to warm up (trace/compile), then is timed over all of them.
+Batches are sorted by length and their decoding buffers sized as `Translator` sizes them (the relative length
+limit of each batch's longest source). Every variant decodes the same batches once to warm up
+(trace/compile), then is timed over all of them.
 """
 
 import argparse
@@ -37,10 +39,10 @@ def parse_args():
 
 def timed(function, batches):
     for batch in batches:  # warm-up: trace (and compile) every shape
-        function(batch)
+        function(*batch)
     started = time.monotonic()
     for batch in batches:
-        result = function(batch)
+        result = function(*batch)
         np.asarray(result)
     return time.monotonic() - started
 
@@ -56,6 +58,10 @@ def main():
     sentences.sort(key=len)  # batches of similar lengths, as `Translator.translate` makes them
     batches = [translator.encode_source(tf.constant(sentences[i: i + args.batch_size]))
                for i in range(0, len(sentences), args.batch_size)]
+    # Each batch with its decoding buffer length, as `Translator` sizes it (the relative limit of its longest
+    # source); a Python int, so that every variant, XLA included, gets the same static shapes.
+    lengths = [tf.reduce_sum(tf.cast(tf.not_equal(ids, 0), tf.int32), axis=1) for ids in batches]
+    batches = [(ids, n, int(translator.buffer_length(n))) for ids, n in zip(batches, lengths)]
     count = len(sentences)
     skip = set(args.skip.split(","))
     print(f"machine: {describe()}")
@@ -63,15 +69,19 @@ def main():
           f"{count} test sentences in batches of {args.batch_size}")
 
     def decoder(options, jit=False, cached=True):
-        def decode(source_ids):
+        @tf.function(jit_compile=jit)
+        def decode(source_ids, source_lengths, max_length):
             encoded = model.encode(source_ids)
             if cached:
-                step_fn, state = model.decode_step, model.initial_state(encoded, options.max_length)
+                step_fn, state = model.decode_step, model.initial_state(encoded, max_length)
             else:
-                step_fn, state = model.uncached_decoding(encoded, options.max_length)
-            return tflm.decoding.search(step_fn, state, tf.shape(source_ids)[0], options).token_ids
+                step_fn, state = model.uncached_decoding(encoded, max_length)
+            return tflm.decoding.search(step_fn, state, tf.shape(source_ids)[0], options, source_lengths,
+                                        max_length=max_length).token_ids
 
-        return tf.function(decode, jit_compile=jit)
+        # with a relative limit, the translator's buffer; without (the forced-length runs), the absolute one
+        return lambda ids, lengths, length: decode(ids, lengths, length if options.max_length_a else
+                                                   options.max_length)
 
     base = translator.decoding
     greedy = tflm.decoding.DecodingOptions(**{**vars(base), "strategy": "greedy"})
