@@ -38,6 +38,8 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--schedule", default="inverse_sqrt",
+                        help="inverse_sqrt, cosine (decays to 10%% of the peak at --max-steps) or constant")
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 or float16")
     parser.add_argument("--time-budget", default="60m")
     parser.add_argument("--max-steps", type=int, default=None)
@@ -62,7 +64,7 @@ def main():
         model=tflm.translation.ModelConfig(type=args.model, preset=args.preset, params=json.loads(args.params)),
         training=tflm.translation.TrainingConfig(
             epochs=None, max_steps=args.max_steps, time_budget=args.time_budget, learning_rate=args.learning_rate,
-            schedule="inverse_sqrt", warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
+            schedule=args.schedule, warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
             mixed_precision=args.mixed_precision, checkpoint_every_seconds=300, samples=3),
     )
     config = lm.start_run(config, args.run_dir)
