@@ -352,10 +352,12 @@ def _translate_with_server(server, model_name, protocol, lines, output_file, bat
 @click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
 @click.option("--max-new-tokens", type=int, help="Tokens to generate after the prompt.")
 @click.option("--greedy", is_flag=True, help="Greedy decoding (default: the run's, sampling with top-k 40).")
+@click.option("--jit-compile", is_flag=True,
+              help="XLA-compile the decoding (faster after a compilation per batch shape; samples may differ).")
 @click.option("--stream/--no-stream", default=None,
               help="Print the text as it is produced (default: for a single prompt, without beam search).")
 @_decoding_options
-def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, stream, **options):
+def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, stream, **options):
     """Continue PROMPTS (or stdin lines) with a language-model run.
 
     Greedy, beam (--beam-size), or sampling (--sample, --temperature, --top-k, --top-p, --seed), with
@@ -373,7 +375,8 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, stream, **opt
         decoding = dataclasses.replace(decoding, strategy="greedy")
     if max_new_tokens:
         decoding = dataclasses.replace(decoding, max_length=max_new_tokens)
-    generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint, decoding=decoding)
+    generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint, decoding=decoding,
+                                                         jit_compile=jit_compile)
     if stream is None:
         stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.n_best == 1
     if stream:

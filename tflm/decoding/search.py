@@ -49,7 +49,7 @@ class DecodingOptions:
 
 
 def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=None, forced=None,
-           prefix_length=None, **overrides):
+           prefix_length=None, row_max_length=None, **overrides):
     """Decodes with the strategy of `options`; returns a `DecodeResult` of shape `(batch, n, length)`.
 
     Args:
@@ -58,6 +58,8 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
         source_lengths: optional int32 `(batch,)`, for the relative length limit.
         start_ids, forced, prefix_length: a prompt, and how much of it `state` already holds (see
             `greedy_search`).
+        row_max_length: optional int32 `(batch,)`, a limit per row below `max_length` (which then only
+            sizes the buffers: a fixed size for XLA, with the limit the rows would have had otherwise).
         **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`, `max_length`,
             `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
     """
@@ -66,6 +68,9 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
     limits = None
     if source_lengths is not None:
         limits = row_max_lengths(source_lengths, max_length, options.max_length_a, options.max_length_b)
+    if row_max_length is not None:
+        row_max_length = tf.cast(row_max_length, tf.int32)
+        limits = row_max_length if limits is None else tf.minimum(limits, row_max_length)
     common = dict(max_length=max_length, row_max_length=limits, min_length=options.min_length,
                   no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced,
                   prefix_length=prefix_length)

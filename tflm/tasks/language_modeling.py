@@ -286,22 +286,23 @@ class Generator(tf.Module):
     >>> generator.generate(["ROMEO:"])
     """
 
-    def __init__(self, model, tokenizer, decoding=None, prefill=True):
+    def __init__(self, model, tokenizer, decoding=None, prefill=True, jit_compile=False):
         super().__init__()
         self.model = model
         self.prefill = prefill and hasattr(model, "prefill")
+        self.jit_compile = jit_compile
         self.model_variables = ModelVariables(model)
         self.tokenizer = tokenizer
         self.decoding = decoding or _generation_defaults()
         self.separator = (int(np.asarray(tokenizer.tokenize("\n"))[0]) if keeps_newlines(tokenizer) else EOS_ID)
 
     @classmethod
-    def from_run_dir(cls, run_dir, checkpoint="best", decoding=None):
+    def from_run_dir(cls, run_dir, checkpoint="best", decoding=None, jit_compile=False):
         config = load_run_config(run_dir)
         tokenizer = load_vocabulary(run_dir)
         model = build_model(config, tokenizer)
         restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
-        return cls(model, tokenizer, decoding or config.decoding)
+        return cls(model, tokenizer, decoding or config.decoding, jit_compile=jit_compile)
 
     def encode_prompt(self, prompts):
         """`(start_ids (B,), forced_ids (B, P), forced_lengths (B,))`: each prompt's first token starts the
@@ -318,25 +319,59 @@ class Generator(tf.Module):
     def generate_ids(self, prompts, **overrides):
         """A `DecodeResult` whose token ids are the prompts' continuations (the prompts themselves are PAD)."""
         start, forced_ids, forced_lengths = self.encode_prompt(prompts)
-        batch_size = tf.shape(start)[0]
         new_tokens = tf.cast(overrides.pop("max_length", self.decoding.max_length), tf.int32)
         max_length = tf.reduce_max(forced_lengths) + new_tokens
         limit = getattr(self.model, "max_sequence_length", None)
         if limit:
             max_length = tf.minimum(max_length, limit)
-        state = self.model.initial_state(batch_size, max_length)
         prefix_length = None
         if self.prefill:
             # The positions every row forces (the shortest prompt) are read in one pass, not step by step.
             prefix_length = tf.minimum(tf.reduce_min(forced_lengths), max_length - 1)
+        return self._continue(start, forced_ids, forced_lengths, max_length, prefix_length, **overrides)
+
+    def _continue(self, start, forced_ids, forced_lengths, max_length, prefix_length, row_max_length=None,
+                  **overrides):
+        """Decodes from encoded prompts; `max_length` sizes the buffers, `prefix_length` positions are
+        read first in one pass (None: none), `row_max_length` limits every row (default: `max_length`)."""
+        batch_size = tf.shape(start)[0]
+        state = self.model.initial_state(batch_size, max_length)
+        if prefix_length is not None:
             positions = tf.concat([start[:, tf.newaxis], forced_ids], axis=1)[:, :prefix_length]
-            state = tf.cond(prefix_length > 0, lambda: self.model.prefill(positions, state), lambda: state)
+            if isinstance(prefix_length, int):  # a fixed length (XLA)
+                state = self.model.prefill(positions, state) if prefix_length > 0 else state
+            else:
+                state = tf.cond(prefix_length > 0, lambda: self.model.prefill(positions, state), lambda: state)
         result = search(self.model.decode_step, state, batch_size, self.decoding, start_ids=start,
                         forced=(forced_ids, forced_lengths), prefix_length=prefix_length, max_length=max_length,
-                        **overrides)
+                        row_max_length=row_max_length, **overrides)
         prompt_part = tf.range(max_length)[tf.newaxis, tf.newaxis, :] < forced_lengths[:, tf.newaxis, tf.newaxis]
         token_ids = tf.where(prompt_part, PAD_ID, result.token_ids)
         return DecodeResult(token_ids, lengths_of(token_ids), result.scores)
+
+    def _generate_xla(self, prompts):
+        """`generate_batch`'s outputs with the decoding XLA-compiled: shapes fixed from the prompts here."""
+        start, forced_ids, forced_lengths = self.encode_prompt(prompts)
+        lengths = np.asarray(forced_lengths)
+        max_length = int(lengths.max()) + int(self.decoding.max_length)
+        limit = getattr(self.model, "max_sequence_length", None) or max_length
+        max_length = min(max_length, limit)
+        buffer_length = min(-(-max_length // 16) * 16, limit)  # fewer shapes, fewer compilations
+        forced_ids = forced_ids[:, :buffer_length]
+        forced_ids = tf.pad(forced_ids, [[0, 0], [0, buffer_length - forced_ids.shape[1]]])
+        prefix_length = None
+        if self.prefill:  # a multiple of 8 (the rest of each prompt is forced step by step)
+            prefix_length = min(int(lengths.min()), max_length - 1) // 8 * 8
+        if "_xla_decode" not in self.__dict__:  # untracked: never part of an export
+            def decode(*args, **kwargs):
+                result = self._continue(*args, **kwargs)
+                return result.token_ids, result.scores
+
+            self.__dict__["_xla_decode"] = tf.function(decode, jit_compile=True)
+        token_ids, scores = self._xla_decode(start, forced_ids, forced_lengths, buffer_length, prefix_length,
+                                             row_max_length=tf.fill(tf.shape(start), max_length))
+        token_ids = token_ids[:, :, :max_length]
+        return {"outputs": self.texts(DecodeResult(token_ids, lengths_of(token_ids), scores)), "scores": scores}
 
     def texts(self, result):
         n = tf.shape(result.token_ids)[1]
@@ -385,7 +420,8 @@ class Generator(tf.Module):
 
     def generate(self, prompts):
         """Generates for a list of prompts; returns, per prompt, the list of continuations (str)."""
-        result = self.generate_batch(tf.constant(list(prompts), dtype=tf.string))
+        prompts = tf.constant(list(prompts), dtype=tf.string)
+        result = self._generate_xla(prompts) if self.jit_compile else self.generate_batch(prompts)
         return [[t.decode("utf-8") for t in row] for row in np.asarray(result["outputs"])]
 
     def stream(self, prompt, max_new_tokens=None, seed=None):
@@ -402,7 +438,7 @@ class Generator(tf.Module):
         limit = getattr(self.model, "max_sequence_length", None)
         if limit:
             max_length = min(max_length, limit)
-        step = tf.function(self.model.decode_step, reduce_retracing=True)
+        step = tf.function(self.model.decode_step, reduce_retracing=True, jit_compile=self.jit_compile)
         state = self.model.initial_state(1, max_length)
         generator = np.random.default_rng(decoding.seed if seed is None else seed)
         history, previous_text = [], ""

@@ -6,9 +6,11 @@ Both models get the same shape (width, layers, heads, feed-forward, vocabulary, 
 of WikiText-2 token windows and the same precision:
   - training: tflm's `Trainer.fit` on `tflm.models.GPT` vs `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with
     Keras `fit` (both with Adam; `--warmup` steps, then `--steps` timed);
-  - generation: `tflm.language_modeling.Generator` (in-graph greedy decoding with a key/value cache) vs
-    `GPT2CausalLM.generate` (keras-hub's greedy sampler, XLA-compiled), `--new-tokens` after prompts of
-    `--prompt-length` tokens, batches of `--generate-batch`; the fastest of `--repeats` calls counts.
+  - generation: `tflm.language_modeling.Generator.generate` (in-graph greedy decoding with a key/value
+    cache, strings in and out), as a plain graph (what exports run) and with `jit_compile=True` (XLA, in
+    this process), vs `GPT2CausalLM.generate` (keras-hub's greedy sampler, XLA-compiled, token ids in and
+    out), `--new-tokens` after prompts of `--prompt-length` tokens, batches of `--generate-batch`; the
+    fastest of `--repeats` calls counts.
 Ratios are tflm / keras-hub.
 """
 
@@ -116,7 +118,11 @@ def main():
     generator = lm.Generator(model, data.tokenizer, options)
     generator.generate(prompts)  # trace
     tflm_generate = args.generate_batch * args.new_tokens / best_seconds(
-        lambda: np.asarray(generator.generate_batch(tf.constant(prompts))["outputs"]), args.repeats)
+        lambda: generator.generate(prompts), args.repeats)
+    xla_generator = lm.Generator(model, data.tokenizer, options, jit_compile=True)
+    same = xla_generator.generate(prompts) == generator.generate(prompts)  # trace and XLA-compile
+    tflm_xla_generate = args.generate_batch * args.new_tokens / best_seconds(
+        lambda: xla_generator.generate(prompts), args.repeats)
 
     causal_lm.compile(sampler="greedy")
     total = args.prompt_length + args.new_tokens
@@ -134,8 +140,11 @@ def main():
           f"{causal_lm.count_params():,} (keras-hub); precision {args.mixed_precision or 'float32'}")
     print(f"training tokens/s:   tflm {tflm_train:8.0f}   keras-hub fit {keras_train:8.0f}   "
           f"ratio x{tflm_train / keras_train:.2f}")
-    print(f"generation tokens/s: tflm {tflm_generate:8.1f}   keras-hub generate {keras_generate:8.1f}   "
-          f"ratio x{tflm_generate / keras_generate:.2f}  (batch {args.generate_batch}, {args.new_tokens} new tokens)")
+    print(f"generation tokens/s (batch {args.generate_batch}, {args.new_tokens} new tokens, greedy):")
+    print(f"  keras-hub generate (XLA)       {keras_generate:8.1f}")
+    print(f"  tflm graph (as exported)       {tflm_generate:8.1f}   ratio x{tflm_generate / keras_generate:.2f}")
+    print(f"  tflm jit_compile=True          {tflm_xla_generate:8.1f}   ratio x{tflm_xla_generate / keras_generate:.2f}"
+          f"   (same texts as the graph: {same})")
 
 
 if __name__ == "__main__":
