@@ -18,6 +18,7 @@ from tflm.data.language_modeling import (
 )
 from tflm.decoding import DecodingOptions, search
 from tflm.layers import RelativeMultiHeadAttention
+from tflm.layers.relative_attention import relative_shift
 from tflm.models import GPT, TransformerXL
 from tflm.tasks import language_modeling
 from tflm.text import train_tokenizer
@@ -87,6 +88,26 @@ def test_relative_attention_is_invariant_to_shifting_all_positions():
     np.testing.assert_allclose(shifted, base, rtol=1e-5, atol=1e-6)
     moved = np.asarray(layer(inputs, context, queries + 1, keys))  # a different distance does change it
     assert np.abs(moved - base).max() > 1e-4
+
+
+@pytest.mark.parametrize("memory_length", [0, 4])
+def test_the_relative_shift_places_scores_as_the_gather_does(memory_length):
+    layer = RelativeMultiHeadAttention(num_heads=2, key_dim=4)
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(2, 3, 8)).astype("float32")
+    context = rng.normal(size=(2, memory_length + 3, 8)).astype("float32")
+    layer(inputs, context, np.arange(3) + memory_length, np.arange(memory_length + 3))  # build
+    for weight in layer.weights:  # u and v start at zero: make them count
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    queries, keys = np.arange(3) + memory_length, np.arange(memory_length + 3)
+    gathered = np.asarray(layer(inputs, context, queries, keys))
+    shifted = np.asarray(layer(inputs, context, queries, keys, memory_length=memory_length))
+    np.testing.assert_allclose(shifted, gathered, rtol=1e-5, atol=1e-5)
+    scores = np.arange(2 * 1 * 3 * 5).reshape(2, 1, 3, 5)  # T=3 queries at 2..4 over K=5 keys
+    out = np.asarray(relative_shift(scores))
+    for i in range(3):
+        for j in range(2 + i + 1):  # keys up to the query: distance 2 + i - j, stored at column 4 - distance
+            assert (out[:, :, i, j] == scores[:, :, i, 4 - (2 + i - j)]).all()
 
 
 def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path):
@@ -189,6 +210,23 @@ def test_reading_the_prompt_in_one_pass_equals_step_by_step(overfit_run, options
     np.testing.assert_allclose(fast["scores"], slow["scores"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("options", [
+    DecodingOptions(strategy="greedy", max_length=40, max_length_a=0.0, no_repeat_ngram_size=3),
+    DecodingOptions(strategy="beam", beam_size=3, n_best=2, max_length=16, max_length_a=0.0),
+], ids=["greedy-no-repeat", "beam"])
+def test_xla_generation_equals_graph_generation(overfit_run, options):
+    # prompts of 21, 5 and 0 characters: a prefill of 0 (the empty prompt), buffers rounded up past the need
+    prompts = ["But, soft! what light", "It is", ""]
+    graph = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)
+    xla = language_modeling.Generator.from_run_dir(overfit_run, decoding=options, jit_compile=True)
+    assert xla.generate(prompts) == graph.generate(prompts)
+    assert xla.generate(prompts[:2]) == graph.generate(prompts[:2])  # prefill 0 -> 0 (5 // 8 * 8), one more shape
+    np.testing.assert_allclose(xla._generate_xla(tf.constant(prompts))["scores"],
+                               graph.generate_batch(tf.constant(prompts))["scores"], rtol=1e-3, atol=1e-3)
+    if options.strategy == "greedy":
+        assert "".join(xla.stream("But, soft! what light", max_new_tokens=12)) == graph.generate(prompts)[0][0][:12]
+
+
 def test_sampling_with_a_seed_is_reproducible(overfit_run):
     options = DecodingOptions(strategy="sample", temperature=1.5, max_length=30, max_length_a=0.0, n_best=3, seed=7)
     generator = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)
@@ -230,6 +268,10 @@ def test_generate_and_evaluate_commands(overfit_run):
     result = CliRunner().invoke(main, ["generate", "--run-dir", overfit_run, "--sample", "--seed", "3", "--n-best",
                                        "2", "--max-new-tokens", "8", "It is"])
     assert result.exit_code == 0 and result.output.count("It is") == 2
+    greedy = ["generate", "--run-dir", overfit_run, "--greedy", "--max-new-tokens", "12", "--no-stream", "It is",
+              "ROMEO"]
+    plain, xla = (CliRunner().invoke(main, greedy + extra) for extra in ([], ["--jit-compile"]))
+    assert xla.exit_code == 0 and xla.output == plain.output and xla.output.startswith("It is")
     result = CliRunner().invoke(main, ["evaluate", "--run-dir", overfit_run, "--split", "valid"])
     scores = json.loads(result.output[result.output.index("{"):])
     assert {"loss", "perplexity", "word_perplexity", "bits_per_character"} <= set(scores)

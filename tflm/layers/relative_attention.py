@@ -12,6 +12,20 @@ def sinusoid(positions, dim):
     return ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
 
 
+def relative_shift(x):
+    """`(B, H, T, K)` scores by distance `K-1 .. 0` -> by key: `out[..., i, j] = x[..., i, T - 1 - i + j]`.
+
+    With queries at `K - T + i` and keys at `j`, entry `(i, j)` gets the score of distance `K - T + i - j`
+    (Dai et al. 2019, appendix B): pad a zero column on the left, view the `(T, K + 1)` matrix as
+    `(K + 1, T)`, drop its first row and view the rest as `(T, K)`. Entries of keys after the query
+    (negative distances) hold other scores and must be masked.
+    """
+    shape = ops.shape(x)
+    padded = ops.pad(x, [[0, 0], [0, 0], [0, 0], [1, 0]])
+    padded = ops.reshape(padded, (shape[0], shape[1], shape[3] + 1, shape[2]))
+    return ops.reshape(padded[:, :, 1:], shape)
+
+
 @keras.saving.register_keras_serializable(package="tflm")
 class RelativeMultiHeadAttention(keras.layers.Layer):
     """Transformer-XL attention (Dai et al. 2019) with relative positions and content/position biases.
@@ -23,8 +37,11 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
     two-stream), hence this one.
 
     Steps: project queries (from the segment) and keys/values (from memory + segment); compute the content
-    term; compute the position term for every distance 0..K-1 once and gather it per (i, j); mask keys
-    in the future of each query; softmax; weighted sum; output projection.
+    term; compute the position term for every distance 0..K-1 once and place it per (i, j); mask keys
+    in the future of each query; softmax; weighted sum; output projection. Placing is a gather for any
+    positions; for the layout of training and evaluation (`memory_length` given: keys at 0..K-1, queries
+    at memory_length + i) it is the paper's "relative shift" (pad, reshape, slice), whose gradient is a
+    copy where the gather's is a scatter (faster training: docs/benchmarks.md).
 
     Args:
         num_heads: int.
@@ -35,6 +52,8 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         context: float `(batch, memory_length + length, dim)`, the memory followed by the segment.
         query_positions: int `(length,)`, positions of the segment's tokens.
         key_positions: int `(memory_length + length,)`, positions of the context's tokens.
+        memory_length: optional int: the positions are `memory_length + arange(length)` and
+            `arange(memory_length + length)` (the relative shift applies).
     Returns:
         float `(batch, length, dim)`.
     """
@@ -74,19 +93,24 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         x = ops.reshape(x, tuple(shape[:-1]) + (self.num_heads, self.key_dim))
         return ops.swapaxes(x, -2, -3)
 
-    def call(self, inputs, context, query_positions, key_positions, training=False):
+    def call(self, inputs, context, query_positions, key_positions, memory_length=None, training=False):
         query = self._heads(self.query_dense(inputs))  # (B, H, T, D)
         key, value = ops.split(self.key_value_dense(context), 2, axis=-1)
         key, value = self._heads(key), self._heads(value)  # (B, H, K, D)
         key_length = ops.shape(context)[1]
         distance = query_positions[:, None] - key_positions[None, :]  # (T, K)
-        # the position term for every distance 0..K-1, then gathered for each (query, key) pair
-        r = self._heads(self.position_dense(ops.cast(sinusoid(ops.arange(key_length), self.dim),
-                                                     self.compute_dtype)))  # (H, K, D)
         content = ops.matmul(query + ops.cast(self.content_bias, query.dtype), ops.swapaxes(key, -1, -2))
+        # the position term for every distance, then placed for each (query, key) pair
+        shift = memory_length is not None
+        distances = ops.arange(key_length - 1, -1, -1) if shift else ops.arange(key_length)  # K-1..0 to shift
+        r = self._heads(self.position_dense(ops.cast(sinusoid(distances, self.dim), self.compute_dtype)))  # (H, K, D)
         by_distance = ops.matmul(query + ops.cast(self.position_bias, query.dtype), ops.swapaxes(r, -1, -2))
-        index = ops.clip(distance, 0, key_length - 1)  # (T, K); negative distances are masked below
-        position = ops.take_along_axis(by_distance, ops.broadcast_to(index[None, None], ops.shape(content)), axis=-1)
+        if shift:
+            position = relative_shift(by_distance)
+        else:
+            index = ops.clip(distance, 0, key_length - 1)  # (T, K); negative distances are masked below
+            position = ops.take_along_axis(by_distance, ops.broadcast_to(index[None, None], ops.shape(content)),
+                                           axis=-1)
         scores = (content + position) / ops.sqrt(ops.cast(self.key_dim, content.dtype))  # (B, H, T, K)
         weights = masked_softmax(scores, (distance >= 0)[None, None])
         attended = ops.matmul(self.dropout_layer(weights, training=training), value)  # (B, H, T, D)
@@ -147,7 +171,8 @@ class TransformerXLBlock(keras.layers.Layer):
             memory_length = ops.shape(memory)[1]
         query_positions = ops.arange(length) + memory_length
         key_positions = ops.arange(length + memory_length)
-        attended = self.attention(normed, context, query_positions, key_positions, training=training)
+        attended = self.attention(normed, context, query_positions, key_positions, memory_length=memory_length,
+                                  training=training)
         x = inputs + self.dropout_layer(attended, training=training)
         hidden = self.feedforward(self.feedforward_norm(x))
         return x + self.dropout_layer(hidden, training=training)
