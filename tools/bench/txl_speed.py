@@ -37,6 +37,10 @@ def parse_args():
     return parser.parse_args()
 
 
+def count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
 def train_step(model, optimizer, recurrent):
     @tf.function
     def step(tokens, memory):
@@ -81,7 +85,7 @@ def main():
     print(f"machine: {describe()}")
     print(f"{args.layers} layers, width {args.hidden}, {args.heads} heads, vocabulary {args.vocab_size}, "
           f"segments of {args.length}, memory {args.memory}, batch {args.batch_size}; "
-          f"{gpt.count_params():,} (GPT) and {txl.count_params():,} (Transformer-XL) parameters")
+          f"{count(gpt):,} (GPT) and {count(txl):,} (Transformer-XL) parameters")
     print(f"training tokens/s: GPT {rates['gpt']:8.0f}   Transformer-XL {rates['transformer_xl']:8.0f}   "
           f"ratio x{rates['transformer_xl'] / rates['gpt']:.2f}")
 
