@@ -220,7 +220,7 @@ def test_xla_generation_equals_graph_generation(overfit_run, options):
     graph = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)
     xla = language_modeling.Generator.from_run_dir(overfit_run, decoding=options, jit_compile=True)
     assert xla.generate(prompts) == graph.generate(prompts)
-    assert xla.generate(prompts[:2]) == graph.generate(prompts[:2])  # prefill 0 -> 0 (5 // 8 * 8), one more shape
+    assert xla.generate(prompts[:2]) == graph.generate(prompts[:2])  # a prefill of 4: another compilation
     np.testing.assert_allclose(xla._generate_xla(tf.constant(prompts))["scores"],
                                graph.generate_batch(tf.constant(prompts))["scores"], rtol=1e-3, atol=1e-3)
     if options.strategy == "greedy":

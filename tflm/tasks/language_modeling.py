@@ -281,6 +281,12 @@ class Generator(tf.Module):
     the positions all prompts of a batch force in one pass first (`prefill=False`: step by step, as the
     decoding loop would; the outputs are the same).
 
+    `jit_compile=True` XLA-compiles the decoding of `generate` and `stream`, in this process only: the
+    prompts are tokenized outside, and the decoding runs with buffers rounded up to a multiple of 16
+    positions (one compilation per batch size, buffer length and shortest prompt). Exports never use it:
+    `generate_batch` and the signatures stay plain graphs, which stock TF Serving runs without XLA. Greedy
+    and beam give the graph's texts (tested); XLA's random numbers differ, so samples may too.
+
     Example:
     >>> generator = Generator.from_run_dir("runs/shakespeare-gpt")
     >>> generator.generate(["ROMEO:"])
@@ -360,8 +366,8 @@ class Generator(tf.Module):
         forced_ids = forced_ids[:, :buffer_length]
         forced_ids = tf.pad(forced_ids, [[0, 0], [0, buffer_length - forced_ids.shape[1]]])
         prefix_length = None
-        if self.prefill:  # a multiple of 8 (the rest of each prompt is forced step by step)
-            prefix_length = min(int(lengths.min()), max_length - 1) // 8 * 8
+        if self.prefill:
+            prefix_length = min(int(lengths.min()), max_length - 1)
         if "_xla_decode" not in self.__dict__:  # untracked: never part of an export
             def decode(*args, **kwargs):
                 result = self._continue(*args, **kwargs)
