@@ -110,6 +110,17 @@ def test_the_relative_shift_places_scores_as_the_gather_does(memory_length):
             assert (out[:, :, i, j] == scores[:, :, i, 4 - (2 + i - j)]).all()
 
 
+def test_word_perplexity_covers_every_token_of_the_text():
+    class Characters:  # metrics reads only the tokenizer's kind
+        kind = "character"
+
+    lines = ["one two three", "four five"]  # 5 words + 2 line ends = 7
+    scored = language_modeling.metrics(0.5, 90, lines, Characters(), text_tokens=90)
+    partial = language_modeling.metrics(0.5, 60, lines, Characters(), text_tokens=90)  # a third left unscored
+    assert scored["word_perplexity"] == partial["word_perplexity"] == pytest.approx(np.exp(0.5 * 90 / 7), rel=1e-3)
+    assert partial["tokens"] == 60 and partial["text_tokens"] == 90
+
+
 def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path):
     """Random 8-token chunks, each repeated once: the repeat is predictable only from the previous segment."""
     rng = np.random.default_rng(3)

@@ -258,12 +258,19 @@ def _segment_loss(model, nll, inputs, labels, memory):
     return nll(logits, labels), memory
 
 
-def metrics(loss, tokens, lines, tokenizer):
-    """Loss, perplexity, bits per character (character models) and word-level perplexity."""
-    result = {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3), "tokens": tokens}
+def metrics(loss, tokens, lines, tokenizer, text_tokens=None):
+    """Loss, perplexity, bits per character (character models) and word-level perplexity.
+
+    `loss` is the mean over the `tokens` scored; `text_tokens` (default `tokens`) is how many the text has.
+    Transformer-XL's contiguous streams leave up to a segment per stream unscored: the word-level figure
+    charges those at the mean loss, so that it always covers every word of the text.
+    """
+    text_tokens = text_tokens or tokens
+    result = {"loss": round(loss, 4), "perplexity": round(math.exp(min(loss, 50)), 3), "tokens": tokens,
+              "text_tokens": text_tokens}
     words = count_words(lines)
     result["words"] = words
-    result["word_perplexity"] = round(math.exp(min(loss * tokens / max(words, 1), 50)), 3)
+    result["word_perplexity"] = round(math.exp(min(loss * text_tokens / max(words, 1), 50)), 3)
     if tokenizer.kind == "character":
         result["bits_per_character"] = round(loss / math.log(2), 4)
     return result
@@ -580,7 +587,7 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):
     started = time.monotonic()
     loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size,
                                 config.data.eval_stride)
-    result = metrics(loss, tokens, lines, tokenizer)
+    result = metrics(loss, tokens, lines, tokenizer, text_tokens=len(ids) - 1)
     stride = config.data.eval_stride or max(1, config.data.sequence_length // 2)
     result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
                    "context": "contiguous segments with memory" if is_recurrent(model) else
