@@ -96,9 +96,11 @@ class MultiHeadAttention(keras.layers.Layer):
             q = self.rotary_embedding(q, start_index=start)
             k = self.rotary_embedding(k, start_index=start)
         if cache is not None and cache_index is not None:  # write this step's keys/values
-            k = ops.slice_update(cache[:, 0], (0, 0, start, 0), ops.cast(k, cache.dtype))
-            v = ops.slice_update(cache[:, 1], (0, 0, start, 0), ops.cast(v, cache.dtype))
-            cache = ops.stack([k, v], axis=1)
+            # One update of the whole cache with the new positions' keys and values: updating keys and
+            # values apart and stacking them again copied the whole cache at every decoding step.
+            new = ops.cast(ops.stack([k, v], axis=1), cache.dtype)  # (B, 2, H, T, D)
+            cache = ops.slice_update(cache, (0, 0, 0, start, 0), new)
+            k, v = cache[:, 0], cache[:, 1]
         scores = ops.matmul(q, ops.swapaxes(k, 2, 3)) / ops.sqrt(ops.cast(self.key_dim, q.dtype))  # (B, H, T, S)
         mask = None if attention_mask is None else ops.expand_dims(ops.cast(attention_mask, "bool"), 1)
         weights = masked_softmax(scores, mask)
