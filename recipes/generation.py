@@ -41,6 +41,10 @@ def parse_args():
     parser.add_argument("--schedule", default="inverse_sqrt",
                         help="inverse_sqrt, cosine (decays to 10%% of the peak at --max-steps) or constant")
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 or float16")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="XLA-compile the training step (training windows have one shape)")
+    parser.add_argument("--random-offsets", action=argparse.BooleanOptionalAction, default=True,
+                        help="cut the text at a random offset each epoch (--no-random-offsets: the same windows)")
     parser.add_argument("--time-budget", default="60m")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--prompts", default='["", "ROMEO:", "The history of"]', help="JSON list of prompts to sample")
@@ -55,7 +59,8 @@ def main():
 
     # 1. Configuration, saved as the run's config.json.
     data = lm.LMDataConfig(dataset=None if args.train_file else args.corpus, data_dir=args.data_dir,
-                           sequence_length=args.sequence_length, batch_size=args.batch_size)
+                           sequence_length=args.sequence_length, batch_size=args.batch_size,
+                           random_offsets=args.random_offsets)
     if args.train_file:
         data.train_file = data.valid_file = data.test_file = args.train_file
     config = lm.LanguageModelConfig(
@@ -65,7 +70,8 @@ def main():
         training=tflm.translation.TrainingConfig(
             epochs=None, max_steps=args.max_steps, time_budget=args.time_budget, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
-            mixed_precision=args.mixed_precision, checkpoint_every_seconds=300, samples=3),
+            mixed_precision=args.mixed_precision, jit_compile=args.jit_compile, checkpoint_every_seconds=300,
+            samples=3),
     )
     config = lm.start_run(config, args.run_dir)
     tflm.log.setup_logging(os.path.join(args.run_dir, "train.log"))

@@ -12,8 +12,10 @@ from tflm.data.language_modeling import (
     contiguous_dataset,
     contiguous_segments,
     count_words,
+    num_windows,
     tokenize_stream,
     window_dataset,
+    window_starts,
     windows,
 )
 from tflm.decoding import DecodingOptions, search
@@ -162,6 +164,23 @@ def test_windows_and_contiguous_segments():
     assert count_words(["a b c\n", "\n"]) == 5
 
 
+def test_random_offsets_cut_each_epoch_elsewhere_with_a_fixed_count():
+    ids = np.arange(103, dtype=np.int32)
+    epochs = [window_starts(ids, 10, seed=0, epoch=epoch, random_offset=True) for epoch in range(6)]
+    offsets = {int(starts[0] % 10) for starts in epochs}
+    assert len(offsets) > 1  # the cut moves between epochs
+    for starts in epochs:
+        assert len(starts) == num_windows(ids, 10, random_offset=True) == 9
+        assert len({int(start % 10) for start in starts}) == 1  # one offset per epoch, windows `stride` apart
+        assert starts.max() + 10 < len(ids)  # every window (with its label) inside the text
+    np.testing.assert_array_equal(epochs[2], window_starts(ids, 10, seed=0, epoch=2, random_offset=True))
+    np.testing.assert_array_equal(np.sort(window_starts(ids, 10, random_offset=False)), np.arange(0, 93, 10))
+    short = np.arange(12, dtype=np.int32)  # room for one window only: offset 0
+    assert list(window_starts(short, 10, random_offset=True)) == [0] == list(window_starts(short, 10))
+    batch = next(iter(window_dataset(ids, 10, 4, seed=0, epoch=1, random_offset=True)))
+    np.testing.assert_array_equal(batch[0]["token_ids"][:, 0], epochs[1][:4])
+
+
 @pytest.mark.parametrize("kind", ["character", "byte_bpe", "unigram"])
 def test_text_streams_keep_line_breaks(kind):
     tokenizer = train_tokenizer(TEXT * 20 if kind != "unigram" else [t.strip() for t in TEXT * 20], kind,
@@ -193,6 +212,31 @@ def overfit_run(tmp_path_factory):
     config.decoding = DecodingOptions(strategy="greedy", max_length=60, max_length_a=0.0)
     language_modeling.train(config, run_dir, verbose=False)
     return run_dir
+
+
+def test_xla_training_steps_match_graph_training_steps(tmp_path):
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("".join(TEXT) * 10)
+    weights = {}
+    for jit_compile in (False, True):
+        config = language_modeling.LanguageModelConfig()
+        config.data.dataset = None
+        config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
+        config.data.sequence_length, config.data.batch_size = 32, 4
+        config.model.preset = "tiny"
+        config.model.params = {"dropout": 0.0}
+        config.training = language_modeling.TrainingConfig(
+            epochs=None, max_steps=8, learning_rate=3e-3, schedule="constant", warmup_steps=1, label_smoothing=0.0,
+            samples=0, jit_compile=jit_compile)
+        keras.utils.set_random_seed(0)
+        run_dir = str(tmp_path / f"run-{jit_compile}")
+        language_modeling.train(config, run_dir, verbose=False)
+        generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint="last")
+        weights[jit_compile] = [w.numpy() for w in generator.model.weights]
+        loss = language_modeling.evaluate(run_dir, "test", checkpoint="last")["loss"]
+        assert loss < 0.9 * np.log(generator.tokenizer.vocabulary_size), loss  # it learned something
+    for graph, xla in zip(weights[False], weights[True]):
+        np.testing.assert_allclose(xla, graph, rtol=1e-3, atol=1e-4)
 
 
 def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_run):

@@ -4,7 +4,8 @@
   that keep newlines (character, byte-level BPE) see each line with its newline; the others (SentencePiece,
   WordPiece) get an EOS token after each line, so line breaks survive either way.
 - `window_dataset`: windows of `length + 1` tokens every `stride` tokens (overlapping when stride < length),
-  shuffled by (seed, epoch) and batched: `({"token_ids": w[:, :-1]}, w[:, 1:])`.
+  shuffled by (seed, epoch) and batched: `({"token_ids": w[:, :-1]}, w[:, 1:])`; with `random_offset`, each
+  epoch's windows start at a different offset, so later epochs cut the text at other places.
 - `contiguous_dataset`: the stream split into `batch_size` parallel streams, read `length` tokens at a time
   in order, so row i of batch n+1 continues row i of batch n (Transformer-XL's segment recurrence).
 """
@@ -71,19 +72,36 @@ def windows(ids, length, stride=None):
     return np.lib.stride_tricks.sliding_window_view(ids, length + 1)[::stride]
 
 
-def window_dataset(ids, length, batch_size, stride=None, shuffle=True, seed=0, epoch=0):
-    """Batches of windows for one epoch; the order depends only on (seed, epoch).
+def window_starts(ids, length, stride=None, shuffle=True, seed=0, epoch=0, random_offset=False):
+    """Where an epoch's windows start, in the order they are read.
 
-    Only the window starts are materialized; each batch gathers its windows from the stream, so memory stays
-    that of the stream whatever the stride.
+    With `random_offset`, the starts are shifted by an offset in `[0, stride)` drawn from (seed, epoch): a
+    text read for several epochs is cut at different places each time (what nanoGPT's random windows
+    give), not into the same windows again. Every epoch keeps `num_windows(..., random_offset=True)`
+    windows, so the steps per epoch stay fixed.
     """
     stride = stride or length
     if len(ids) < length + 1:
         raise ValueError(f"The text has {len(ids)} tokens, fewer than one window of {length + 1}; use a shorter "
                          "sequence length or more text.")
-    starts = np.arange(0, len(ids) - length, stride, dtype=np.int64)
+    offset = 0
+    if random_offset and _windows_at_any_offset(ids, length, stride) > 0:
+        offset = int(np.random.default_rng([seed, epoch, 1]).integers(stride))
+    starts = np.arange(offset, len(ids) - length, stride, dtype=np.int64)
+    starts = starts[: num_windows(ids, length, stride, random_offset)]
     if shuffle:
         starts = starts[np.random.default_rng([seed, epoch]).permutation(len(starts))]
+    return starts
+
+
+def window_dataset(ids, length, batch_size, stride=None, shuffle=True, seed=0, epoch=0, random_offset=False):
+    """Batches of windows for one epoch; the order (and with `random_offset`, the cut) depends only on
+    (seed, epoch), so a resumed run reads what an uninterrupted one would.
+
+    Only the window starts are materialized; each batch gathers its windows from the stream, so memory stays
+    that of the stream whatever the stride.
+    """
+    starts = window_starts(ids, length, stride, shuffle, seed, epoch, random_offset)
     stream = tf.constant(ids, dtype=tf.int32)
     offsets = tf.range(length + 1, dtype=tf.int64)
 
@@ -95,9 +113,17 @@ def window_dataset(ids, length, batch_size, stride=None, shuffle=True, seed=0, e
     return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def num_windows(ids, length, stride=None):
-    """The number of training windows `window_dataset` cuts from the stream."""
-    return len(range(0, max(len(ids) - length, 0), stride or length))
+def num_windows(ids, length, stride=None, random_offset=False):
+    """The number of training windows `window_dataset` cuts from the stream (with `random_offset`: as many
+    as the largest offset leaves room for, the same every epoch)."""
+    stride = stride or length
+    if random_offset and _windows_at_any_offset(ids, length, stride) > 0:
+        return _windows_at_any_offset(ids, length, stride)
+    return len(range(0, max(len(ids) - length, 0), stride))  # (a text too short for any offset keeps offset 0)
+
+
+def _windows_at_any_offset(ids, length, stride):
+    return len(range(stride - 1, max(len(ids) - length, 0), stride))
 
 
 def contiguous_segments(ids, length, batch_size):

@@ -69,6 +69,7 @@ class LMDataConfig:
     test_file: Optional[str] = None
     sequence_length: int = 256  # tokens per training window (or segment, for Transformer-XL)
     stride: Optional[int] = None  # between training windows (default: sequence_length, no overlap)
+    random_offsets: bool = True  # shift each epoch's windows by a random offset (different cuts every epoch)
     batch_size: int = 32
     eval_stride: Optional[int] = None  # evaluation windows (default sequence_length // 2: context for every token)
     max_train_tokens: Optional[int] = None  # use only the first N training tokens (quick runs)
@@ -525,10 +526,11 @@ def train_datasets(config, data, model):
     if is_recurrent(model):
         steps = len(contiguous_segments(data.train_ids, length, batch))
         return (lambda epoch: contiguous_dataset(data.train_ids, length, batch)), steps
-    count = num_windows(data.train_ids, length, config.data.stride)
+    stride, random_offset = config.data.stride, config.data.random_offsets
+    count = num_windows(data.train_ids, length, stride, random_offset)
     seed = config.training.seed
-    return (lambda epoch: window_dataset(data.train_ids, length, batch, config.data.stride, seed=seed,
-                                         epoch=epoch)), -(-count // batch)
+    return (lambda epoch: window_dataset(data.train_ids, length, batch, stride, seed=seed, epoch=epoch,
+                                         random_offset=random_offset)), -(-count // batch)
 
 
 def train(config, run_dir, verbose=True):
