@@ -4,8 +4,9 @@
 
 Both models get the same shape (width, layers, heads, feed-forward, vocabulary, context), the same batches
 of WikiText-2 token windows and the same precision:
-  - training: tflm's `Trainer.fit` on `tflm.models.GPT` vs `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with
-    Keras `fit` (both with Adam; `--warmup` steps, then `--steps` timed);
+  - training: tflm's `Trainer.fit` on `tflm.models.GPT`, as a graph and XLA-compiled (`jit_compile=True`), vs
+    `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with Keras `fit` (XLA-compiled: Keras' default
+    `jit_compile="auto"` on TensorFlow); all with Adam, `--warmup` steps, then `--steps` timed;
   - generation: `tflm.language_modeling.Generator.generate` (in-graph greedy decoding with a key/value
     cache, strings in and out), as a plain graph (what exports run) and with `jit_compile=True` (XLA, in
     this process), vs `GPT2CausalLM.generate` (keras-hub's greedy sampler, XLA-compiled, token ids in and
@@ -45,6 +46,8 @@ def parse_args():
     parser.add_argument("--generate-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3, help="timed generation calls; the fastest counts")
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 for both models")
+    parser.add_argument("--parts", default="training,generation",
+                        help="what to measure: training, generation or both (comma-separated)")
     return parser.parse_args()
 
 
@@ -60,8 +63,6 @@ def best_seconds(function, repeats):
 
 def main():
     args = parse_args()
-    import keras
-    import keras_hub
 
     tflm.log.setup_logging(verbose=False)
     lm = tflm.language_modeling
@@ -83,20 +84,64 @@ def main():
     dtype = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}.get(args.mixed_precision)
     print(f"machine: {describe()}")
 
+    parts = set(args.parts.split(","))
     # --- training: tflm
     trainer = lm.build_trainer(config, work, data, verbose=False)
     model = trainer.model
-    dataset = lambda epoch: tf.data.Dataset.from_tensor_slices(windows).batch(args.batch_size).map(  # noqa: E731
-        lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:]))
-    warm = trainer.fit(dataset, max_steps=args.warmup)
-    done = trainer.fit(dataset, max_steps=args.warmup + args.steps)
-    tflm_train = (done.target_tokens - warm.target_tokens) / (done.train_seconds - warm.train_seconds)
+    if "training" in parts:
+        tflm_train, tflm_xla_train, keras_train, keras_jit = train_speeds(
+            args, trainer, config, data, windows, vocabulary, dtype)
+    if "generation" in parts:
+        keras_generate, tflm_generate, tflm_xla_generate, same = generation_speeds(
+            args, model, data.tokenizer, windows, vocabulary, dtype)
 
-    # --- training: keras-hub GPT2 with Keras fit, same shape and batches
+    print(f"GPT: {args.layers} layers, width {args.hidden}, {args.heads} heads, vocabulary {vocabulary}, context "
+          f"{args.sequence_length}; {tflm.translation.count_parameters(model):,} parameters; "
+          f"precision {args.mixed_precision or 'float32'}")
+    if "training" in parts:
+        print("training tokens/s:")
+        print(f"  keras-hub fit (jit_compile={keras_jit})          {keras_train:8.0f}")
+        print(f"  tflm Trainer.fit                                {tflm_train:8.0f}   "
+              f"ratio x{tflm_train / keras_train:.2f}")
+        print(f"  tflm Trainer.fit, jit_compile=True              {tflm_xla_train:8.0f}   "
+              f"ratio x{tflm_xla_train / keras_train:.2f}")
+    if "generation" in parts:
+        print(f"generation tokens/s (batch {args.generate_batch}, {args.new_tokens} new tokens, greedy):")
+        print(f"  keras-hub generate (XLA)       {keras_generate:8.1f}")
+        print(f"  tflm graph (as exported)       {tflm_generate:8.1f}   ratio x{tflm_generate / keras_generate:.2f}")
+        print(f"  tflm jit_compile=True          {tflm_xla_generate:8.1f}   "
+              f"ratio x{tflm_xla_generate / keras_generate:.2f}   (same texts as the graph: {same})")
+
+
+def keras_hub_model(args, vocabulary, max_sequence_length, dtype):
+    import keras_hub
+
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocabulary, num_layers=args.layers, num_heads=args.heads, hidden_dim=args.hidden,
-        intermediate_dim=4 * args.hidden, dropout=0.1, max_sequence_length=model.max_sequence_length, dtype=dtype)
-    causal_lm = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+        intermediate_dim=4 * args.hidden, dropout=0.1, max_sequence_length=max_sequence_length, dtype=dtype)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+def train_speeds(args, trainer, config, data, windows, vocabulary, dtype):
+    """Training tokens/s of tflm's `Trainer.fit` (a graph, and XLA-compiled) and of keras-hub's GPT-2 with
+    Keras `fit` (which XLA-compiles by default: `jit_compile="auto"`)."""
+    import keras
+
+    model = trainer.model
+    dataset = lambda epoch: tf.data.Dataset.from_tensor_slices(windows).batch(args.batch_size).map(  # noqa: E731
+        lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:]))
+
+    def speed(trainer):
+        warm = trainer.fit(dataset, max_steps=args.warmup)
+        done = trainer.fit(dataset, max_steps=args.warmup + args.steps)
+        return (done.target_tokens - warm.target_tokens) / (done.train_seconds - warm.train_seconds)
+
+    tflm_train = speed(trainer)
+    config.training.jit_compile = True
+    tflm_xla_train = speed(tflm.language_modeling.build_trainer(config, tempfile.mkdtemp(), data, verbose=False))
+
+    # --- training: keras-hub GPT2 with Keras fit, same shape and batches
+    causal_lm = keras_hub_model(args, vocabulary, model.max_sequence_length, dtype)
     causal_lm.compile(optimizer=keras.optimizers.Adam(3e-4), loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=True), weighted_metrics=[])
     inputs = {"token_ids": windows[:, :-1], "padding_mask": np.ones_like(windows[:, :-1], dtype=bool)}
@@ -108,22 +153,28 @@ def main():
     causal_lm.fit({k: v[warm_rows:] for k, v in inputs.items()}, labels[warm_rows:], batch_size=args.batch_size,
                   verbose=0)
     keras_train = labels[warm_rows:].size / (time.monotonic() - started)
+    return tflm_train, tflm_xla_train, keras_train, causal_lm.jit_compile
 
+
+def generation_speeds(args, model, tokenizer, windows, vocabulary, dtype):
+    """Greedy generation tokens/s: keras-hub's `generate`, tflm's Generator as a graph and with XLA."""
+    lm = tflm.language_modeling
     # --- generation: the same prompts, greedy, the same number of new tokens
     prompts_ids = windows[: args.generate_batch, : args.prompt_length]
-    prompts = [np.asarray(data.tokenizer.detokenize(tf.constant([row.tolist()])))[0].decode() for row in prompts_ids]
+    prompts = [np.asarray(tokenizer.detokenize(tf.constant([row.tolist()])))[0].decode() for row in prompts_ids]
     # EOS is forbidden, so both generate exactly --new-tokens (keras-hub runs without stop tokens)
     options = tflm.decoding.DecodingOptions(strategy="greedy", max_length=args.new_tokens, max_length_a=0.0,
                                             min_length=args.prompt_length + args.new_tokens)
-    generator = lm.Generator(model, data.tokenizer, options)
+    generator = lm.Generator(model, tokenizer, options)
     generator.generate(prompts)  # trace
     tflm_generate = args.generate_batch * args.new_tokens / best_seconds(
         lambda: generator.generate(prompts), args.repeats)
-    xla_generator = lm.Generator(model, data.tokenizer, options, jit_compile=True)
+    xla_generator = lm.Generator(model, tokenizer, options, jit_compile=True)
     same = xla_generator.generate(prompts) == generator.generate(prompts)  # trace and XLA-compile
     tflm_xla_generate = args.generate_batch * args.new_tokens / best_seconds(
         lambda: xla_generator.generate(prompts), args.repeats)
 
+    causal_lm = keras_hub_model(args, vocabulary, model.max_sequence_length, dtype)
     causal_lm.compile(sampler="greedy")
     total = args.prompt_length + args.new_tokens
     padded = np.zeros((args.generate_batch, total), dtype="int32")
@@ -135,16 +186,7 @@ def main():
     keras_generate = args.generate_batch * args.new_tokens / best_seconds(
         lambda: causal_lm.generate(request, max_length=total, stop_token_ids=None), args.repeats)
 
-    print(f"GPT: {args.layers} layers, width {args.hidden}, {args.heads} heads, vocabulary {vocabulary}, context "
-          f"{args.sequence_length}; {tflm.translation.count_parameters(model):,} parameters (tflm), "
-          f"{causal_lm.count_params():,} (keras-hub); precision {args.mixed_precision or 'float32'}")
-    print(f"training tokens/s:   tflm {tflm_train:8.0f}   keras-hub fit {keras_train:8.0f}   "
-          f"ratio x{tflm_train / keras_train:.2f}")
-    print(f"generation tokens/s (batch {args.generate_batch}, {args.new_tokens} new tokens, greedy):")
-    print(f"  keras-hub generate (XLA)       {keras_generate:8.1f}")
-    print(f"  tflm graph (as exported)       {tflm_generate:8.1f}   ratio x{tflm_generate / keras_generate:.2f}")
-    print(f"  tflm jit_compile=True          {tflm_xla_generate:8.1f}   ratio x{tflm_xla_generate / keras_generate:.2f}"
-          f"   (same texts as the graph: {same})")
+    return keras_generate, tflm_generate, tflm_xla_generate, same
 
 
 if __name__ == "__main__":
