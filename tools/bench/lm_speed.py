@@ -5,8 +5,9 @@
 Both models get the same shape (width, layers, heads, feed-forward, vocabulary, context), the same batches
 of WikiText-2 token windows and the same precision:
   - training: tflm's `Trainer.fit` on `tflm.models.GPT`, as a graph and XLA-compiled (`jit_compile=True`), vs
-    `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with Keras `fit` (XLA-compiled: Keras' default
-    `jit_compile="auto"` on TensorFlow); all with Adam, `--warmup` steps, then `--steps` timed;
+    `keras_hub.models.GPT2CausalLM(GPT2Backbone)` with Keras `fit` (Keras' default `jit_compile="auto"`;
+    the benchmark prints what it chose); all with Adam, `--warmup` steps, then `--steps` timed in `--rounds`
+    rounds that take turns (a few steps of each contender per round);
   - generation: `tflm.language_modeling.Generator.generate` (in-graph greedy decoding with a key/value
     cache, strings in and out), as a plain graph (what exports run) and with `jit_compile=True` (XLA, in
     this process), vs `GPT2CausalLM.generate` (keras-hub's greedy sampler, XLA-compiled, token ids in and
@@ -41,6 +42,7 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=4, help="timed training steps are split into rounds")
     parser.add_argument("--prompt-length", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--generate-batch", type=int, default=8)
@@ -124,36 +126,53 @@ def keras_hub_model(args, vocabulary, max_sequence_length, dtype):
 
 def train_speeds(args, trainer, config, data, windows, vocabulary, dtype):
     """Training tokens/s of tflm's `Trainer.fit` (a graph, and XLA-compiled) and of keras-hub's GPT-2 with
-    Keras `fit` (which XLA-compiles by default: `jit_compile="auto"`)."""
+    Keras `fit` (XLA-compiled when Keras' `jit_compile="auto"` finds every layer supports it).
+
+    After `--warmup` steps of each, the `--steps` timed steps run in `--rounds` rounds, each round a few
+    steps of every contender in turn, so that a slow spell of the machine falls on all of them.
+    """
     import keras
 
     model = trainer.model
     dataset = lambda epoch: tf.data.Dataset.from_tensor_slices(windows).batch(args.batch_size).map(  # noqa: E731
         lambda w: ({"token_ids": w[:, :-1]}, w[:, 1:]))
-
-    def speed(trainer):
-        warm = trainer.fit(dataset, max_steps=args.warmup)
-        done = trainer.fit(dataset, max_steps=args.warmup + args.steps)
-        return (done.target_tokens - warm.target_tokens) / (done.train_seconds - warm.train_seconds)
-
-    tflm_train = speed(trainer)
     config.training.jit_compile = True
-    tflm_xla_train = speed(tflm.language_modeling.build_trainer(config, tempfile.mkdtemp(), data, verbose=False))
-
-    # --- training: keras-hub GPT2 with Keras fit, same shape and batches
+    xla_trainer = tflm.language_modeling.build_trainer(config, tempfile.mkdtemp(), data, verbose=False)
     causal_lm = keras_hub_model(args, vocabulary, model.max_sequence_length, dtype)
     causal_lm.compile(optimizer=keras.optimizers.Adam(3e-4), loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=True), weighted_metrics=[])
     inputs = {"token_ids": windows[:, :-1], "padding_mask": np.ones_like(windows[:, :-1], dtype=bool)}
     labels = windows[:, 1:]
-    warm_rows = args.warmup * args.batch_size
-    causal_lm.fit({k: v[:warm_rows] for k, v in inputs.items()}, labels[:warm_rows], batch_size=args.batch_size,
-                  verbose=0)
-    started = time.monotonic()
-    causal_lm.fit({k: v[warm_rows:] for k, v in inputs.items()}, labels[warm_rows:], batch_size=args.batch_size,
-                  verbose=0)
-    keras_train = labels[warm_rows:].size / (time.monotonic() - started)
-    return tflm_train, tflm_xla_train, keras_train, causal_lm.jit_compile
+
+    def tflm_steps(trainer, first, count):
+        """Seconds of `count` steps from step `first` (the trainer's own clock: the steps, not saving)."""
+        before = trainer.fit(dataset, max_steps=first) if first else None
+        after = trainer.fit(dataset, max_steps=first + count)
+        return after.train_seconds - (before.train_seconds if before else 0.0)
+
+    def keras_steps(first, count):
+        rows = slice(first * args.batch_size, (first + count) * args.batch_size)
+        started = time.monotonic()
+        causal_lm.fit({k: v[rows] for k, v in inputs.items()}, labels[rows], batch_size=args.batch_size,
+                      verbose=0, shuffle=False)
+        return time.monotonic() - started
+
+    contenders = {"tflm": lambda first, count: tflm_steps(trainer, first, count),
+                  "tflm_xla": lambda first, count: tflm_steps(xla_trainer, first, count),
+                  "keras": keras_steps}
+    for run in contenders.values():  # warm up: trace, compile
+        run(0, args.warmup)
+    seconds = dict.fromkeys(contenders, 0.0)
+    per_round = -(-args.steps // args.rounds)
+    first = args.warmup
+    while first < args.warmup + args.steps:
+        count = min(per_round, args.warmup + args.steps - first)
+        for name, run in contenders.items():
+            seconds[name] += run(first, count)
+        first += count
+    tokens = args.steps * args.batch_size * args.sequence_length
+    return (tokens / seconds["tflm"], tokens / seconds["tflm_xla"], tokens / seconds["keras"],
+            causal_lm.jit_compile)
 
 
 def generation_speeds(args, model, tokenizer, windows, vocabulary, dtype):
