@@ -50,7 +50,11 @@ def parse_args():
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 for both models")
     parser.add_argument("--parts", default="training,generation",
                         help="what to measure: training, generation or both (comma-separated)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    unknown = set(args.parts.split(",")) - {"training", "generation"}
+    if unknown:
+        parser.error(f"--parts {args.parts!r}: unknown {', '.join(sorted(unknown))}; use training, generation or both.")
+    return args
 
 
 def best_seconds(function, repeats):
@@ -146,9 +150,8 @@ def train_speeds(args, trainer, config, data, windows, vocabulary, dtype):
 
     def tflm_steps(trainer, first, count):
         """Seconds of `count` steps from step `first` (the trainer's own clock: the steps, not saving)."""
-        before = trainer.fit(dataset, max_steps=first) if first else None
-        after = trainer.fit(dataset, max_steps=first + count)
-        return after.train_seconds - (before.train_seconds if before else 0.0)
+        before = float(trainer.train_seconds.numpy())
+        return trainer.fit(dataset, max_steps=first + count).train_seconds - before
 
     def keras_steps(first, count):
         rows = slice(first * args.batch_size, (first + count) * args.batch_size)
