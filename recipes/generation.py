@@ -40,6 +40,8 @@ def parse_args():
     parser.add_argument("--warmup-steps", type=int, default=200)
     parser.add_argument("--schedule", default="inverse_sqrt",
                         help="inverse_sqrt, cosine (decays to 10%% of the peak at --max-steps) or constant")
+    parser.add_argument("--optimizer", default="adam", help="adam, or muon (Muon for the blocks' 2-D weights)")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 or float16")
     parser.add_argument("--jit-compile", action="store_true",
                         help="XLA-compile the training step (training windows have one shape)")
@@ -70,6 +72,7 @@ def main():
         training=tflm.translation.TrainingConfig(
             epochs=None, max_steps=args.max_steps, time_budget=args.time_budget, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
+            optimizer=args.optimizer, weight_decay=args.weight_decay,
             mixed_precision=args.mixed_precision, jit_compile=args.jit_compile, checkpoint_every_seconds=300,
             samples=3),
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tflm import config as config_lib
 from tflm.data.language_modeling import (
     contiguous_dataset,
     contiguous_segments,
@@ -237,6 +238,42 @@ def test_xla_training_steps_match_graph_training_steps(tmp_path):
         assert loss < 0.9 * np.log(generator.tokenizer.vocabulary_size), loss  # it learned something
     for graph, xla in zip(weights[False], weights[True]):
         np.testing.assert_allclose(xla, graph, rtol=1e-3, atol=1e-4)
+
+
+def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp_path):
+    text_file = tmp_path / "text.txt"
+    text_file.write_text("".join(TEXT) * 10)
+
+    def train(run_dir, max_steps):
+        config = language_modeling.LanguageModelConfig()
+        config.data.dataset = None
+        config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
+        config.data.sequence_length, config.data.batch_size = 32, 4
+        config.model.preset = "tiny"
+        config.model.params = {"dropout": 0.0}
+        config.training = language_modeling.TrainingConfig(
+            epochs=None, max_steps=max_steps, learning_rate=3e-3, schedule="constant", warmup_steps=1,
+            label_smoothing=0.0, samples=0, optimizer="muon", checkpoint_every_steps=4)
+        language_modeling.train(config, str(run_dir), verbose=False)
+        return language_modeling.Generator.from_run_dir(str(run_dir), checkpoint="last")
+
+    keras.utils.set_random_seed(0)
+    whole = train(tmp_path / "whole", 12)
+    loss = language_modeling.evaluate(str(tmp_path / "whole"), "test", checkpoint="last")["loss"]
+    assert loss < 0.9 * np.log(whole.tokenizer.vocabulary_size), loss  # it learned something
+
+    keras.utils.set_random_seed(0)
+    train(tmp_path / "resumed", 4)
+    resumed = train(tmp_path / "resumed", 12)  # the same command again, with a longer run: resumes at step 4
+    for a, b in zip(whole.model.weights, resumed.model.weights):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
+
+    optimizer = language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="muon"))
+    adam = {v.path for v in whole.model.trainable_variables if optimizer._should_use_adamw(v)}
+    assert any(path.endswith("token_embedding/embeddings") for path in adam)
+    assert not any(path.endswith("kernel") for path in adam)  # the blocks' matrices: Muon
+    with pytest.raises(config_lib.ConfigError, match="training.optimizer"):
+        language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="sgd"))
 
 
 def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_run):

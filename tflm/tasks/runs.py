@@ -43,6 +43,7 @@ class TrainingConfig:
     label_smoothing: float = 0.1
     clip_norm: Optional[float] = 1.0
     weight_decay: float = 0.0
+    optimizer: str = "adam"  # "adam" (AdamW when weight_decay is set) or "muon" (Muon for 2-D weights, Adam else)
     seed: int = 0
     keep_checkpoints: int = 5
     checkpoint_every_steps: Optional[int] = None
@@ -138,10 +139,23 @@ def model_params(model_config, accepted, fixed=("self", "kwargs")):
     return params
 
 
+OPTIMIZERS = ("adam", "muon")
+
+
 def build_optimizer(training_config, total_steps=None):
+    """Adam (AdamW with `weight_decay`), or Muon: orthogonalized momentum for the 2-D weights of the Transformer
+    blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to Adam's size so that
+    the two share one learning rate and schedule)."""
     schedule = make_schedule(training_config.schedule, training_config.learning_rate,
                              training_config.warmup_steps, total_steps)
-    if training_config.weight_decay:
+    name = training_config.optimizer
+    if name not in OPTIMIZERS:
+        raise config_lib.ConfigError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
+    if name == "muon":
+        # Variables whose path contains "embedding" (token and position tables; the tied output projection)
+        # stay with Adam, as the Muon authors advise.
+        optimizer = keras.optimizers.Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None)
+    elif training_config.weight_decay:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
     else:
         optimizer = keras.optimizers.Adam(schedule, beta_2=0.98)
