@@ -22,7 +22,7 @@ from tflm.data.language_modeling import (
 from tflm.decoding import DecodingOptions, search
 from tflm.layers import RelativeMultiHeadAttention
 from tflm.layers.relative_attention import relative_shift
-from tflm.models import GPT, TransformerXL
+from tflm.models import GPT, LSTMAttentionSeq2Seq, TransformerXL, preset_params
 from tflm.tasks import language_modeling
 from tflm.text import train_tokenizer
 
@@ -272,6 +272,11 @@ def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp
     adam = {v.path for v in whole.model.trainable_variables if optimizer._should_use_adamw(v)}
     assert any(path.endswith("token_embedding/embeddings") for path in adam)
     assert not any(path.endswith("kernel") for path in adam)  # the blocks' matrices: Muon
+    lstm = LSTMAttentionSeq2Seq(source_vocabulary_size=20, target_vocabulary_size=30, **preset_params("lstm", "tiny"))
+    lstm({"source_ids": np.ones((1, 5), "int32"), "target_ids": np.ones((1, 4), "int32")})
+    adam = {v.path for v in lstm.trainable_variables if optimizer._should_use_adamw(v)}
+    assert any(path.endswith("logits/kernel") for path in adam)  # its untied output layer
+    assert any(path.endswith("recurrent_kernel") for path in {v.path for v in lstm.trainable_variables} - adam)
     with pytest.raises(config_lib.ConfigError, match="training.optimizer"):
         language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="sgd"))
 

@@ -152,9 +152,10 @@ def build_optimizer(training_config, total_steps=None):
     if name not in OPTIMIZERS:
         raise config_lib.ConfigError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
     if name == "muon":
-        # Variables whose path contains "embedding" (token and position tables; the tied output projection)
-        # stay with Adam, as the Muon authors advise.
-        optimizer = keras.optimizers.Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None)
+        # Embedding tables (paths with "embedding"; GPT's output projection is tied to one) and the LSTM model's
+        # untied output layer (".../logits/kernel") stay with Adam, as the Muon authors advise.
+        optimizer = keras.optimizers.Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,
+                                          exclude_layers=["/logits/"])
     elif training_config.weight_decay:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
     else:
