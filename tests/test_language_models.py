@@ -215,23 +215,29 @@ def overfit_run(tmp_path_factory):
     return run_dir
 
 
-def test_xla_training_steps_match_graph_training_steps(tmp_path):
+def _train_tiny_lm(tmp_path, run_name, **training):
+    """Trains the tiny GPT on TEXT for a few steps (constant learning rate); returns the run directory."""
     text_file = tmp_path / "text.txt"
     text_file.write_text("".join(TEXT) * 10)
+    config = language_modeling.LanguageModelConfig()
+    config.data.dataset = None
+    config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
+    config.data.sequence_length, config.data.batch_size = 32, 4
+    config.model.preset = "tiny"
+    config.model.params = {"dropout": 0.0}
+    config.training = language_modeling.TrainingConfig(
+        epochs=None, learning_rate=3e-3, schedule="constant", warmup_steps=1, label_smoothing=0.0, samples=0,
+        **training)
+    run_dir = str(tmp_path / run_name)
+    language_modeling.train(config, run_dir, verbose=False)
+    return run_dir
+
+
+def test_xla_training_steps_match_graph_training_steps(tmp_path):
     weights = {}
     for jit_compile in (False, True):
-        config = language_modeling.LanguageModelConfig()
-        config.data.dataset = None
-        config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
-        config.data.sequence_length, config.data.batch_size = 32, 4
-        config.model.preset = "tiny"
-        config.model.params = {"dropout": 0.0}
-        config.training = language_modeling.TrainingConfig(
-            epochs=None, max_steps=8, learning_rate=3e-3, schedule="constant", warmup_steps=1, label_smoothing=0.0,
-            samples=0, jit_compile=jit_compile)
         keras.utils.set_random_seed(0)
-        run_dir = str(tmp_path / f"run-{jit_compile}")
-        language_modeling.train(config, run_dir, verbose=False)
+        run_dir = _train_tiny_lm(tmp_path, f"run-{jit_compile}", max_steps=8, jit_compile=jit_compile)
         generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint="last")
         weights[jit_compile] = [w.numpy() for w in generator.model.weights]
         loss = language_modeling.evaluate(run_dir, "test", checkpoint="last")["loss"]
@@ -241,30 +247,18 @@ def test_xla_training_steps_match_graph_training_steps(tmp_path):
 
 
 def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp_path):
-    text_file = tmp_path / "text.txt"
-    text_file.write_text("".join(TEXT) * 10)
-
-    def train(run_dir, max_steps):
-        config = language_modeling.LanguageModelConfig()
-        config.data.dataset = None
-        config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
-        config.data.sequence_length, config.data.batch_size = 32, 4
-        config.model.preset = "tiny"
-        config.model.params = {"dropout": 0.0}
-        config.training = language_modeling.TrainingConfig(
-            epochs=None, max_steps=max_steps, learning_rate=3e-3, schedule="constant", warmup_steps=1,
-            label_smoothing=0.0, samples=0, optimizer="muon", checkpoint_every_steps=4)
-        language_modeling.train(config, str(run_dir), verbose=False)
-        return language_modeling.Generator.from_run_dir(str(run_dir), checkpoint="last")
+    def train(run_name, max_steps):
+        run_dir = _train_tiny_lm(tmp_path, run_name, max_steps=max_steps, optimizer="muon", checkpoint_every_steps=4)
+        return language_modeling.Generator.from_run_dir(run_dir, checkpoint="last")
 
     keras.utils.set_random_seed(0)
-    whole = train(tmp_path / "whole", 12)
+    whole = train("whole", 12)
     loss = language_modeling.evaluate(str(tmp_path / "whole"), "test", checkpoint="last")["loss"]
     assert loss < 0.9 * np.log(whole.tokenizer.vocabulary_size), loss  # it learned something
 
     keras.utils.set_random_seed(0)
-    train(tmp_path / "resumed", 4)
-    resumed = train(tmp_path / "resumed", 12)  # the same command again, with a longer run: resumes at step 4
+    train("resumed", 4)
+    resumed = train("resumed", 12)  # the same command again, with a longer run: resumes at step 4
     for a, b in zip(whole.model.weights, resumed.model.weights):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
 
