@@ -273,6 +273,10 @@ def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp
     assert any(path.endswith("recurrent_kernel") for path in {v.path for v in lstm.trainable_variables} - adam)
     with pytest.raises(config_lib.ConfigError, match="training.optimizer"):
         language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="sgd"))
+    config = language_modeling.LanguageModelConfig()
+    config.training.optimizer = "sgd"
+    with pytest.raises(config_lib.ConfigError, match="training.optimizer"):  # before any data is read
+        config.validate()
 
 
 def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_run):

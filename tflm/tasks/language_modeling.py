@@ -44,6 +44,7 @@ from tflm.tasks.runs import (
     ModelConfig,
     TrainingConfig,
     build_optimizer,
+    check_optimizer,
     count_parameters,
     load_config,
     model_dtype,
@@ -108,6 +109,7 @@ class LanguageModelConfig:
             raise config_lib.ConfigError(f"model.type={self.model.type!r} is not a language model; use gpt or "
                                          "transformer_xl.")
         config_lib.parse_duration(self.training.time_budget)
+        check_optimizer(self.training.optimizer)
         self.decoding.validate()
         return self
 

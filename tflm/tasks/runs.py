@@ -142,16 +142,20 @@ def model_params(model_config, accepted, fixed=("self", "kwargs")):
 OPTIMIZERS = ("adam", "muon")
 
 
+def check_optimizer(name):
+    """Checked when a configuration is validated, so that a typo fails before data preparation."""
+    if name not in OPTIMIZERS:
+        raise config_lib.ConfigError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
+
+
 def build_optimizer(training_config, total_steps=None):
     """Adam (AdamW with `weight_decay`), or Muon: orthogonalized momentum for the 2-D weights of the Transformer
     blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to Adam's size so that
     the two share one learning rate and schedule)."""
     schedule = make_schedule(training_config.schedule, training_config.learning_rate,
                              training_config.warmup_steps, total_steps)
-    name = training_config.optimizer
-    if name not in OPTIMIZERS:
-        raise config_lib.ConfigError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
-    if name == "muon":
+    check_optimizer(training_config.optimizer)
+    if training_config.optimizer == "muon":
         # Embedding tables (paths with "embedding"; GPT's output projection is tied to one) and the LSTM model's
         # untied output layer (".../logits/kernel") stay with Adam, as the Muon authors advise.
         optimizer = keras.optimizers.Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,

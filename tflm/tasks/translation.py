@@ -44,6 +44,7 @@ from tflm.tasks.runs import (
     ModelConfig,
     TrainingConfig,
     build_optimizer,
+    check_optimizer,
     count_parameters,
     load_config,
     model_dtype,
@@ -117,6 +118,7 @@ class TranslationConfig:
                                          "transformer or lstm.")
         preset_params(self.model.type, self.model.preset)
         config_lib.parse_duration(self.training.time_budget)
+        check_optimizer(self.training.optimizer)
         self.decoding.validate()
         return self
 
