@@ -41,7 +41,8 @@ def parse_args():
     parser.add_argument("--schedule", default="inverse_sqrt",
                         help="inverse_sqrt, cosine (decays to 10%% of the peak at --max-steps) or constant")
     parser.add_argument("--optimizer", default="adam", help="adam, or muon (Muon for the blocks' 2-D weights)")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay (AdamW with adam; Muon applies it to every weight)")
     parser.add_argument("--mixed-precision", default=None, help="bfloat16 or float16")
     parser.add_argument("--jit-compile", action="store_true",
                         help="XLA-compile the training step (training windows have one shape)")
