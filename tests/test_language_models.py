@@ -1,6 +1,7 @@
 """Language models: GPT and Transformer-XL, their data, generation and export."""
 
 import json
+import logging
 import os
 
 import keras
@@ -25,6 +26,8 @@ from tflm.layers.relative_attention import relative_shift
 from tflm.models import GPT, LSTMAttentionSeq2Seq, TransformerXL, preset_params
 from tflm.tasks import language_modeling
 from tflm.text import train_tokenizer
+
+from conftest import CPU_DEVICES
 
 TEXT = ["ROMEO:\n", "But, soft! what light through yonder window breaks?\n", "It is the east, and Juliet is the sun.\n"]
 
@@ -277,6 +280,31 @@ def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp
     config.training.optimizer = "sgd"
     with pytest.raises(config_lib.ConfigError, match="training.optimizer"):  # before any data is read
         config.validate()
+
+
+def test_muon_under_mirrored_strategy_takes_the_one_device_steps(tmp_path):
+    """Two replicas (the CPU split in two) each see half of every batch; Muon's update of the summed gradient
+    must give the weights of one device seeing the whole batch."""
+    weights, messages = {}, []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    tflm_logger = logging.getLogger("tflm")
+    level = tflm_logger.level
+    tflm_logger.addHandler(handler)
+    tflm_logger.setLevel(logging.INFO)
+    try:
+        for strategy in ("default", "mirrored"):
+            keras.utils.set_random_seed(0)
+            devices = CPU_DEVICES if strategy == "mirrored" else None
+            run_dir = _train_tiny_lm(tmp_path, strategy, max_steps=6, optimizer="muon", strategy=strategy,
+                                     devices=devices)
+            weights[strategy] = language_modeling.Generator.from_run_dir(run_dir, checkpoint="last").model.weights
+    finally:
+        tflm_logger.removeHandler(handler)
+        tflm_logger.setLevel(level)
+    assert "Training with MirroredStrategy on 2 replica(s), Muon" in messages
+    for one, two in zip(weights["default"], weights["mirrored"]):
+        np.testing.assert_allclose(two.numpy(), one.numpy(), rtol=1e-3, atol=1e-4, err_msg=one.path)
 
 
 def test_a_tiny_lm_overfits_and_greedy_generation_reproduces_the_text(overfit_run):

@@ -255,6 +255,8 @@ class Trainer:
         if stopped_by:
             logger.info("Nothing to do: training already reached its %s.", stopped_by.replace("_", " "))
             return self._result("already_done", last_valid)
+        logger.info("Training with %s on %d replica(s), %s", type(self.strategy).__name__,
+                    self.strategy.num_replicas_in_sync, type(self.optimizer).__name__)
         last_save = time.monotonic()
         while not stopped_by:
             epoch = int(self.epoch.numpy())
