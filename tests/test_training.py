@@ -14,7 +14,7 @@ from tflm.data import Batching, num_batches, tokenize_pairs, translation_dataset
 from tflm.models import LSTMAttentionSeq2Seq
 from tflm.tasks.translation import DecodingConfig, Translator
 from tflm.text import train_tokenizer
-from tflm.training import Trainer, WarmupInverseSqrt, token_cross_entropy
+from tflm.training import Trainer, WarmupInverseSqrt, make_strategy, token_cross_entropy
 
 from conftest import CPU_DEVICES
 
@@ -101,6 +101,21 @@ def test_resumed_run_continues_exactly_where_it_stopped(small_pairs, sample_toke
     assert resumed.step == total
     for a, b in zip(straight.model.weights, resumed.model.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_mirrored_strategies_made_one_after_another_in_one_process_do_not_share_collective_keys():
+    """Each MirroredStrategy numbers its all-reduces from the same keys unless given its own range; the second
+    strategy's all-reduce of another shape then aborts."""
+    def all_reduce(size):  # as in a training step: in a graph, from the replica context
+        context = tf.distribute.get_replica_context()
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.fill([size], 1.0))
+
+    for size in (3, 5, 7):
+        strategy = make_strategy("mirrored", CPU_DEVICES)
+        assert strategy.num_replicas_in_sync == 2
+        step = tf.function(lambda: strategy.experimental_local_results(strategy.run(all_reduce, args=(size,))))
+        for total in step():
+            np.testing.assert_allclose(total.numpy(), np.full([size], 2.0))
 
 
 def test_mirrored_strategy_matches_one_device(small_pairs, sample_tokenizer, tmp_path):

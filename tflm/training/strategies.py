@@ -1,8 +1,27 @@
 """Choosing a tf.distribute strategy by name."""
 
+import itertools
+
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+# Every MirroredStrategy numbers its all-reduce collectives from the same group and instance keys, so a second
+# one on the same devices in one process (two trainings in a notebook, a test suite) reuses the first one's keys
+# with other tensor shapes and TF aborts ("Shape mismatch in the collective instance ..."). TF's own tests give
+# each strategy its own key range through the class attribute `_collective_key_base`; so do we.
+_KEY_RANGE = 100_000
+_mirrored_count = itertools.count(1)
+
+
+def _mirrored_strategy(devices):
+    cls = tf.distribute.MirroredStrategy
+    base = cls._collective_key_base
+    cls._collective_key_base = base + _KEY_RANGE * next(_mirrored_count)
+    try:
+        return cls(devices=devices or None)
+    finally:
+        cls._collective_key_base = base
 
 
 def make_strategy(name="default", devices=None):
@@ -16,7 +35,7 @@ def make_strategy(name="default", devices=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy(devices=devices or None)
+        return _mirrored_strategy(devices)
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
