@@ -1,9 +1,11 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tflm.models import TransformerSeq2Seq
-from tflm.training import CheckpointError, average_checkpoints, model_checkpoint, restore_model
+from tflm.training import CheckpointError, average_checkpoints, checkpoint_paths, model_checkpoint, restore_model
 
 
 def tiny():
@@ -63,3 +65,13 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     assert restored.endswith("ckpt-1") and newest.endswith("ckpt-2")
     for value, variable in zip(good, model.weights):
         np.testing.assert_array_equal(np.asarray(variable), value)
+
+
+def test_checkpoint_paths_of_a_relative_directory_exist(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manager = tf.train.CheckpointManager(model_checkpoint(tiny()), "run/checkpoints", max_to_keep=3)
+    for step in (1, 2):
+        manager.save(checkpoint_number=step)
+    paths = checkpoint_paths("run/checkpoints")
+    assert [os.path.basename(p) for p in paths] == ["ckpt-1", "ckpt-2"]
+    assert all(os.path.exists(p + ".index") for p in paths)

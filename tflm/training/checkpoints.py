@@ -36,9 +36,8 @@ def model_checkpoint(model):
 def checkpoint_paths(directory):
     """The checkpoints in `directory`, oldest first (as listed in its `checkpoint` state file)."""
     state = tf.train.get_checkpoint_state(directory)
-    if state is None:
-        return []
-    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in state.all_model_checkpoint_paths]
+    # TF already joins relative entries to `directory` (joining again broke relative run directories).
+    return list(state.all_model_checkpoint_paths) if state else []
 
 
 def resolve_checkpoint(path):
