@@ -400,3 +400,28 @@ def test_generate_and_evaluate_commands(overfit_run):
     assert {"loss", "perplexity", "word_perplexity", "bits_per_character"} <= set(scores)
     result = CliRunner().invoke(main, ["translate", "--run-dir", overfit_run, "hello"])
     assert result.exit_code != 0 and "tflm generate" in result.output
+
+
+def test_averaging_a_language_model_run_from_a_relative_run_directory(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tflm.cli import main
+    from tflm.training import checkpoint_paths, restore_model
+
+    monkeypatch.chdir(tmp_path)
+    _train_tiny_lm(tmp_path, "run", max_steps=9, checkpoint_every_steps=3)
+    result = CliRunner().invoke(main, ["average", "--run-dir", "run", "--last", "2"])  # relative, as users type it
+    assert result.exit_code == 0, result.output
+    config, tokenizer = language_modeling.load_run_config("run"), language_modeling.load_vocabulary("run")
+    weights = []
+    last_two = checkpoint_paths("run/checkpoints")[-2:]  # every 3 steps and at the epoch's end
+    for path in last_two + ["run/checkpoints/averaged"]:
+        model = language_modeling.build_model(config, tokenizer)
+        restore_model(model, path)
+        weights.append([np.asarray(v) for v in model.weights])
+    assert any(not np.allclose(a, b) for a, b in zip(weights[0], weights[1]))
+    for a, b, averaged in zip(*weights):
+        np.testing.assert_allclose(averaged, (a + b) / 2, rtol=1e-5, atol=1e-6)
+    result = CliRunner().invoke(main, ["evaluate", "--run-dir", "run", "--split", "valid", "--checkpoint", "averaged"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])["checkpoint"] == "averaged"

@@ -431,14 +431,11 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
 def average(run_dir, count):
     """Average the weights of the last N checkpoints of a run (often better than any one of them).
 
-    Writes RUN_DIR/checkpoints/averaged/; use it with --checkpoint averaged in evaluate and translate
-    (and export).
+    Translation and language-model runs. Writes RUN_DIR/checkpoints/averaged/; use it with --checkpoint
+    averaged in evaluate, translate, generate and export.
     """
     _setup_logging()
-    from tflm.tasks import translation
-
-    path = translation.average_run_checkpoints(run_dir, count)
-    click.echo(path)
+    click.echo(_task_module(None, run_dir).average_run_checkpoints(run_dir, count))
 
 
 # ----------------------------------------------------------------------------------------- attention

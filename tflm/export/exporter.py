@@ -291,7 +291,7 @@ def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", averag
 
     task = task_name(run_dir)
     if average:
-        translation.average_run_checkpoints(run_dir, average)
+        (language_modeling if task == "language_modeling" else translation).average_run_checkpoints(run_dir, average)
         checkpoint = "averaged"
     if task == "language_modeling":
         exportable = language_modeling.Generator.from_run_dir(run_dir, checkpoint, decoding=decoding)

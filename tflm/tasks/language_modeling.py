@@ -50,6 +50,7 @@ from tflm.tasks.runs import (
     model_dtype,
     model_params,
     resolve_run_checkpoint,
+    save_averaged_checkpoint,
     start_run,
 )
 from tflm.text.tokenizers import EOS_ID, PAD_ID, load_tokenizer
@@ -574,6 +575,11 @@ class SampleGenerations:
             rows.append(f"| {prompt!r} | {continuations[0].replace('|', '/').replace(chr(10), ' / ')} |")
         with trainer.writers["valid"].as_default(step=trainer.step):
             tf.summary.text("sample_generations", "\n".join(rows))
+
+
+def average_run_checkpoints(run_dir, count=5):
+    """Averages the last `count` training checkpoints of a run into `checkpoints/averaged/`; returns its path."""
+    return save_averaged_checkpoint(run_dir, build_model(load_run_config(run_dir), load_vocabulary(run_dir)), count)
 
 
 def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from tflm import config as config_lib
+from tflm.training.checkpoints import average_checkpoints, checkpoint_paths, model_checkpoint
 from tflm.training.schedules import make_schedule
 from tflm.training.trainer import set_seed
 
@@ -171,6 +172,25 @@ def build_optimizer(training_config, total_steps=None):
 
 def count_parameters(model):
     return int(sum(keras.ops.size(v) for v in model.trainable_weights))
+
+
+def save_averaged_checkpoint(run_dir, model, count=5):
+    """Averages the last `count` training checkpoints of a run into `model` and saves the result in
+    `run_dir/checkpoints/averaged/` (replacing an earlier average); returns its path."""
+    if count < 1:
+        raise ValueError(f"Average at least one checkpoint (got {count}).")
+    paths = checkpoint_paths(os.path.join(run_dir, "checkpoints"))
+    if not paths:
+        raise FileNotFoundError(f"{run_dir}/checkpoints: no training checkpoints to average; was this run trained?")
+    if len(paths) < count:
+        logger.warning("%s has %d training checkpoints; averaging them all (asked for %d).", run_dir, len(paths),
+                       count)
+    paths = paths[-count:]
+    average_checkpoints(model, paths)
+    manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(run_dir, "checkpoints", "averaged"),
+                                         max_to_keep=1, checkpoint_name="averaged")
+    step = int(os.path.basename(paths[-1]).split("-")[-1])
+    return manager.save(checkpoint_number=step)
 
 
 def resolve_run_checkpoint(run_dir, checkpoint):

@@ -33,13 +33,7 @@ from tflm.metrics.translation import corpus_scores
 from tflm.models import Seq2Seq, get_model_class, preset_params
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
-from tflm.training.checkpoints import (
-    ModelVariables,
-    average_checkpoints,
-    checkpoint_paths,
-    model_checkpoint,
-    restore_model,
-)
+from tflm.training.checkpoints import ModelVariables, restore_model
 from tflm.tasks.runs import (
     ModelConfig,
     TrainingConfig,
@@ -50,6 +44,7 @@ from tflm.tasks.runs import (
     model_dtype,
     model_params,
     resolve_run_checkpoint,
+    save_averaged_checkpoint,
     start_run,
 )
 from tflm.training.strategies import make_strategy
@@ -408,13 +403,7 @@ class Translator(tf.Module):
 def average_run_checkpoints(run_dir, count=5):
     """Averages the last `count` training checkpoints of a run into `checkpoints/averaged/`; returns its path."""
     config = load_run_config(run_dir)
-    model = build_model(config, *load_vocabularies(run_dir))
-    paths = checkpoint_paths(os.path.join(run_dir, "checkpoints"))[-count:]
-    average_checkpoints(model, paths)
-    manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(run_dir, "checkpoints", "averaged"),
-                                         max_to_keep=1, checkpoint_name="averaged")
-    step = int(os.path.basename(paths[-1]).split("-")[-1])
-    return manager.save(checkpoint_number=step)
+    return save_averaged_checkpoint(run_dir, build_model(config, *load_vocabularies(run_dir)), count)
 
 
 # ------------------------------------------------------------------------------------------- training
