@@ -427,7 +427,8 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
 
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--last", "count", default=5, show_default=True, help="Average the last N training checkpoints.")
+@click.option("--last", "count", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Average the last N training checkpoints.")
 def average(run_dir, count):
     """Average the weights of the last N checkpoints of a run (often better than any one of them).
 
