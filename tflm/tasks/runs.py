@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tflm import config as config_lib
 from tflm.training.checkpoints import average_checkpoints, checkpoint_paths, model_checkpoint
+from tflm.training.optimizers import Muon
 from tflm.training.schedules import make_schedule
 from tflm.training.trainer import set_seed
 
@@ -158,9 +159,11 @@ def build_optimizer(training_config, total_steps=None):
     check_optimizer(training_config.optimizer)
     if training_config.optimizer == "muon":
         # Embedding tables (paths with "embedding"; GPT's output projection is tied to one) and the LSTM model's
-        # untied output layer (".../logits/kernel") stay with Adam, as the Muon authors advise.
-        optimizer = keras.optimizers.Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,
-                                          exclude_layers=["/logits/"])
+        # untied output layer (".../logits/kernel") stay with Adam, as the Muon authors advise. Under bfloat16 mixed
+        # precision the Newton–Schulz iterations run in bfloat16 too (float16's range is too small for them).
+        newton_schulz_dtype = "bfloat16" if training_config.mixed_precision == "bfloat16" else "float32"
+        optimizer = Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,
+                         exclude_layers=["/logits/"], newton_schulz_dtype=newton_schulz_dtype)
     elif training_config.weight_decay:
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
     else:

@@ -9,6 +9,7 @@ from tflm.training.checkpoints import (
     restore_model,
 )
 from tflm.training.losses import token_cross_entropy
+from tflm.training.optimizers import Muon
 from tflm.training.schedules import SCHEDULES, WarmupCosine, WarmupInverseSqrt, make_schedule
 from tflm.training.strategies import STRATEGIES, make_strategy, split_cpu
 from tflm.training.trainer import Trainer, TrainResult, set_seed
