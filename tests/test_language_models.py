@@ -282,6 +282,30 @@ def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp
         config.validate()
 
 
+def test_bfloat16_training_with_muon_learns_and_orthogonalizes_in_bfloat16(tmp_path):
+    keras.utils.set_random_seed(0)
+    run_dir = _train_tiny_lm(tmp_path, "bf16", max_steps=12, optimizer="muon", mixed_precision="bfloat16")
+    generator = language_modeling.Generator.from_run_dir(run_dir, checkpoint="last")
+    assert {w.dtype for w in generator.model.weights} == {"float32"}  # mixed precision: float32 variables
+    loss = language_modeling.evaluate(run_dir, "test", checkpoint="last")["loss"]
+    assert loss < 0.9 * np.log(generator.tokenizer.vocabulary_size), loss  # it learned something
+
+    bf16 = language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="muon",
+                                                                              mixed_precision="bfloat16"))
+    fp32 = language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="muon"))
+    assert (bf16.newton_schulz_dtype, fp32.newton_schulz_dtype) == ("bfloat16", "float32")
+    # The bfloat16 iterations orthogonalize as the float32 ones do: singular values in the band the quintic
+    # iteration leaves (about 0.7-1.2 instead of exactly 1), and an update in nearly the same direction (rounding
+    # moves it by a few percent), returned in float32.
+    momentum = tf.random.stateless_normal((48, 96), seed=(1, 2)) * 1e-3
+    rounded, exact = (optimizer.zeropower_via_newtonschulz5(momentum, 5).numpy() for optimizer in (bf16, fp32))
+    assert rounded.dtype == np.float32
+    singular_values = np.linalg.svd(rounded, compute_uv=False)
+    assert 0.6 < singular_values.min() and singular_values.max() < 1.25, singular_values
+    cosine = np.sum(rounded * exact) / (np.linalg.norm(rounded) * np.linalg.norm(exact))
+    assert cosine > 0.99, cosine
+
+
 def test_muon_under_mirrored_strategy_takes_the_one_device_steps(tmp_path):
     """Two replicas (the CPU split in two) each see half of every batch; Muon's update of the summed gradient
     must give the weights of one device seeing the whole batch."""
