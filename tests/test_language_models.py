@@ -294,6 +294,7 @@ def test_bfloat16_training_with_muon_learns_and_orthogonalizes_in_bfloat16(tmp_p
                                                                               mixed_precision="bfloat16"))
     fp32 = language_modeling.build_optimizer(language_modeling.TrainingConfig(optimizer="muon"))
     assert (bf16.newton_schulz_dtype, fp32.newton_schulz_dtype) == ("bfloat16", "float32")
+    assert type(bf16).from_config(bf16.get_config()).newton_schulz_dtype == "bfloat16"
     # The bfloat16 iterations orthogonalize as the float32 ones do: singular values in the band the quintic
     # iteration leaves (about 0.7-1.2 instead of exactly 1), and an update in nearly the same direction (rounding
     # moves it by a few percent), returned in float32.
