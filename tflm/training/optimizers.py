@@ -19,8 +19,7 @@ class Muon(keras.optimizers.Muon):
         self.newton_schulz_dtype = newton_schulz_dtype
 
     def zeropower_via_newtonschulz5(self, x, steps: int):
-        if keras.backend.standardize_dtype(x.dtype) == self.newton_schulz_dtype:
-            return super().zeropower_via_newtonschulz5(x, steps)
+        # A cast to the dtype a tensor already has is no op, so float32 runs Keras' iterations unchanged.
         orthogonalized = super().zeropower_via_newtonschulz5(ops.cast(x, self.newton_schulz_dtype), steps)
         return ops.cast(orthogonalized, x.dtype)
 
