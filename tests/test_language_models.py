@@ -14,6 +14,7 @@ from tflm.data.language_modeling import (
     contiguous_dataset,
     contiguous_segments,
     count_words,
+    num_contiguous_segments,
     num_windows,
     tokenize_stream,
     window_dataset,
@@ -166,6 +167,25 @@ def test_windows_and_contiguous_segments():
     np.testing.assert_array_equal(segments[1, 0, :2], [5, 6])  # row 0 of batch 1 continues row 0 of batch 0
     np.testing.assert_array_equal(segments[0, 1, :2], [33, 34])
     assert count_words(["a b c\n", "\n"]) == 5
+
+
+def test_contiguous_random_offsets_cut_each_epoch_elsewhere_and_keep_streams_continuous():
+    ids = np.arange(1001, dtype=np.int32)
+    steps = num_contiguous_segments(ids, 10, 4, random_offset=True)
+    assert steps == num_contiguous_segments(ids, 10, 4) - 1 == 24  # room left for any offset below 10
+    epochs = [[(np.asarray(x["token_ids"]), np.asarray(y)) for x, y in
+               contiguous_dataset(ids, 10, 4, seed=3, epoch=epoch, random_offset=True)] for epoch in range(6)]
+    assert {len(batches) for batches in epochs} == {steps}  # the same number of steps every epoch
+    assert len({int(batches[0][0][0, 0]) for batches in epochs}) > 1  # the cut moves between epochs
+    for batches in epochs:
+        for (x, y), (next_x, _) in zip(batches, batches[1:]):
+            np.testing.assert_array_equal(x + 1, y)  # labels are the next tokens (ids are their positions)
+            np.testing.assert_array_equal(next_x[:, 0], x[:, -1] + 1)  # each row continues the same row
+        assert int(batches[-1][1].max()) < len(ids)
+    again = next(iter(contiguous_dataset(ids, 10, 4, seed=3, epoch=2, random_offset=True)))[0]["token_ids"]
+    np.testing.assert_array_equal(again, epochs[2][0][0])  # (seed, epoch) decides the cut: resumable
+    plain = next(iter(contiguous_dataset(ids, 10, 4)))[0]["token_ids"]
+    np.testing.assert_array_equal(np.asarray(plain)[:, 0], [0, 250, 500, 750])
 
 
 def test_random_offsets_cut_each_epoch_elsewhere_with_a_fixed_count():

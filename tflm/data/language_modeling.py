@@ -7,7 +7,8 @@
   shuffled by (seed, epoch) and batched: `({"token_ids": w[:, :-1]}, w[:, 1:])`; with `random_offset`, each
   epoch's windows start at a different offset, so later epochs cut the text at other places.
 - `contiguous_dataset`: the stream split into `batch_size` parallel streams, read `length` tokens at a time
-  in order, so row i of batch n+1 continues row i of batch n (Transformer-XL's segment recurrence).
+  in order, so row i of batch n+1 continues row i of batch n (Transformer-XL's segment recurrence); with
+  `random_offset`, each epoch's streams start at a different offset.
 """
 
 import logging
@@ -126,18 +127,41 @@ def _windows_at_any_offset(ids, length, stride):
     return len(range(stride - 1, max(len(ids) - length, 0), stride))
 
 
-def contiguous_segments(ids, length, batch_size):
-    """`(num_segments, batch_size, length + 1)`: the stream as `batch_size` parallel streams, in order."""
+def contiguous_segments(ids, length, batch_size, offset=0, count=None):
+    """`(num_segments, batch_size, length + 1)`: the stream as `batch_size` parallel streams, in order.
+
+    `offset` drops that many tokens first; `count` caps the segments per stream (at most as many as fit).
+    """
+    ids = ids[offset:]
     per_stream = (len(ids) - 1) // batch_size
     if per_stream < length:
         raise ValueError(f"{len(ids)} tokens are too few for {batch_size} streams of at least {length + 1} tokens.")
-    count = per_stream // length
+    count = min(per_stream // length, count or per_stream)
     streams = np.stack([ids[i * per_stream: i * per_stream + count * length + 1] for i in range(batch_size)])
     return np.stack([streams[:, n * length: n * length + length + 1] for n in range(count)])
 
 
-def contiguous_dataset(ids, length, batch_size):
-    """Batches where row i of batch n+1 continues row i of batch n (for segment recurrence)."""
-    segments = contiguous_segments(ids, length, batch_size)
+def num_contiguous_segments(ids, length, batch_size, random_offset=False):
+    """Segments per stream (steps per epoch) of `contiguous_dataset`: with `random_offset`, as many as the
+    largest offset leaves room for, the same every epoch."""
+    most = length - 1 if random_offset and _room_for_offsets(ids, length, batch_size) else 0
+    return ((len(ids) - most - 1) // batch_size) // length
+
+
+def _room_for_offsets(ids, length, batch_size):
+    return (len(ids) - length) // batch_size >= length  # every stream keeps a segment at offset length - 1
+
+
+def contiguous_dataset(ids, length, batch_size, seed=0, epoch=0, random_offset=False):
+    """Batches where row i of batch n+1 continues row i of batch n (for segment recurrence).
+
+    With `random_offset`, every stream starts `[0, length)` tokens later, by an offset drawn from (seed,
+    epoch): each epoch cuts the segments elsewhere (as `window_dataset` does), in the same number of steps.
+    """
+    count = num_contiguous_segments(ids, length, batch_size, random_offset)
+    offset = 0
+    if random_offset and _room_for_offsets(ids, length, batch_size):
+        offset = int(np.random.default_rng([seed, epoch, 2]).integers(length))
+    segments = contiguous_segments(ids, length, batch_size, offset, count)
     dataset = tf.data.Dataset.from_tensor_slices(segments)
     return dataset.map(lambda s: ({"token_ids": s[:, :-1]}, s[:, 1:])).prefetch(tf.data.AUTOTUNE)

@@ -30,6 +30,7 @@ from tflm.data.language_modeling import (
     contiguous_segments,
     count_words,
     keeps_newlines,
+    num_contiguous_segments,
     num_windows,
     read_text_lines,
     tokenize_stream,
@@ -71,7 +72,7 @@ class LMDataConfig:
     test_file: Optional[str] = None
     sequence_length: int = 256  # tokens per training window (or segment, for Transformer-XL)
     stride: Optional[int] = None  # between training windows (default: sequence_length, no overlap)
-    random_offsets: bool = True  # shift each epoch's windows by a random offset (different cuts every epoch)
+    random_offsets: bool = True  # shift each epoch's windows (or segments) by a random offset: new cuts each epoch
     batch_size: int = 32
     eval_stride: Optional[int] = None  # evaluation windows (default sequence_length // 2: context for every token)
     max_train_tokens: Optional[int] = None  # use only the first N training tokens (quick runs)
@@ -526,12 +527,12 @@ def build_trainer(config, run_dir, data, strategy=None, verbose=True):
 def train_datasets(config, data, model):
     """`(epoch -> dataset, steps per epoch)`: shuffled windows, or contiguous segments for recurrence."""
     length, batch = config.data.sequence_length, config.data.batch_size
+    stride, random_offset, seed = config.data.stride, config.data.random_offsets, config.training.seed
     if is_recurrent(model):
-        steps = len(contiguous_segments(data.train_ids, length, batch))
-        return (lambda epoch: contiguous_dataset(data.train_ids, length, batch)), steps
-    stride, random_offset = config.data.stride, config.data.random_offsets
+        steps = num_contiguous_segments(data.train_ids, length, batch, random_offset)
+        return (lambda epoch: contiguous_dataset(data.train_ids, length, batch, seed=seed, epoch=epoch,
+                                                 random_offset=random_offset)), steps
     count = num_windows(data.train_ids, length, stride, random_offset)
-    seed = config.training.seed
     return (lambda epoch: window_dataset(data.train_ids, length, batch, stride, seed=seed, epoch=epoch,
                                          random_offset=random_offset)), -(-count // batch)
 
