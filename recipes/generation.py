@@ -56,6 +56,8 @@ def parse_args():
                         help="XLA-compile the training step (training windows have one shape)")
     parser.add_argument("--random-offsets", action=argparse.BooleanOptionalAction, default=True,
                         help="cut the text at a random offset each epoch (--no-random-offsets: the same windows)")
+    parser.add_argument("--segments-per-chunk", type=int, default=None,
+                        help="Transformer-XL: read shuffled chunks of this many segments (default: unbroken streams)")
     parser.add_argument("--time-budget", default="60m")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--prompts", default='["", "ROMEO:", "The history of"]', help="JSON list of prompts to sample")
@@ -71,7 +73,7 @@ def main():
     # 1. Configuration, saved as the run's config.json.
     data = lm.LMDataConfig(dataset=None if args.train_file else args.corpus, data_dir=args.data_dir,
                            sequence_length=args.sequence_length, batch_size=args.batch_size,
-                           random_offsets=args.random_offsets)
+                           random_offsets=args.random_offsets, segments_per_chunk=args.segments_per_chunk)
     if args.train_file:
         data.train_file = data.valid_file = data.test_file = args.train_file
     config = lm.LanguageModelConfig(

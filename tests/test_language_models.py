@@ -128,8 +128,10 @@ def test_word_perplexity_covers_every_token_of_the_text():
     assert partial["tokens"] == 60 and partial["text_tokens"] == 90
 
 
-def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path):
-    """Random 8-token chunks, each repeated once: the repeat is predictable only from the previous segment."""
+@pytest.mark.parametrize("segments_per_chunk", [None, 2])
+def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path, segments_per_chunk):
+    """Random 8-token chunks, each repeated once: the repeat is predictable only from the previous segment
+    (read as unbroken streams, or as shuffled chunks of two segments: a text and its repeat)."""
     rng = np.random.default_rng(3)
     length, vocabulary = 8, 16
     chunks = rng.integers(4, vocabulary, (600, length))
@@ -142,7 +144,8 @@ def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path):
     from tflm.training import Trainer
 
     trainer = Trainer(model, keras.optimizers.Adam(3e-3), str(tmp_path), save_every_epoch=False, verbose=False)
-    trainer.fit(lambda epoch: contiguous_dataset(ids, length, 8), epochs=4,
+    trainer.fit(lambda epoch: contiguous_dataset(ids, length, 8, epoch=epoch, segments_per_chunk=segments_per_chunk),
+                epochs=4,
                 on_epoch_start=lambda trainer, epoch: model.reset_memory())
     held_out = np.repeat(rng.integers(4, vocabulary, (60, length)), 2, axis=0).reshape(-1).astype("int32")
     with_memory, _ = language_modeling.evaluate_ids(model, held_out, length, batch_size=4)
@@ -186,6 +189,50 @@ def test_contiguous_random_offsets_cut_each_epoch_elsewhere_and_keep_streams_con
     np.testing.assert_array_equal(again, epochs[2][0][0])  # (seed, epoch) decides the cut: resumable
     plain = next(iter(contiguous_dataset(ids, 10, 4)))[0]["token_ids"]
     np.testing.assert_array_equal(np.asarray(plain)[:, 0], [0, 250, 500, 750])
+
+
+def test_shuffled_chunks_of_segments_for_transformer_xl():
+    ids = np.arange(1001, dtype=np.int32)
+    steps = num_contiguous_segments(ids, 10, 4, random_offset=True, segments_per_chunk=3)
+    assert steps == 24  # 33 chunks of 30 tokens fit at any offset below 10: 8 batches of 4, 3 segments each
+    epochs = []
+    for epoch in range(3):
+        batches = [({k: np.asarray(v) for k, v in x.items()}, np.asarray(y)) for x, y in contiguous_dataset(
+            ids, 10, 4, seed=1, epoch=epoch, random_offset=True, segments_per_chunk=3)]
+        assert len(batches) == steps
+        for n, (x, y) in enumerate(batches):
+            np.testing.assert_array_equal(x["token_ids"] + 1, y)
+            assert x["new_chunk"].tolist() == [n % 3 == 0] * 4  # the memory empties where chunks start
+            if n % 3:  # within a chunk, each row continues the same row
+                np.testing.assert_array_equal(x["token_ids"][:, 0], batches[n - 1][0]["token_ids"][:, -1] + 1)
+        starts = np.concatenate([x["token_ids"][:, 0] for x, _ in batches[::3]])
+        assert len(set(starts % 30)) == 1 and len(set(starts)) == 32  # one offset, each chunk read once
+        epochs.append(starts)
+    orders = [starts - starts % 30 for starts in epochs]  # where each epoch's chunks lie, in reading order
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])  # reshuffled
+    with pytest.raises(ValueError, match="segments_per_chunk"):
+        contiguous_dataset(ids, 10, 4, segments_per_chunk=0)
+    with pytest.raises(ValueError, match="too few"):
+        contiguous_dataset(ids, 10, 64, segments_per_chunk=3)
+
+
+def test_transformer_xl_new_chunk_empties_the_memory_of_its_rows():
+    keras.utils.set_random_seed(0)
+    model = TransformerXL(20, hidden_dim=16, intermediate_dim=32, num_heads=2, num_layers=2, dropout=0.0,
+                          memory_length=4)
+    model.build()
+    model.enable_memory_state(2)
+    first, second = np.array([[1, 2, 3, 4], [5, 6, 7, 8]]), np.array([[9, 10, 11, 12], [13, 14, 15, 16]])
+    model({"token_ids": first})
+    carried = np.asarray(model({"token_ids": second}))
+    model.reset_memory()
+    model({"token_ids": first})
+    mixed = np.asarray(model({"token_ids": second, "new_chunk": np.array([True, False])}))
+    model.reset_memory()
+    fresh = np.asarray(model({"token_ids": second}))
+    np.testing.assert_allclose(mixed[0], fresh[0], atol=1e-5)  # row 0 forgot the first segment
+    np.testing.assert_allclose(mixed[1], carried[1], atol=1e-5)  # row 1 kept it
+    assert np.abs(carried[0] - fresh[0]).max() > 1e-3  # (the memory matters)
 
 
 def test_random_offsets_cut_each_epoch_elsewhere_with_a_fixed_count():

@@ -141,27 +141,57 @@ def contiguous_segments(ids, length, batch_size, offset=0, count=None):
     return np.stack([streams[:, n * length: n * length + length + 1] for n in range(count)])
 
 
-def num_contiguous_segments(ids, length, batch_size, random_offset=False):
-    """Segments per stream (steps per epoch) of `contiguous_dataset`: with `random_offset`, as many as the
-    largest offset leaves room for, the same every epoch."""
-    most = length - 1 if random_offset and _room_for_offsets(ids, length, batch_size) else 0
+def num_contiguous_segments(ids, length, batch_size, random_offset=False, segments_per_chunk=None):
+    """Steps per epoch of `contiguous_dataset` (the same every epoch: with `random_offset`, as many as the
+    largest offset leaves room for)."""
+    most = length - 1 if random_offset and _room_for_offsets(ids, length, batch_size, segments_per_chunk) else 0
+    if segments_per_chunk:
+        return (len(ids) - most - 1) // (segments_per_chunk * length) // batch_size * segments_per_chunk
     return ((len(ids) - most - 1) // batch_size) // length
 
 
-def _room_for_offsets(ids, length, batch_size):
-    return (len(ids) - length) // batch_size >= length  # every stream keeps a segment at offset length - 1
+def _room_for_offsets(ids, length, batch_size, segments_per_chunk=None):
+    # At offset length - 1, every stream keeps a segment (or a batch of chunks remains).
+    if segments_per_chunk:
+        return (len(ids) - length) // (segments_per_chunk * length) >= batch_size
+    return (len(ids) - length) // batch_size >= length
 
 
-def contiguous_dataset(ids, length, batch_size, seed=0, epoch=0, random_offset=False):
+def contiguous_dataset(ids, length, batch_size, seed=0, epoch=0, random_offset=False, segments_per_chunk=None):
     """Batches where row i of batch n+1 continues row i of batch n (for segment recurrence).
 
     With `random_offset`, every stream starts `[0, length)` tokens later, by an offset drawn from (seed,
     epoch): each epoch cuts the segments elsewhere (as `window_dataset` does), in the same number of steps.
+
+    With `segments_per_chunk`, the text is cut into chunks of that many segments instead of `batch_size`
+    streams; each epoch reads the chunks in a random order, `batch_size` at a time, and the inputs carry
+    `new_chunk` (bool `(batch,)`, true where a row starts a chunk and its memory must start empty). Unbroken
+    streams keep a batch on `batch_size` places of the text for a whole epoch, so successive batches are
+    alike; shuffled chunks still give each token up to a chunk of context.
     """
-    count = num_contiguous_segments(ids, length, batch_size, random_offset)
+    if segments_per_chunk is not None and segments_per_chunk < 1:
+        raise ValueError(f"segments_per_chunk must be at least 1 (got {segments_per_chunk}); leave it unset for "
+                         "unbroken streams.")
+    count = num_contiguous_segments(ids, length, batch_size, random_offset, segments_per_chunk)
+    if segments_per_chunk and count == 0:
+        raise ValueError(f"{len(ids)} tokens are too few for {batch_size} chunks of {segments_per_chunk} segments "
+                         f"of {length + 1} tokens; lower segments_per_chunk or the batch size.")
     offset = 0
-    if random_offset and _room_for_offsets(ids, length, batch_size):
+    if random_offset and _room_for_offsets(ids, length, batch_size, segments_per_chunk):
         offset = int(np.random.default_rng([seed, epoch, 2]).integers(length))
-    segments = contiguous_segments(ids, length, batch_size, offset, count)
-    dataset = tf.data.Dataset.from_tensor_slices(segments)
-    return dataset.map(lambda s: ({"token_ids": s[:, :-1]}, s[:, 1:])).prefetch(tf.data.AUTOTUNE)
+    if not segments_per_chunk:
+        segments = contiguous_segments(ids, length, batch_size, offset, count)
+        dataset = tf.data.Dataset.from_tensor_slices(segments)
+        return dataset.map(lambda s: ({"token_ids": s[:, :-1]}, s[:, 1:])).prefetch(tf.data.AUTOTUNE)
+    span = segments_per_chunk * length
+    available = (len(ids) - offset - 1) // span
+    starts = offset + span * np.random.default_rng([seed, epoch, 3]).permutation(available)
+    starts = starts[: count // segments_per_chunk * batch_size].reshape(-1, batch_size)  # (groups, batch)
+    positions = starts[:, None, :, None] + length * np.arange(segments_per_chunk)[None, :, None, None] + \
+        np.arange(length + 1)[None, None, None, :]  # (groups, segments_per_chunk, batch, length + 1)
+    segments = np.asarray(ids)[positions.reshape(-1, batch_size, length + 1)]
+    new_chunk = np.zeros((len(starts), segments_per_chunk, batch_size), bool)
+    new_chunk[:, 0] = True
+    dataset = tf.data.Dataset.from_tensor_slices((segments, new_chunk.reshape(-1, batch_size)))
+    return dataset.map(lambda s, new: ({"token_ids": s[:, :-1], "new_chunk": new}, s[:, 1:])).prefetch(
+        tf.data.AUTOTUNE)

@@ -93,6 +93,9 @@ class TransformerXL(LanguageModel):
 
     def call(self, inputs, training=False):
         memory = self._memory_state.read() if self._memory_state is not None else None
+        if memory is not None and "new_chunk" in inputs:  # rows that start a chunk start with an empty memory
+            keep = ops.cast(ops.logical_not(inputs["new_chunk"]), memory[0].dtype)[:, None, None]
+            memory = [layer_memory * keep for layer_memory in memory]
         logits, new_memory = self.forward(inputs["token_ids"], memory, training=training)
         if self._memory_state is not None:
             self._memory_state.write(new_memory)
@@ -100,7 +103,8 @@ class TransformerXL(LanguageModel):
 
     def enable_memory_state(self, batch_size):
         """Makes `call` carry the memory from one batch to the next (for contiguous training batches of
-        `batch_size` streams). Call `reset_memory()` where the streams restart (a new epoch)."""
+        `batch_size` streams). Call `reset_memory()` where the streams restart (a new epoch); inputs with
+        `new_chunk` (bool `(batch,)`) empty the memory of the rows it marks."""
         if not self.memory_length:
             return
         if tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1:

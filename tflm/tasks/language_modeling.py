@@ -73,6 +73,7 @@ class LMDataConfig:
     sequence_length: int = 256  # tokens per training window (or segment, for Transformer-XL)
     stride: Optional[int] = None  # between training windows (default: sequence_length, no overlap)
     random_offsets: bool = True  # shift each epoch's windows (or segments) by a random offset: new cuts each epoch
+    segments_per_chunk: Optional[int] = None  # Transformer-XL: shuffled chunks of this many segments (None: streams)
     batch_size: int = 32
     eval_stride: Optional[int] = None  # evaluation windows (default sequence_length // 2: context for every token)
     max_train_tokens: Optional[int] = None  # use only the first N training tokens (quick runs)
@@ -529,9 +530,10 @@ def train_datasets(config, data, model):
     length, batch = config.data.sequence_length, config.data.batch_size
     stride, random_offset, seed = config.data.stride, config.data.random_offsets, config.training.seed
     if is_recurrent(model):
-        steps = num_contiguous_segments(data.train_ids, length, batch, random_offset)
+        chunk = config.data.segments_per_chunk
+        steps = num_contiguous_segments(data.train_ids, length, batch, random_offset, chunk)
         return (lambda epoch: contiguous_dataset(data.train_ids, length, batch, seed=seed, epoch=epoch,
-                                                 random_offset=random_offset)), steps
+                                                 random_offset=random_offset, segments_per_chunk=chunk)), steps
     count = num_windows(data.train_ids, length, stride, random_offset)
     return (lambda epoch: window_dataset(data.train_ids, length, batch, stride, seed=seed, epoch=epoch,
                                          random_offset=random_offset)), -(-count // batch)
