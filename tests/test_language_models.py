@@ -285,15 +285,18 @@ def overfit_run(tmp_path_factory):
     return run_dir
 
 
-def _train_tiny_lm(tmp_path, run_name, **training):
-    """Trains the tiny GPT on TEXT for a few steps (constant learning rate); returns the run directory."""
+def _train_tiny_lm(tmp_path, run_name, model_type="gpt", data=None, **training):
+    """Trains the tiny GPT (or `model_type`) on TEXT for a few steps (constant learning rate), with `data`'s
+    fields set on the data configuration; returns the run directory."""
     text_file = tmp_path / "text.txt"
     text_file.write_text("".join(TEXT) * 10)
     config = language_modeling.LanguageModelConfig()
     config.data.dataset = None
     config.data.train_file = config.data.valid_file = config.data.test_file = str(text_file)
     config.data.sequence_length, config.data.batch_size = 32, 4
-    config.model.preset = "tiny"
+    for field, value in (data or {}).items():
+        setattr(config.data, field, value)
+    config.model.type, config.model.preset = model_type, "tiny"
     config.model.params = {"dropout": 0.0}
     config.training = language_modeling.TrainingConfig(
         epochs=None, learning_rate=3e-3, schedule="constant", warmup_steps=1, label_smoothing=0.0, samples=0,
@@ -301,6 +304,22 @@ def _train_tiny_lm(tmp_path, run_name, **training):
     run_dir = str(tmp_path / run_name)
     language_modeling.train(config, run_dir, verbose=False)
     return run_dir
+
+
+def test_transformer_xl_run_on_shuffled_chunks_evaluates_with_longer_memory(tmp_path):
+    keras.utils.set_random_seed(0)
+    run_dir = _train_tiny_lm(tmp_path, "txl", model_type="transformer_xl", data={"segments_per_chunk": 2},
+                             max_steps=16)
+    trained = language_modeling.evaluate(run_dir, "test", checkpoint="last")
+    assert trained["context"] == "contiguous segments with memory 32"  # the tiny preset's memory
+    assert trained["loss"] < 0.9 * np.log(language_modeling.load_vocabulary(run_dir).vocabulary_size)  # it learned
+    same = language_modeling.evaluate(run_dir, "test", checkpoint="last", memory_length=32)
+    longer = language_modeling.evaluate(run_dir, "test", checkpoint="last", memory_length=96)
+    assert same["loss"] == pytest.approx(trained["loss"], abs=1e-6)
+    assert longer["context"] == "contiguous segments with memory 96" and longer["loss"] != trained["loss"]
+    assert os.path.exists(os.path.join(run_dir, "eval", "test.last.memory96.json"))
+    with pytest.raises(ValueError, match="memory_length instead"):
+        language_modeling.evaluate(run_dir, "test", checkpoint="last", stride=8)
 
 
 def test_xla_training_steps_match_graph_training_steps(tmp_path):
@@ -325,6 +344,10 @@ def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp
     whole = train("whole", 12)
     loss = language_modeling.evaluate(str(tmp_path / "whole"), "test", checkpoint="last")["loss"]
     assert loss < 0.9 * np.log(whole.tokenizer.vocabulary_size), loss  # it learned something
+    denser = language_modeling.evaluate(str(tmp_path / "whole"), "test", checkpoint="last", stride=4)
+    assert denser["context"] == "windows of 32, stride 4" and denser["loss"] != loss  # more context per token
+    with pytest.raises(ValueError, match="stride instead"):
+        language_modeling.evaluate(str(tmp_path / "whole"), "test", checkpoint="last", memory_length=64)
 
     keras.utils.set_random_seed(0)
     train("resumed", 4)

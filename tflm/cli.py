@@ -240,23 +240,34 @@ def _decoding(run_dir, options):
 @click.option("--max-pairs", type=int, help="Evaluate on the first N pairs (tokens, for language models) only.")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
               help="Where the run's corpus is, if not where it was trained.")
+@click.option("--stride", type=click.IntRange(min=1),
+              help="Language models (GPT): score tokens in windows this far apart (default: half a window).")
+@click.option("--memory-length", type=click.IntRange(min=0),
+              help="Transformer-XL: evaluate with this much memory (default: as trained).")
 @_decoding_options
-def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, stride, memory_length, **options):
     """Evaluate a run on a split of its corpus, and print the scores as JSON.
 
     Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes RUN_DIR/eval/SPLIT.CHECKPOINT.
     STRATEGY.hyp and .json. Language models: loss, perplexity, bits per character (character models) and
-    word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json.
+    word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json (--stride, --memory-length: more context
+    than training had, noted in the file's name).
     """
     _setup_logging()
     module = _task_module(None, run_dir)
     if data_dir:
         _set_run_data_dir(run_dir, data_dir, module)
     if hasattr(module, "Translator"):
+        if stride is not None or memory_length is not None:
+            raise click.UsageError("--stride and --memory-length are for language-model runs.")
         scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs,
                                  decoding=_decoding(run_dir, options))
     else:
-        scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_tokens=max_pairs)
+        try:
+            scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_tokens=max_pairs,
+                                     stride=stride, memory_length=memory_length)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
     click.echo(json.dumps(scores, indent=1))
 
 

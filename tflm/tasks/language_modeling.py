@@ -585,10 +585,30 @@ def average_run_checkpoints(run_dir, count=5):
     return save_averaged_checkpoint(run_dir, build_model(load_run_config(run_dir), load_vocabulary(run_dir)), count)
 
 
-def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):
-    """Loss, perplexity, bits per character and word-level perplexity on a split; writes eval/<split>.json."""
+def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None, stride=None, memory_length=None):
+    """Loss, perplexity, bits per character and word-level perplexity on a split; writes eval/<split>.json.
+
+    More context than training gave: `stride` (GPT) scores each token in windows `stride` apart (default the
+    run's `data.eval_stride`, else half a window); `memory_length` (Transformer-XL) keeps that many hidden
+    states of the previous segments instead of the trained length (the paper evaluates with longer memory).
+    The JSON file's name then says so (`test.best.memory256.json`).
+    """
     config = load_run_config(run_dir)
     tokenizer = load_vocabulary(run_dir)
+    recurrent = config.model.type == "transformer_xl"
+    if memory_length is not None and not recurrent:
+        raise ValueError(f"memory_length is for Transformer-XL runs; {run_dir} is a {config.model.type!r} run "
+                         "(give it a stride instead).")
+    if stride is not None and recurrent:
+        raise ValueError(f"stride is for window models; {run_dir} is a Transformer-XL run, which reads the text "
+                         "with memory (give it a memory_length instead).")
+    if stride is not None and not 0 < stride <= config.data.sequence_length:
+        raise ValueError(f"stride must be in [1, {config.data.sequence_length}] (the run's sequence_length); got "
+                         f"{stride}.")
+    if memory_length is not None and memory_length < 0:
+        raise ValueError(f"memory_length must be 0 or more; got {memory_length}.")
+    if memory_length is not None:
+        config.model.params = {**config.model.params, "memory_length": memory_length}
     model = build_model(config, tokenizer)
     restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
     lines = read_split(config.data, split)
@@ -598,16 +618,17 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None):
         lines = lines[:kept]
         ids = ids[: int(np.sum(line_lengths[:kept]))]
     started = time.monotonic()
-    loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size,
-                                config.data.eval_stride)
+    window_stride = stride or config.data.eval_stride or max(1, config.data.sequence_length // 2)
+    loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size, window_stride)
     result = metrics(loss, tokens, lines, tokenizer, text_tokens=len(ids) - 1)
-    stride = config.data.eval_stride or max(1, config.data.sequence_length // 2)
     result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
-                   "context": "contiguous segments with memory" if is_recurrent(model) else
-                   f"windows of {config.data.sequence_length}, stride {stride}"})
+                   "context": f"contiguous segments with memory {model.memory_length}" if is_recurrent(model) else
+                   f"windows of {config.data.sequence_length}, stride {window_stride}"})
     directory = os.path.join(run_dir, "eval")
     os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}.json"), "w") as f:
+    setting = (f".memory{memory_length}" if memory_length is not None else "") + \
+        (f".stride{stride}" if stride is not None else "")
+    with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}{setting}.json"), "w") as f:
         json.dump(result, f, indent=1)
     logger.info("%s %s: loss %.4f, perplexity %.2f, word perplexity %.2f", run_dir, split, result["loss"],
                 result["perplexity"], result["word_perplexity"])
