@@ -18,6 +18,15 @@ A subword model on WikiText-2 (GPT, or Transformer-XL with --model transformer_x
     python recipes/generation.py --corpus wikitext-2-raw --data-dir ../shared/data --model transformer_xl \
         --vocab-type unigram --vocab-size 8000 --time-budget 60m --run-dir runs/wikitext2-txl
 
+The Transformer-XL hour ahead of GPT's on one core (test word perplexity 277 vs 295; docs/benchmarks.md):
+
+    python recipes/generation.py --corpus wikitext-2-raw --data-dir ../shared/data --model transformer_xl \
+        --preset small --params '{"num_layers": 4, "hidden_dim": 256, "intermediate_dim": 1024, "num_heads": 4,
+                                  "dropout": 0.0, "memory_length": 128}' \
+        --vocab-type unigram --vocab-size 8000 --sequence-length 128 --batch-size 16 --optimizer muon \
+        --learning-rate 3e-3 --schedule cosine --max-steps 3450 --segments-per-chunk 8 \
+        --mixed-precision bfloat16 --time-budget 60m --run-dir runs/wikitext2-txl-chunks
+
 Offline and in a minute, on a text of your own: `--train-file my.txt --preset tiny --time-budget 1m`.
 Re-running the same command resumes an interrupted run; `tensorboard --logdir RUN_DIR/logs` shows the losses
 and the samples generated after each epoch.
