@@ -214,6 +214,11 @@ def test_shuffled_chunks_of_segments_for_transformer_xl():
         contiguous_dataset(ids, 10, 4, segments_per_chunk=0)
     with pytest.raises(ValueError, match="too few"):
         contiguous_dataset(ids, 10, 64, segments_per_chunk=3)
+    config = language_modeling.LanguageModelConfig()
+    config.data.segments_per_chunk = 3
+    gpt = GPT(20, hidden_dim=16, intermediate_dim=32, num_heads=2, num_layers=1)
+    with pytest.raises(ValueError, match="segments_per_chunk is for Transformer-XL"):  # not silently ignored
+        language_modeling.train_datasets(config, language_modeling.LMData(None, ids, ids, []), gpt)
 
 
 def test_transformer_xl_new_chunk_empties_the_memory_of_its_rows():

@@ -529,6 +529,9 @@ def train_datasets(config, data, model):
     """`(epoch -> dataset, steps per epoch)`: shuffled windows, or contiguous segments for recurrence."""
     length, batch = config.data.sequence_length, config.data.batch_size
     stride, random_offset, seed = config.data.stride, config.data.random_offsets, config.training.seed
+    if config.data.segments_per_chunk is not None and not is_recurrent(model):
+        raise ValueError(f"data.segments_per_chunk is for Transformer-XL with memory; a {config.model.type!r} model "
+                         "reads shuffled windows. Leave it unset (--segments-per-chunk in the recipe).")
     if is_recurrent(model):
         chunk = config.data.segments_per_chunk
         steps = num_contiguous_segments(data.train_ids, length, batch, random_offset, chunk)
