@@ -545,3 +545,66 @@ def test_averaging_a_language_model_run_from_a_relative_run_directory(tmp_path, 
     result = CliRunner().invoke(main, ["evaluate", "--run-dir", "run", "--split", "valid", "--checkpoint", "averaged"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output[result.output.index("{"):])["checkpoint"] == "averaged"
+
+
+def _repeated_text(length=12, repeats=8, vocabulary=30, seed=5):
+    """A random run of `length` tokens, `repeats` times: learnable only from the text itself."""
+    return np.tile(np.random.default_rng(seed).integers(4, vocabulary, length), repeats).astype("int32")
+
+
+@pytest.mark.parametrize("make", [gpt, txl], ids=["gpt", "txl"])
+def test_dynamic_evaluation_learns_from_the_text_it_has_scored_and_restores_the_weights(make):
+    keras.utils.set_random_seed(0)
+    model = make()
+    ids = _repeated_text(repeats=16)
+    weights = [w.numpy() for w in model.weights]
+    static = language_modeling.score_ids(model, ids, 8, batch_size=1)[0]
+    dynamic = language_modeling.DynamicEvaluation(learning_rate=0.5)
+    adapted = language_modeling.score_ids(model, ids, 8, dynamic=dynamic)[0]
+    np.testing.assert_array_equal(adapted["targets"], static["targets"])
+    # The first window or segment is scored before any step; later ones by a model that learned the run.
+    np.testing.assert_allclose(adapted["nll"][:8], static["nll"][:8], rtol=1e-5)
+    assert adapted["nll"][-24:].mean() < 0.7 * static["nll"][-24:].mean(), (adapted["nll"], static["nll"])
+    for before, after in zip(weights, model.weights):  # the trained weights are back
+        np.testing.assert_array_equal(before, after.numpy())
+    again, _ = language_modeling.evaluate_ids(model, ids, 8, batch_size=1)
+    assert again == pytest.approx(float(static["nll"].mean()), rel=1e-6)
+    with pytest.raises(ValueError, match="learning_rate"):
+        language_modeling.DynamicEvaluation(learning_rate=0)
+
+
+def _cache_reference(hidden, targets, p_model, size, theta, mix):
+    """The neural cache formula, one position at a time."""
+    nll = []
+    for t in range(len(targets)):
+        keys = range(max(0, t - size), t)
+        if not keys:
+            nll.append(-np.log(p_model[t]))
+            continue
+        weights = np.array([np.exp(theta * hidden[t] @ hidden[i]) for i in keys])
+        p_cache = sum(w for w, i in zip(weights, keys) if targets[i] == targets[t]) / weights.sum()
+        nll.append(-np.log((1 - mix) * p_model[t] + mix * p_cache))
+    return np.array(nll)
+
+
+def test_the_neural_cache_mixes_in_the_tokens_that_followed_similar_states():
+    rng = np.random.default_rng(0)
+    n = 600  # more than one block of 256 queries
+    stream = {"hidden": rng.normal(size=(n, 8)).astype("float32"), "targets": rng.integers(0, 5, n).astype("int32"),
+              "nll": rng.uniform(0.5, 3, n).astype("float32")}
+    for size, theta, mix in [(50, 0.3, 0.2), (300, 1.0, 0.5), (5, 0.0, 1.0)]:
+        np.testing.assert_allclose(
+            language_modeling.cache_nll(stream, language_modeling.NeuralCache(size, theta, mix)),
+            _cache_reference(stream["hidden"], stream["targets"], np.exp(-stream["nll"].astype(np.float64)),
+                             size, theta, mix), rtol=1e-5)
+    np.testing.assert_allclose(language_modeling.cache_nll(stream, language_modeling.NeuralCache(50, 0.3, 0.0)),
+                               stream["nll"], rtol=1e-6)
+
+    # On a repeated run, an untrained model's states repeat with their context: the cache finds the next token.
+    keras.utils.set_random_seed(0)
+    model = gpt()
+    ids = _repeated_text()
+    static, _ = language_modeling.evaluate_ids(model, ids, 8, stride=8)
+    cached, count = language_modeling.evaluate_ids(model, ids, 8, stride=8,
+                                                   cache=language_modeling.NeuralCache(size=40, theta=1.0, mix=0.5))
+    assert count == len(ids) - 1 and cached < 0.7 * static, (cached, static)

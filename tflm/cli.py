@@ -244,28 +244,47 @@ def _decoding(run_dir, options):
               help="Language models (GPT): score tokens in windows this far apart (default: half a window).")
 @click.option("--memory-length", type=click.IntRange(min=0),
               help="Transformer-XL: evaluate with this much memory (default: as trained).")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True),
+              help="Language models: dynamic evaluation, an SGD step of this size on each segment once scored.")
+@click.option("--dynamic-decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Dynamic evaluation: pull the weights back toward the trained ones by this fraction each step.")
+@click.option("--dynamic-streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Dynamic evaluation: read the text as this many parallel streams (1: in order).")
+@click.option("--cache-size", type=click.IntRange(min=1),
+              help="Language models: mix in a neural cache over this many previous positions.")
+@click.option("--cache-theta", type=float, default=0.05, show_default=True,
+              help="Neural cache: the scale of its hidden-state dot products.")
+@click.option("--cache-mix", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="Neural cache: its weight in the mixture with the model's probabilities.")
 @_decoding_options
-def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, stride, memory_length, **options):
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, stride, memory_length, dynamic_lr, dynamic_decay,
+             dynamic_streams, cache_size, cache_theta, cache_mix, **options):
     """Evaluate a run on a split of its corpus, and print the scores as JSON.
 
     Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes RUN_DIR/eval/SPLIT.CHECKPOINT.
     STRATEGY.hyp and .json. Language models: loss, perplexity, bits per character (character models) and
     word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json (--stride, --memory-length: more context
-    than training had, noted in the file's name).
+    than training had; --dynamic-lr, --cache-size: adaptive evaluation, its settings chosen on the valid
+    split; each noted in the file's name).
     """
     _setup_logging()
     module = _task_module(None, run_dir)
     if data_dir:
         _set_run_data_dir(run_dir, data_dir, module)
     if hasattr(module, "Translator"):
-        if stride is not None or memory_length is not None:
-            raise click.UsageError("--stride and --memory-length are for language-model runs.")
+        if any(option is not None for option in (stride, memory_length, dynamic_lr, cache_size)):
+            raise click.UsageError("--stride, --memory-length, --dynamic-* and --cache-* are for language-model "
+                                   "runs.")
         scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_pairs=max_pairs,
                                  decoding=_decoding(run_dir, options))
     else:
         try:
             scores = module.evaluate(run_dir, split=split, checkpoint=checkpoint, max_tokens=max_pairs,
-                                     stride=stride, memory_length=memory_length)
+                                     stride=stride, memory_length=memory_length,
+                                     dynamic=module.DynamicEvaluation(dynamic_lr, dynamic_decay, dynamic_streams)
+                                     if dynamic_lr else None,
+                                     cache=module.NeuralCache(cache_size, cache_theta, cache_mix)
+                                     if cache_size else None)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
     click.echo(json.dumps(scores, indent=1))

@@ -71,11 +71,15 @@ class GPT(LanguageModel):
             x = x + self.positions(x, start_index=start_index)
         return self.embedding_dropout(x, training=training)
 
-    def call(self, inputs, training=False):
-        x = self._embed(inputs["token_ids"], training=training)  # (B, T, d)
+    def hidden_states(self, token_ids, training=False):
+        """The last block's normalized outputs `(B, T, d)`, which `output_logits` reads the logits from."""
+        x = self._embed(token_ids, training=training)  # (B, T, d)
         for block in self.blocks:
             x, _, _ = block(x, training=training)
-        return ops.cast(self.token_embedding(self.final_norm(x), reverse=True), "float32")  # (B, T, V)
+        return self.final_norm(x)
+
+    def call(self, inputs, training=False):
+        return self.output_logits(self.hidden_states(inputs["token_ids"], training=training))  # (B, T, V)
 
     def initial_state(self, batch_size, max_length):
         head_dim = self.hidden_dim // self.num_heads
@@ -107,8 +111,7 @@ class GPT(LanguageModel):
         for block, cache in zip(self.blocks, state["caches"]):
             x, cache, _ = block(x, self_cache=cache, cache_index=step, training=training)
             caches.append(cache)
-        logits = self.token_embedding(self.final_norm(x[:, 0]), reverse=True)
-        return ops.cast(logits, "float32"), {"caches": caches}
+        return self.output_logits(self.final_norm(x[:, 0])), {"caches": caches}
 
     def get_config(self):
         config = super().get_config()

@@ -19,6 +19,11 @@ class LanguageModel(keras.Model):
     strategy of `tflm.decoding` generates with every language model.
     """
 
+    def output_logits(self, hidden):
+        """float32 logits `(..., vocabulary_size)` from the last layer's normalized outputs `(..., hidden_dim)`
+        (the tied output embedding)."""
+        return ops.cast(self.token_embedding(hidden, reverse=True), "float32")
+
     def initial_state(self, batch_size, max_length):
         raise NotImplementedError
 

@@ -80,6 +80,16 @@ class TransformerXL(LanguageModel):
             `(logits, new_memory)`: float32 `(batch, length, vocabulary_size)`, and the list of each block's
             last `memory_length` inputs (None when memory_length is 0).
         """
+        hidden, new_memory = self.forward_hidden(token_ids, memory, training=training)
+        return self.output_logits(hidden), new_memory
+
+    def hidden_states(self, token_ids, training=False):
+        """The last block's normalized outputs `(batch, length, hidden_dim)` of a segment without memory."""
+        return self.forward_hidden(token_ids, None, training=training)[0]
+
+    def forward_hidden(self, token_ids, memory=None, training=False):
+        """`forward` before the output layer: the last block's normalized outputs `(batch, length, hidden_dim)`
+        (what `output_logits` reads the logits from), and the memory for the next segment."""
         x = self.embedding_dropout(self.token_embedding(token_ids), training=training)  # (B, T, d)
         new_memory = []
         for index, block in enumerate(self.blocks):
@@ -88,8 +98,7 @@ class TransformerXL(LanguageModel):
                 joined = x if previous is None else ops.concatenate([ops.cast(previous, x.dtype), x], axis=1)
                 new_memory.append(ops.stop_gradient(joined[:, -self.memory_length:]))
             x = block(x, memory=previous, training=training)
-        logits = ops.cast(self.token_embedding(self.final_norm(x), reverse=True), "float32")
-        return logits, (new_memory if self.memory_length else None)
+        return self.final_norm(x), (new_memory if self.memory_length else None)
 
     def call(self, inputs, training=False):
         memory = self._memory_state.read() if self._memory_state is not None else None
@@ -127,8 +136,7 @@ class TransformerXL(LanguageModel):
         for block, buffer in zip(self.blocks, state["buffers"]):
             x, buffer = block.step(x, buffer, step, training=training)
             buffers.append(buffer)
-        logits = self.token_embedding(self.final_norm(x[:, 0]), reverse=True)
-        return ops.cast(logits, "float32"), {"buffers": buffers}
+        return self.output_logits(self.final_norm(x[:, 0])), {"buffers": buffers}
 
     def get_config(self):
         config = super().get_config()
