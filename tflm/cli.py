@@ -254,7 +254,7 @@ def _decoding(run_dir, options):
               help="Language models: mix in a neural cache over this many previous positions.")
 @click.option("--cache-theta", type=float, default=0.05, show_default=True,
               help="Neural cache: the scale of its hidden-state dot products.")
-@click.option("--cache-mix", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+@click.option("--cache-mix", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Neural cache: its weight in the mixture with the model's probabilities.")
 @_decoding_options
 def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, stride, memory_length, dynamic_lr, dynamic_decay,
