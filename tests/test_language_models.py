@@ -578,6 +578,8 @@ def test_dynamic_evaluation_learns_from_the_text_it_has_scored_and_restores_the_
         np.testing.assert_array_equal(before, after.numpy())
     again, _ = language_modeling.evaluate_ids(model, ids, 8, batch_size=1)
     assert again == pytest.approx(float(static["nll"].mean()), rel=1e-6)
+    two = language_modeling.score_ids(model, ids, 8, dynamic=language_modeling.DynamicEvaluation(0.5, streams=2))
+    assert len(two) == (2 if make is txl else 1)  # Transformer-XL: two streams; windows: two at a time
     with pytest.raises(ValueError, match="learning_rate"):
         language_modeling.DynamicEvaluation(learning_rate=0)
 
@@ -617,3 +619,11 @@ def test_the_neural_cache_mixes_in_the_tokens_that_followed_similar_states():
     cached, count = language_modeling.evaluate_ids(model, ids, 8, stride=8,
                                                    cache=language_modeling.NeuralCache(size=40, theta=1.0, mix=0.5))
     assert count == len(ids) - 1 and cached < 0.7 * static, (cached, static)
+
+    # With a cache, Transformer-XL reads the text as one stream (every position's cache is the text before it).
+    model = txl()
+    one_stream = language_modeling.evaluate_ids(model, ids, 8, batch_size=1)
+    assert language_modeling.evaluate_ids(model, ids, 8, batch_size=4) != one_stream
+    no_mix = language_modeling.evaluate_ids(model, ids, 8, batch_size=4,
+                                            cache=language_modeling.NeuralCache(size=40, mix=0.0))
+    assert no_mix[1] == one_stream[1] and no_mix[0] == pytest.approx(one_stream[0], rel=1e-6)

@@ -259,8 +259,11 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
     `length` at a time, carrying their memory across segments (the whole text is context). Others read
     windows of `length` every `stride` tokens (default `length // 2`), each token scored once, in the
     window where it has the most context. `dynamic` (a `DynamicEvaluation`) adapts the model to the text as
-    it reads it; `cache` (a `NeuralCache`) mixes in a cache pointer.
+    it reads it; `cache` (a `NeuralCache`) mixes in a cache pointer, and then Transformer-XL reads the text as
+    one stream, so that every position's cache holds the text before it (not only its stream's part).
     """
+    if cache is not None and is_recurrent(model):
+        batch_size = 1
     streams = score_ids(model, ids, length, batch_size, stride, max_tokens, dynamic=dynamic,
                         keep_hidden=cache is not None)
     losses = [cache_nll(stream, cache) if cache is not None else stream["nll"] for stream in streams]

@@ -3,7 +3,8 @@
 Chooses the settings on the validation split, then scores the test split once with each, and prints word-level
 perplexities with their ratio to the static figure of the same process:
 
-1. validation, static, keeping the hidden states: the cache's (size, theta, mix) grid on them;
+1. validation, static; then read again keeping the hidden states (Transformer-XL: as one stream, as
+   `evaluate_ids` reads it with a cache): the cache's (size, theta, mix) grid on them;
 2. the first `--tune-tokens` of validation: the dynamic-evaluation learning rates (and decays), against the
    static score of the same tokens read in one stream;
 3. all of validation with the chosen dynamic evaluation, keeping the hidden states: the cache grid again, for
@@ -84,9 +85,10 @@ def main():
     def word_perplexity(loss, lines, ids):
         return lm.metrics(loss, 1, lines, tokenizer, text_tokens=len(ids) - 1)["word_perplexity"]
 
-    scored = lm.score_ids(model, valid, length, streams, stride, keep_hidden=True)
-    static = mean_nll([stream["nll"] for stream in scored])
+    static, _ = lm.evaluate_ids(model, valid, length, streams, stride)
     log(f"valid static: loss {static:.4f}, word ppl {word_perplexity(static, valid_lines, valid)}")
+    # With a cache, evaluate_ids reads Transformer-XL's text as one stream: choose the cache on that reading.
+    scored = lm.score_ids(model, valid, length, 1 if lm.is_recurrent(model) else streams, stride, keep_hidden=True)
     cache_loss, cache = best_cache(scored, args.cache_sizes, args.thetas, args.mixes, log)
     del scored
     log(f"valid cache {cache}: loss {cache_loss:.4f}, word ppl {word_perplexity(cache_loss, valid_lines, valid)}")
