@@ -59,11 +59,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--checkpoint", default="best")
-    parser.add_argument("--learning-rates", type=floats, default=[0.03, 0.05, 0.1, 0.15, 0.2])
+    # The default grids: those of docs/benchmarks.md's WikiText-2 Transformer-XL figures.
+    parser.add_argument("--learning-rates", type=floats, default=[0.05, 0.1, 0.15, 0.2])
     parser.add_argument("--decays", type=floats, default=[0.0, 0.001, 0.01])
-    parser.add_argument("--cache-sizes", type=ints, default=[500, 2000])
-    parser.add_argument("--thetas", type=floats, default=[0.01, 0.03, 0.1])
-    parser.add_argument("--mixes", type=floats, default=[0.05, 0.1, 0.2])
+    parser.add_argument("--cache-sizes", type=ints, default=[1000, 2000, 4000])
+    parser.add_argument("--thetas", type=floats, default=[0.02, 0.03, 0.05])
+    parser.add_argument("--mixes", type=floats, default=[0.15, 0.2, 0.3])
     parser.add_argument("--tune-tokens", type=int, default=40000,
                         help="validation tokens that the dynamic learning rates and decays are chosen on")
     parser.add_argument("--output", help="also write the figures to this JSON file")
