@@ -524,7 +524,7 @@ def test_generate_and_evaluate_commands(overfit_run):
     adaptive = json.loads(result.output[result.output.index("{"):])
     assert adaptive["dynamic"] == {"learning_rate": 0.01, "decay": 0.0, "streams": 1}
     assert adaptive["cache"] == {"size": 100, "theta": 0.5, "mix": 0.2} and adaptive["loss"] != scores["loss"]
-    assert os.path.exists(os.path.join(overfit_run, "eval", "valid.best.dynamic0.01.cache100.json"))
+    assert os.path.exists(os.path.join(overfit_run, "eval", "valid.best.dynamic0.01.cache100t0.5m0.2.json"))
     result = CliRunner().invoke(main, ["evaluate", "--run-dir", overfit_run, "--dynamic-lr", "0"])
     assert result.exit_code != 0 and "--dynamic-lr" in result.output
     result = CliRunner().invoke(main, ["translate", "--run-dir", overfit_run, "hello"])

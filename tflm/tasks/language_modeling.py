@@ -743,7 +743,8 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None, stride=N
     states of the previous segments instead of the trained length (the paper evaluates with longer memory).
     Adaptive evaluation: `dynamic` (a `DynamicEvaluation`) keeps training on the text already scored; `cache`
     (a `NeuralCache`) points at the tokens that followed similar states (choose their settings on `valid`).
-    The JSON file's name then says so (`test.best.memory256.json`, `test.best.dynamic0.03.cache2000.json`).
+    The JSON file's name then says so (`test.best.memory256.json`,
+    `test.best.dynamic0.15d0.01.cache4000t0.05m0.2.json`).
     """
     config = load_run_config(run_dir)
     tokenizer = load_vocabulary(run_dir)
@@ -785,8 +786,9 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None, stride=N
     os.makedirs(directory, exist_ok=True)
     setting = (f".memory{memory_length}" if memory_length is not None else "") + \
         (f".stride{stride}" if stride is not None else "") + \
-        (f".dynamic{dynamic.learning_rate:g}" if dynamic is not None else "") + \
-        (f".cache{cache.size}" if cache is not None else "")
+        (f".dynamic{dynamic.learning_rate:g}" + (f"d{dynamic.decay:g}" if dynamic.decay else "") +
+         (f"s{dynamic.streams}" if dynamic.streams != 1 else "") if dynamic is not None else "") + \
+        (f".cache{cache.size}t{cache.theta:g}m{cache.mix:g}" if cache is not None else "")
     with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}{setting}.json"), "w") as f:
         json.dump(result, f, indent=1)
     logger.info("%s %s: loss %.4f, perplexity %.2f, word perplexity %.2f", run_dir, split, result["loss"],
