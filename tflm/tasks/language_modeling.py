@@ -252,7 +252,8 @@ class NeuralCache:
             raise ValueError(f"NeuralCache.mix must be in [0, 1]; got {self.mix}.")
 
 
-def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, dynamic=None, cache=None):
+def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, dynamic=None, cache=None,
+                 progress=False):
     """Mean next-token loss (nats) over a token stream, and the number of tokens scored.
 
     Models with memory (Transformer-XL) read the stream as `batch_size` contiguous streams, one segment of
@@ -261,17 +262,19 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
     window where it has the most context. `dynamic` (a `DynamicEvaluation`) adapts the model to the text as
     it reads it; `cache` (a `NeuralCache`) mixes in a cache pointer, and then Transformer-XL reads the text as
     one stream, so that every position's cache holds the text before it (not only its stream's part).
+    `progress` logs how far the reading is, every tenth of the text.
     """
     if cache is not None and is_recurrent(model):
         batch_size = 1
     streams = score_ids(model, ids, length, batch_size, stride, max_tokens, dynamic=dynamic,
-                        keep_hidden=cache is not None)
+                        keep_hidden=cache is not None, progress=progress)
     losses = [cache_nll(stream, cache) if cache is not None else stream["nll"] for stream in streams]
     count = sum(len(loss) for loss in losses)
     return float(sum(np.sum(loss, dtype=np.float64) for loss in losses)) / max(count, 1), count
 
 
-def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, dynamic=None, keep_hidden=False):
+def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, dynamic=None, keep_hidden=False,
+              progress=False):
     """Each scored token's negative log-likelihood, per stream in text order (see `evaluate_ids`).
 
     Returns a list of streams (one for window models; `batch_size` for Transformer-XL, or
@@ -281,12 +284,18 @@ def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, d
     ids = np.asarray(ids[: max_tokens + 1] if max_tokens else ids, dtype=np.int32)
     recurrent = is_recurrent(model)
     adapt = _Adaptation(model, dynamic) if dynamic is not None else None
-    step = adapt or _evaluation_function(model, "segment" if recurrent else "window")
-    collected = []
+    step = adapt.step if adapt is not None else _evaluation_function(model, "segment" if recurrent else "window")
+    wanted = dynamic.streams if dynamic is not None else batch_size
+    num_streams = max(1, min(wanted, (len(ids) - 1) // length)) if recurrent else 1
+    collected = [{"nll": [], "targets": [], "hidden": []} for _ in range(num_streams)]
+    started = time.monotonic()
+
+    def report(done, total):
+        if progress and total >= 10 and (done + 1) % (total // 10) == 0:
+            logger.info("scored %d/%d %s (%.0fs)", done + 1, total, "segments" if recurrent else "batches of windows",
+                        time.monotonic() - started)
 
     def add(stream, nll, targets, hidden):
-        while len(collected) <= stream:
-            collected.append({"nll": [], "targets": [], "hidden": []})
         collected[stream]["nll"].append(np.asarray(nll, np.float32))
         collected[stream]["targets"].append(np.asarray(targets, np.int32))
         if keep_hidden:
@@ -294,15 +303,15 @@ def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, d
 
     try:
         if recurrent:
-            wanted = dynamic.streams if dynamic is not None else batch_size
-            num_streams = max(1, min(wanted, (len(ids) - 1) // length))
             memory = None
-            for segment in contiguous_segments(ids, length, num_streams):
+            segments = contiguous_segments(ids, length, num_streams)
+            for index, segment in enumerate(segments):
                 targets = segment[:, 1:]
                 nll, hidden, memory = step(segment[:, :-1], targets, memory, np.ones(targets.shape, np.float32))
                 nll, hidden = np.asarray(nll), (np.asarray(hidden) if keep_hidden else None)
                 for row in range(num_streams):
                     add(row, nll[row], targets[row], hidden[row] if keep_hidden else None)
+                report(index, len(segments))
         else:
             stride = stride or max(1, length // 2)
             cut = windows(ids, length, stride) if len(ids) > length else ids[None, :]
@@ -312,19 +321,21 @@ def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, d
             if covered < len(ids) - 1:  # the tail after the last full window
                 cut = np.concatenate([cut, ids[None, -(length + 1):]])
                 first = np.append(first, length - (len(ids) - 1 - covered))
-            per_batch = dynamic.streams if dynamic is not None else batch_size
-            for start in range(0, len(cut), per_batch):
-                batch, starts = cut[start: start + per_batch], first[start: start + per_batch]
+            starts_of_batches = range(0, len(cut), wanted)
+            for index, start in enumerate(starts_of_batches):
+                batch, starts = cut[start: start + wanted], first[start: start + wanted]
                 targets = batch[:, 1:]
                 scored = (np.arange(targets.shape[1])[None, :] >= starts[:, None]).astype(np.float32)
                 nll, hidden, _ = step(batch[:, :-1], targets, None, scored)
                 nll, hidden = np.asarray(nll), (np.asarray(hidden) if keep_hidden else None)
                 for row, begin in enumerate(starts):
                     add(0, nll[row, begin:], targets[row, begin:], hidden[row, begin:] if keep_hidden else None)
+                report(index, len(starts_of_batches))
     finally:
         if adapt is not None:
             adapt.restore()
-    return [{key: np.concatenate(parts) for key, parts in stream.items() if parts} for stream in collected]
+    return [{key: np.concatenate(parts) for key, parts in stream.items() if parts} for stream in collected
+            if stream["nll"]]
 
 
 def _nll(logits, labels):
@@ -376,9 +387,6 @@ class _Adaptation:
             return nll, hidden, new_memory
 
         self.step = tf.function(step, reduce_retracing=True)
-
-    def __call__(self, inputs, labels, memory, mask):
-        return self.step(inputs, labels, memory, mask)
 
     def restore(self):
         for variable, trained in zip(self.variables, self.trained):
@@ -773,7 +781,7 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None, stride=N
     started = time.monotonic()
     window_stride = stride or config.data.eval_stride or max(1, config.data.sequence_length // 2)
     loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size, window_stride,
-                                dynamic=dynamic, cache=cache)
+                                dynamic=dynamic, cache=cache, progress=True)
     result = metrics(loss, tokens, lines, tokenizer, text_tokens=len(ids) - 1)
     result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
                    "context": f"contiguous segments with memory {model.memory_length}" if is_recurrent(model) else
