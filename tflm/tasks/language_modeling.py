@@ -792,11 +792,16 @@ def evaluate(run_dir, split="test", checkpoint="best", max_tokens=None, stride=N
         result["cache"] = dataclasses.asdict(cache)
     directory = os.path.join(run_dir, "eval")
     os.makedirs(directory, exist_ok=True)
-    setting = (f".memory{memory_length}" if memory_length is not None else "") + \
-        (f".stride{stride}" if stride is not None else "") + \
-        (f".dynamic{dynamic.learning_rate:g}" + (f"d{dynamic.decay:g}" if dynamic.decay else "") +
-         (f"s{dynamic.streams}" if dynamic.streams != 1 else "") if dynamic is not None else "") + \
-        (f".cache{cache.size}t{cache.theta:g}m{cache.mix:g}" if cache is not None else "")
+    setting = ""  # every setting that differs from the plain reading, so that results do not overwrite each other
+    if memory_length is not None:
+        setting += f".memory{memory_length}"
+    if stride is not None:
+        setting += f".stride{stride}"
+    if dynamic is not None:
+        setting += f".dynamic{dynamic.learning_rate:g}" + (f"d{dynamic.decay:g}" if dynamic.decay else "") + \
+            (f"s{dynamic.streams}" if dynamic.streams != 1 else "")
+    if cache is not None:
+        setting += f".cache{cache.size}t{cache.theta:g}m{cache.mix:g}"
     with open(os.path.join(directory, f"{split}.{os.path.basename(str(checkpoint))}{setting}.json"), "w") as f:
         json.dump(result, f, indent=1)
     logger.info("%s %s: loss %.4f, perplexity %.2f, word perplexity %.2f", run_dir, split, result["loss"],
