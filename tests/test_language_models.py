@@ -480,23 +480,43 @@ def test_sampling_with_a_seed_is_reproducible(overfit_run):
     assert other.generate(["It is"]) != first
 
 
-def test_the_exported_lm_gives_the_in_memory_outputs(overfit_run, tmp_path):
-    from tflm.export import export_run
+def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond_its_limits(overfit_run, tmp_path):
+    import tensorflow as tf
+
+    import tflm.export
+    from tflm.export import ServingLimits, export_run
     from tflm.export.check import run_tf1_requests
 
-    path = export_run(overfit_run, "tiny-lm", str(tmp_path))  # the export checks parity itself
+    limits = ServingLimits(max_batch_size=4, max_beam_size=3, max_hypotheses=3, max_new_tokens=30,
+                           max_input_tokens=20)
+    path = export_run(overfit_run, "tiny-lm", str(tmp_path), limits=limits)  # the export checks parity itself
     prompts = ["But, soft!", "", "ROMEO:"]
     expected = language_modeling.Generator.from_run_dir(overfit_run).generate(prompts)
+    good = {"prompt": prompts[:1], "beam_size": 2, "num_return_sequences": 2, "max_new_tokens": 10,
+            "length_penalty": 0.6, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+    refused = [  # (signature, inputs, what the error says): the character vocabulary has 30-odd entries
+        ("generate", dict(good, beam_size=4), "beam_size = 4 is out of range: allowed 1 to 3"),
+        ("generate", dict(good, max_new_tokens=31), "max_new_tokens = 31 is out of range: allowed 1 to 30"),
+        ("generate", dict(good, num_return_sequences=3), "num_return_sequences = 3 exceeds beam_size = 2"),
+        ("generate", dict(good, temperature=1.0, num_return_sequences=4), "num_return_sequences = 4 is out of range"),
+        ("generate", dict(good, prompt=["x" * 21]), "prompt length in tokens = 21 is out of range: allowed 0 to 20"),
+        ("serving_default", {"prompt": ["a"] * 5}, "the number of prompts in the request = 5 is out of range"),
+        ("score", {"text": ["y" * 25]}, "text length in tokens = 25 is out of range: allowed 0 to 20"),
+    ]
     result, error = run_tf1_requests(path, [{"signature": "serving_default", "inputs": {"prompt": prompts}},
-                                            {"signature": "generate", "inputs": {
-                                                "prompt": prompts[:1], "beam_size": 2, "num_return_sequences": 2,
-                                                "max_new_tokens": 10, "length_penalty": 0.6, "temperature": 0.0,
-                                                "top_k": 0, "top_p": 1.0, "seed": 0}}])
+                                            {"signature": "generate", "inputs": good}]
+                                     + [{"signature": s, "inputs": i} for s, i, _ in refused], keep_going=True)
     assert error is None, error
     assert result["results"][0]["outputs"] == expected
     assert np.asarray(result["results"][1]["outputs"]).shape == (1, 2)
+    for (signature, _, message), answer in zip(refused, result["results"][2:]):
+        assert message in answer.get("error", ""), (signature, message, answer)
+    sampled = dict(good, temperature=1.0, num_return_sequences=3)  # sampling may ask more than beam_size
+    assert tflm.export.load(path).run("generate", **sampled)["outputs"].shape == (1, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="beam_size = 4 is out of range"):
+        tflm.export.load(path).run("generate", **refused[0][1])
     info = json.load(open(os.path.join(path, "assets.extra", "tflm.json")))
-    assert "generate" in info["signatures"]
+    assert "generate" in info["signatures"] and info["limits"] == limits.to_dict()
 
 
 def test_generate_and_evaluate_commands(overfit_run):

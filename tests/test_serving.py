@@ -200,8 +200,7 @@ def test_many_clients_connecting_at_once_are_all_answered(server):
     finally:
         for connection in connections:
             connection.close()
-        rest.shutdown()
-        rest.server_close()
+        rest.stop()
 
 
 def test_translate_command_as_a_client(server):

@@ -435,21 +435,38 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
               help="Batch concurrent requests to the same signature.")
 @click.option("--max-batch-size", default=32, show_default=True, help="Most rows per request and per batch.")
 @click.option("--batch-timeout-ms", default=10.0, show_default=True, help="How long a batch waits for more.")
-@click.option("--max-body-bytes", default=1 << 20, show_default=True, help="Largest request body accepted.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True,
+              help="Largest request accepted (REST body: 413 above; gRPC message).")
 @click.option("--poll-seconds", default=2.0, show_default=True, help="How often to look for new versions.")
+@click.option("--max-pending", default=128, show_default=True, type=click.IntRange(min=1),
+              help="Most predictions queued or running at once; more are answered 503 / UNAVAILABLE.")
+@click.option("--request-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a prediction may take, queueing included; 504 / DEADLINE_EXCEEDED after.")
+@click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0),
+              help="On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish.")
+@click.option("--log-requests", is_flag=True, help="Log every request (default: only failed ones).")
 def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_timeout_ms, max_body_bytes,
-          poll_seconds):
+          poll_seconds, max_pending, request_timeout, shutdown_timeout, log_requests):
     """Serve every model under BASE_DIR with TF Serving's REST and gRPC APIs.
 
     New versions dropped into BASE_DIR/NAME/ are loaded and swapped in without failing requests; a version
-    that fails to load is reported (GET /v1/models/NAME) and the previous one keeps serving. Ctrl-C stops.
+    that fails to load is reported (GET /v1/models/NAME) and the previous one keeps serving. Every request
+    is bounded (body size, batch size, the export's limits on decoding controls, a deadline, a bound on
+    queued work). SIGTERM or Ctrl-C stops gracefully: requests in flight finish, new ones are refused.
     """
     _setup_logging()
+    import logging
+
     from tflm.serving import serve as run_server
 
+    if log_requests:
+        logging.getLogger("tflm").setLevel(logging.DEBUG)
+        for handler in logging.getLogger("tflm").handlers:
+            handler.setLevel(logging.DEBUG)
     run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
                max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
-               poll_seconds=poll_seconds)
+               poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
+               shutdown_timeout=shutdown_timeout)
 
 
 # ----------------------------------------------------------------------------------------- average
@@ -503,19 +520,32 @@ def attention(run_dir, sentence, output, checkpoint):
 @click.option("--beam-size", type=int, help="Decode serving_default with beam search of this size (default: the "
                                             "run's decoding settings).")
 @click.option("--length-penalty", type=float, help="Length penalty of that beam search.")
-def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, length_penalty):
+@click.option("--max-batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Limit: most sentences or prompts per request.")
+@click.option("--max-beam-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Limit: largest beam_size a request may ask.")
+@click.option("--max-hypotheses", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Limit: most num_hypotheses / num_return_sequences.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Limit: largest max_length (translation) / max_new_tokens (language models).")
+@click.option("--max-input-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
+              help="Limit: longest prompt or scored text of a language model, in tokens.")
+def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, length_penalty, **limits):
     """Export RUN_DIR as a SavedModel for TensorFlow Serving: strings in, strings out.
 
     The version is checked (ops in TF Serving 2.20's op set, loads through the TF1 session loader, same
     outputs as the in-memory model on validation sentences) before it appears under BASE_DIR/NAME/, and
     BASE_DIR/models.config is updated for TF Serving's --model_config_file.
+
+    The --max-* limits bound what one request may ask; the graph checks them (and the range of every
+    decoding control) before decoding, so TF Serving answers a request outside them with INVALID_ARGUMENT.
     """
     _setup_logging()
-    from tflm.export import export_run
+    from tflm.export import ServingLimits, export_run
 
     decoding = _decoding(run_dir, {"beam_size": beam_size, "length_penalty": length_penalty})
     click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
-                          decoding=decoding))
+                          decoding=decoding, limits=ServingLimits(**limits)))
 
 
 @main.command()

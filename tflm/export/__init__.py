@@ -10,3 +10,5 @@ from tflm.export.exporter import (
     write_models_config,
     write_warmup_requests,
 )
+from tflm.export.limits import ServingLimits
+from tflm.export.loading import ExportedModel, load

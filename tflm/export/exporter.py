@@ -31,6 +31,8 @@ import uuid
 import keras
 import tensorflow as tf
 
+from tflm.export.limits import Range, ServingLimits, batch_check, check, checked, decoding_checks
+
 logger = logging.getLogger("tflm")
 
 EXTRA_DIR = "assets.extra"
@@ -46,12 +48,15 @@ def _spec(shape, dtype, name):
     return tf.TensorSpec(shape, dtype, name=name)
 
 
-def build_archive(translator):
+def build_archive(translator, limits=None):
     """A `keras.export.ExportArchive` with the translator's signatures.
 
     The archive tracks the model's variables and the tokenizers' resources explicitly: a Keras 3 model held
     by a plain `tf.Module` loads in Python but not in the TF1 session loader that TF Serving uses.
+    `limits` (`ServingLimits`) bound what one request may ask; each signature checks its inputs against
+    them in the graph before decoding (`tflm.export.limits`).
     """
+    limits = limits or ServingLimits()
     archive = keras.export.ExportArchive()
     archive.track(translator.model)
     archive.track(translator.source_tokenizer)
@@ -59,11 +64,17 @@ def build_archive(translator):
         archive.track(translator.target_tokenizer)
 
     def serving_default(text):
+        text = checked({"text": text}, [batch_check("sentence", tf.size(text), limits)])["text"]
         return translator.translate_batch(text)
 
     def translate(text, beam_size, num_hypotheses, max_length, length_penalty, temperature, top_k, top_p, seed):
-        outputs, scores = translator.decode_with_controls(text, beam_size, num_hypotheses, max_length,
-                                                          length_penalty, temperature, top_k, top_p, seed)
+        controls = dict(text=text, beam_size=beam_size, num_hypotheses=num_hypotheses, max_length=max_length,
+                        length_penalty=length_penalty, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed)
+        checks = decoding_checks(controls, limits, "num_hypotheses", "max_length",
+                                 translator.target_tokenizer.vocabulary_size)
+        controls = checked(controls, [batch_check("sentence", tf.size(text), limits)] + checks)
+        outputs, scores = translator.decode_with_controls(**controls)
         return {"outputs": outputs, "scores": scores}
 
     def score(source, target):
@@ -97,7 +108,7 @@ def _add_token_endpoints(archive, tokenizer, detokenizer):
     archive.add_endpoint("detokenize", detokenize, input_signature=[_spec([None, None], tf.int32, "token_ids")])
 
 
-def build_generator_archive(generator):
+def build_generator_archive(generator, limits=None):
     """A `keras.export.ExportArchive` with a language model's signatures:
 
     - `serving_default`: `prompt` string `(batch,)` -> `outputs` string `(batch, n)` (continuations),
@@ -105,21 +116,38 @@ def build_generator_archive(generator):
     - `generate`: `prompt` plus scalar controls `beam_size`, `num_return_sequences`, `max_new_tokens`,
       `length_penalty`, `temperature`, `top_k`, `top_p`, `seed`;
     - `tokenize`, `detokenize`; `score`: `text` -> `log_prob`, `tokens` (the text's log-probability).
+
+    Prompts and scored texts longer than `limits.max_input_tokens` tokens, and controls outside their
+    ranges, are refused in the graph (`tflm.export.limits`).
     """
+    limits = limits or ServingLimits()
     archive = keras.export.ExportArchive()
     archive.track(generator.model)
     archive.track(generator.tokenizer)
 
+    def input_checks(name, text):
+        longest = tf.reduce_max(tf.concat([generator.tokenizer.tokenize(text).row_lengths(), [0]], 0))
+        return [batch_check(name, tf.size(text), limits),
+                check(f"{name} length in tokens", longest,
+                      Range(0, limits.max_input_tokens, why="max_input_tokens, set at export"))]
+
     def serving_default(prompt):
+        prompt = checked({"prompt": prompt}, input_checks("prompt", prompt))["prompt"]
         return generator.generate_batch(prompt)
 
     def generate(prompt, beam_size, num_return_sequences, max_new_tokens, length_penalty, temperature, top_k,
                  top_p, seed):
-        outputs, scores = generator.generate_with_controls(prompt, beam_size, num_return_sequences, max_new_tokens,
-                                                           length_penalty, temperature, top_k, top_p, seed)
+        controls = dict(prompts=prompt, beam_size=beam_size, num_return_sequences=num_return_sequences,
+                        max_new_tokens=max_new_tokens, length_penalty=length_penalty, temperature=temperature,
+                        top_k=top_k, top_p=top_p, seed=seed)
+        checks = decoding_checks(controls, limits, "num_return_sequences", "max_new_tokens",
+                                 generator.tokenizer.vocabulary_size)
+        controls = checked(controls, input_checks("prompt", prompt) + checks)
+        outputs, scores = generator.generate_with_controls(**controls)
         return {"outputs": outputs, "scores": scores}
 
     def score(text):
+        text = checked({"text": text}, input_checks("text", text))["text"]
         return generator.score_batch(text)
 
     scalar = lambda dtype, name: _spec([], dtype, name)  # noqa: E731
@@ -135,8 +163,9 @@ def build_generator_archive(generator):
     return archive
 
 
-def _archive_of(exportable):
-    return build_archive(exportable) if hasattr(exportable, "translate_batch") else build_generator_archive(exportable)
+def _archive_of(exportable, limits):
+    builder = build_archive if hasattr(exportable, "translate_batch") else build_generator_archive
+    return builder(exportable, limits)
 
 
 def next_version(model_dir):
@@ -148,12 +177,14 @@ def next_version(model_dir):
 
 
 def export_translator(translator, base_dir, name, run_dir=None, checkpoint=None, warmup_sentences=(),
-                      version=None, check_sentences=None):
+                      version=None, check_sentences=None, limits=None):
     """Writes `translator` as version `version` (default: the next one) of `base_dir/name`; returns its path.
 
     With `check_sentences`, the export is checked (`tflm.export.check`) before it is moved into place, with
     the in-memory translator as the reference; a failed check raises `ExportCheckError` and leaves no version.
+    `limits` (`ServingLimits`, default: its defaults) bound every request, checked in the graph.
     """
+    limits = limits or ServingLimits()
     if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
         raise ValueError(f"Model name {name!r} must be a plain directory name (no path separators, no leading '.').")
     model_dir = os.path.join(base_dir, name)
@@ -164,9 +195,9 @@ def export_translator(translator, base_dir, name, run_dir=None, checkpoint=None,
     os.makedirs(base_dir, exist_ok=True)
     temporary = os.path.join(base_dir, f".{name}.{version}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        _archive_of(translator).write_out(temporary, verbose=False)
+        _archive_of(translator, limits).write_out(temporary, verbose=False)
         _write_assets(temporary, translator, run_dir)
-        _write_extra(temporary, name, translator, run_dir, checkpoint, warmup_sentences)
+        _write_extra(temporary, name, translator, run_dir, checkpoint, warmup_sentences, limits)
         if check_sentences is not None:
             from tflm.export.check import check_saved_model
 
@@ -209,7 +240,7 @@ def versions():
             ("tflm", "tensorflow", "tensorflow-text", "keras", "keras-hub")}
 
 
-def _write_extra(directory, name, translator, run_dir, checkpoint, warmup_sentences):
+def _write_extra(directory, name, translator, run_dir, checkpoint, warmup_sentences, limits):
     extra = os.path.join(directory, EXTRA_DIR)
     os.makedirs(extra, exist_ok=True)
     info = {
@@ -219,6 +250,7 @@ def _write_extra(directory, name, translator, run_dir, checkpoint, warmup_senten
         "checkpoint": checkpoint,
         "model": type(translator.model).__name__,
         "decoding": _plain(translator.decoding),
+        "limits": limits.to_dict(),
         "signatures": (["serving_default", "translate", "tokenize", "detokenize", "score"]
                        if hasattr(translator, "translate_batch") else
                        ["serving_default", "generate", "tokenize", "detokenize", "score"]),
@@ -226,8 +258,9 @@ def _write_extra(directory, name, translator, run_dir, checkpoint, warmup_senten
     with open(os.path.join(extra, "tflm.json"), "w") as f:
         json.dump(info, f, indent=1)
     if warmup_sentences:
+        translation = hasattr(translator, "translate_batch")
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, list(warmup_sentences),
-                              "text" if hasattr(translator, "translate_batch") else "prompt")
+                              "text" if translation else "prompt", "translate" if translation else "generate")
 
 
 def _plain(options):
@@ -236,15 +269,28 @@ def _plain(options):
     return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
 
 
-def write_warmup_requests(path, name, sentences, input_name="text"):
-    """TF Serving's warm-up file: a TFRecord of `PredictionLog`s, replayed when a version loads."""
+def write_warmup_requests(path, name, sentences, input_name="text", controls_signature=None):
+    """TF Serving's warm-up file: a TFRecord of `PredictionLog`s, replayed when a version loads.
+
+    `serving_default` on the first sentence and on all of them; with `controls_signature` (`"translate"`
+    or `"generate"`), also that signature on the first sentence with modest controls, so that its first
+    real request does not pay for preparing its graph (a second or more).
+    """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+    requests = [("serving_default", {input_name: batch}) for batch in (sentences[:1], sentences)]
+    if controls_signature:
+        count, length = (("num_hypotheses", "max_length") if controls_signature == "translate" else
+                         ("num_return_sequences", "max_new_tokens"))
+        requests.append((controls_signature, {input_name: sentences[:1], "beam_size": 2, count: 1, length: 8,
+                                              "length_penalty": 0.6, "temperature": 0.0, "top_k": 0, "top_p": 1.0,
+                                              "seed": 0}))
     with tf.io.TFRecordWriter(path) as writer:
-        for batch in (sentences[:1], sentences):
-            request = predict_pb2.PredictRequest(
-                model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
-            request.inputs[input_name].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+        for signature, inputs in requests:
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature))
+            for key, value in inputs.items():
+                dtype = tf.string if isinstance(value, list) else tf.float32 if isinstance(value, float) else tf.int32
+                request.inputs[key].CopyFrom(tf.make_tensor_proto(value, dtype=dtype))
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
 
@@ -269,7 +315,7 @@ def write_models_config(base_dir, container_base="/models"):
 
 
 def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", average=0, check=True,
-               check_sentences=16, decoding=None):
+               check_sentences=16, decoding=None, limits=None):
     """Exports a trained run (translation or language model) as the next version of `base_dir/name` and
     updates models.config.
 
@@ -282,6 +328,7 @@ def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", averag
             before the version appears; a failed check leaves no version.
         check_sentences: int. Validation sentences used by the check (and four as warm-up requests).
         decoding: optional `DecodingOptions` for `serving_default` (default: the run's).
+        limits: optional `ServingLimits`: the most one request may ask (checked in the graph).
     Returns:
         The path of the new version.
     """
@@ -306,6 +353,7 @@ def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", averag
             sentences = list(DEFAULT_SENTENCES)
         sentences = sentences + [""]  # an empty input must give an empty output
     path = export_translator(exportable, base_dir, name, run_dir=run_dir, checkpoint=str(checkpoint),
-                             warmup_sentences=sentences[:4], check_sentences=sentences if check else None)
+                             warmup_sentences=sentences[:4], check_sentences=sentences if check else None,
+                             limits=limits)
     write_models_config(base_dir)
     return path

@@ -9,7 +9,9 @@ imports nothing from tflm, so a model that needs Python-side registration fails 
                                                              "inputs": {"text": ["Hello."]}}]' [--warmup]
 
 prints `{"results": [outputs of each request], "warmup_requests": N}` (`--warmup` replays
-assets.extra/tf_serving_warmup_requests first), or `{"error": ...}` with exit status 1.
+assets.extra/tf_serving_warmup_requests first), or `{"error": ...}` with exit status 1. With `--keep-going`,
+a request that fails gives `{"error": "<type>: <message>"}` as its result and the others still run (the
+model must load).
 
 Run as a script (in a fresh process), not imported.
 """
@@ -96,12 +98,22 @@ def main():
     parser.add_argument("saved_model")
     parser.add_argument("--requests", default="[]", help="JSON list of {signature, inputs}")
     parser.add_argument("--warmup", action="store_true")
+    parser.add_argument("--keep-going", action="store_true", help="a failed request's result is its error")
     args = parser.parse_args()
     load_text_op_libraries()
+
+    def run(model, request):
+        try:
+            return model.run(request.get("signature"), request["inputs"])
+        except Exception as error:  # noqa: BLE001  (--keep-going: the error is this request's result)
+            if not args.keep_going:
+                raise
+            return {"error": f"{type(error).__name__}: {str(error)[:2000]}"}
+
     try:
         model = TF1Model(args.saved_model)
         result = {"warmup_requests": model.replay_warmup() if args.warmup else 0}
-        result["results"] = [model.run(r.get("signature"), r["inputs"]) for r in json.loads(args.requests)]
+        result["results"] = [run(model, r) for r in json.loads(args.requests)]
     except Exception as error:  # noqa: BLE001  (report any load or run failure to the parent process)
         print(json.dumps({"error": f"{type(error).__name__}: {str(error)[:2000]}"}))
         sys.exit(1)

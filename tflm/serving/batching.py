@@ -5,7 +5,8 @@ milliseconds to gather the requests that arrive together answers many more of th
 worker thread takes the queued requests; once `max_batch_size` rows are waiting or `timeout_ms` have passed
 since the oldest arrived, it sorts them by the length of their text (so a batch holds sentences of similar
 length and pads little), cuts them into batches of at most `max_batch_size` rows, runs each batch and
-hands every request its own rows of the outputs.
+hands every request its own rows of the outputs. A request whose deadline passed while it waited is
+answered DEADLINE_EXCEEDED and left out of the batch, so a backlog never costs work nobody waits for.
 """
 
 import concurrent.futures
@@ -14,6 +15,8 @@ import threading
 import time
 
 import numpy as np
+
+from tflm.serving.repository import deadline_error
 
 logger = logging.getLogger("tflm")
 
@@ -38,8 +41,9 @@ def _length(inputs):
 
 
 class _Pending:
-    def __init__(self, version, signature, inputs):
+    def __init__(self, version, signature, inputs, deadline=None):
         self.version = version
+        self.deadline = deadline
         self.signature = signature
         self.inputs = inputs
         self.rows = _rows(inputs)
@@ -71,19 +75,33 @@ class Batcher:
         self.batches = 0
         self.requests = 0
 
-    def run(self, version, signature, inputs):
-        """Queues a request and waits for its outputs (name -> numpy array)."""
-        pending = _Pending(version, signature, inputs)
+    def submit(self, version, signature, inputs, deadline=None):
+        """Queues a request; returns a `concurrent.futures.Future` of its outputs (name -> numpy array).
+
+        `deadline` (a `time.monotonic()` value): if the batch has not started by then, the future fails
+        with DEADLINE_EXCEEDED and the request is not run.
+        """
+        pending = _Pending(version, signature, inputs, deadline)
         with self._condition:
+            if self._stopped:
+                raise RuntimeError("the batcher is stopped")
             self._queue.append(pending)
             self._condition.notify()
-        return pending.future.result()
+        return pending.future
+
+    def run(self, version, signature, inputs):
+        """Queues a request and waits for its outputs (name -> numpy array)."""
+        return self.submit(version, signature, inputs).result()
 
     def stop(self):
         with self._condition:
             self._stopped = True
             self._condition.notify()
         self._thread.join(timeout=10)
+        with self._condition:  # whatever was still queued is answered, not left waiting forever
+            for pending in self._queue:
+                pending.future.set_exception(RuntimeError("the server stopped before the request ran"))
+            self._queue = []
 
     def _take(self):
         """Waits for requests, then up to `timeout` for more; returns the requests of one key."""
@@ -106,7 +124,13 @@ class Batcher:
 
     def _work(self):
         while not self._stopped:
-            taken = self._take()
+            now = time.monotonic()
+            taken = []
+            for pending in self._take():
+                if pending.deadline is not None and now >= pending.deadline:
+                    pending.future.set_exception(deadline_error())
+                else:
+                    taken.append(pending)
             taken.sort(key=lambda p: p.length)  # similar lengths together: less padding
             group = []
             for pending in taken:

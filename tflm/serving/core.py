@@ -1,10 +1,41 @@
-"""What the REST and gRPC front ends share: the repository, batching, limits and input validation."""
+"""What the REST and gRPC front ends share: the repository, batching, limits, deadlines and input validation.
+
+Every prediction is bounded three ways:
+
+- **admission**: at most `max_pending` predictions are queued or running at once; one more is refused at
+  once with UNAVAILABLE (HTTP 503 with `Retry-After`), so a burst never grows memory without bound. A slot
+  is freed when the work really ends, not when its client gave up.
+- **deadline**: a request waits at most `request_timeout` seconds (or less, if a gRPC client's own
+  deadline is sooner) and is answered DEADLINE_EXCEEDED (HTTP 504). Work whose deadline passed before it
+  started is never run; a graph already running cannot be interrupted, but the exported graph bounds
+  its cost (`tflm.export.limits`).
+- **shutdown**: `drain()` refuses new predictions (UNAVAILABLE) and waits for those admitted to end.
+"""
+
+import concurrent.futures
+import logging
+import re
+import secrets
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
 
 from tflm.serving.batching import Batcher, is_batchable
-from tflm.serving.repository import ModelRepository, ServingError
+from tflm.serving.repository import ModelRepository, ServingError, deadline_error
+
+logger = logging.getLogger("tflm")
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(proposed=None):
+    """The id of a request: the client's own (`X-Request-Id` / `x-request-id` metadata) when it is a short
+    token, else a new random one."""
+    if proposed and REQUEST_ID.match(proposed):
+        return proposed
+    return secrets.token_hex(8)
 
 
 class ServingCore:
@@ -15,29 +46,112 @@ class ServingCore:
         batching: bool. Batch concurrent requests to batchable signatures (all inputs `(batch,)`).
         max_batch_size: int. Most rows per request (larger requests are refused) and per batch.
         batch_timeout_ms: float. How long a batch waits for more requests.
+        max_pending: int. Most predictions queued or running at once; more are refused (UNAVAILABLE).
+        request_timeout: float. Seconds a prediction may take, queueing included (DEADLINE_EXCEEDED after).
+        workers: int. Threads running signatures that are not batched (the batcher has its own).
     """
 
-    def __init__(self, repository, batching=True, max_batch_size=32, batch_timeout_ms=10.0):
+    def __init__(self, repository, batching=True, max_batch_size=32, batch_timeout_ms=10.0, max_pending=128,
+                 request_timeout=30.0, workers=4):
+        if max_pending < 1 or request_timeout <= 0 or workers < 1:
+            raise ValueError(f"max_pending ({max_pending}) and workers ({workers}) must be at least 1 and "
+                             f"request_timeout ({request_timeout}) positive.")
         self.repository = repository
         self.max_batch_size = max_batch_size
+        self.max_pending = max_pending
+        self.request_timeout = request_timeout
         self.batcher = Batcher(max_batch_size, batch_timeout_ms) if batching else None
+        self.executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tflm-run")
+        self._pending = 0
+        self._idle = threading.Condition()
+        self.draining = False
+        self.refused = 0  # requests refused because the server was full
 
-    def predict(self, name, version, signature_name, inputs):
-        """Validates `inputs` (name -> numpy array) against the signature and runs it; name -> numpy array."""
+    @property
+    def pending(self):
+        """Predictions admitted and not yet ended."""
+        return self._pending
+
+    def _admit(self):
+        with self._idle:
+            if self.draining:
+                raise ServingError("UNAVAILABLE", "the server is shutting down and accepts no new requests; "
+                                                  "retry (another replica, or this one once restarted)")
+            if self._pending >= self.max_pending:
+                self.refused += 1
+                raise ServingError("UNAVAILABLE", f"the server is at capacity: {self._pending} requests are "
+                                                  f"queued or running (--max-pending {self.max_pending}); "
+                                                  "retry shortly")
+            self._pending += 1
+
+    def _release(self, _future=None):
+        with self._idle:
+            self._pending -= 1
+            self._idle.notify_all()
+
+    def deadline(self, client_seconds=None):
+        """The monotonic time by which a request must be answered: `request_timeout` from now, or the
+        client's own remaining time if that is sooner."""
+        seconds = self.request_timeout if client_seconds is None else min(self.request_timeout, client_seconds)
+        return time.monotonic() + max(seconds, 0.0)
+
+    def predict(self, name, version, signature_name, inputs, deadline=None, request_id="-"):
+        """Validates `inputs` (name -> numpy array) against the signature and runs it within `deadline`
+        (a `time.monotonic()` value; default `request_timeout` from now); returns (loaded version,
+        name -> numpy array). Raises `ServingError`."""
+        deadline = self.deadline() if deadline is None else deadline
         loaded = self.repository.get(name, version)
         specs = loaded.input_specs(signature_name)
         inputs = validate_inputs(specs, inputs, self.max_batch_size)
-        if self.batcher is not None and is_batchable(specs):
-            return loaded, self.batcher.run(loaded, signature_name or "serving_default", inputs)
+        self._admit()
         try:
-            return loaded, loaded.run(signature_name, inputs)
+            if self.batcher is not None and is_batchable(specs):
+                future = self.batcher.submit(loaded, signature_name or "serving_default", inputs, deadline)
+            else:
+                future = self.executor.submit(_run_before, deadline, loaded, signature_name, inputs)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(self._release)
+        try:
+            return loaded, future.result(timeout=max(deadline - time.monotonic(), 0.0))
+        except concurrent.futures.TimeoutError:
+            raise deadline_error() from None
         except tf.errors.InvalidArgumentError as error:
-            raise ServingError("INVALID_ARGUMENT", error.message) from error
+            raise ServingError("INVALID_ARGUMENT", graph_error_message(error.message)) from None
+
+    def drain(self, timeout):
+        """Refuses new predictions and waits up to `timeout` seconds for the admitted ones to end; returns
+        how many had not ended by then."""
+        ends = time.monotonic() + timeout
+        with self._idle:
+            self.draining = True
+            while self._pending and time.monotonic() < ends:
+                self._idle.wait(ends - time.monotonic())
+            return self._pending
 
     def stop(self):
         if self.batcher is not None:
             self.batcher.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
         self.repository.stop()
+
+
+def _run_before(deadline, loaded, signature_name, inputs):
+    if time.monotonic() >= deadline:
+        raise deadline_error()  # waited too long in the queue: do not spend the work
+    return loaded.run(signature_name, inputs)
+
+
+def graph_error_message(message):
+    """The useful part of a TensorFlow error raised by a signature: the failed check's own message for the
+    in-graph checks of `tflm.export.limits`, without the graph's node names."""
+    found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", message, re.DOTALL)
+    if found:
+        return found.group(1).replace("\\'", "'")
+    lines = [line for line in message.splitlines() if line.strip() and "{{node" not in line
+             and not line.startswith("Graph execution error")]
+    return lines[0].strip() if lines else message
 
 
 def validate_inputs(specs, inputs, max_batch_size):
@@ -89,4 +203,4 @@ def validate_inputs(specs, inputs, max_batch_size):
     return converted
 
 
-__all__ = ["ServingCore", "ServingError", "ModelRepository", "validate_inputs"]
+__all__ = ["ServingCore", "ServingError", "ModelRepository", "validate_inputs", "request_id"]

@@ -2,10 +2,15 @@
 
 `PredictionService`: `Predict`, `GetModelMetadata` (and `Classify`/`Regress`, which answer as TF Serving does
 for predict-only models); `ModelService`: `GetModelStatus`.
+
+A `Predict` gets the sooner of the client's deadline and the server's `--request-timeout` (DEADLINE_EXCEEDED
+after); a full server answers UNAVAILABLE. Every call has a request id (the client's `x-request-id` metadata,
+or a new one), sent back as trailing metadata and named in its error message and log lines.
 """
 
 import concurrent.futures
 import logging
+import time
 
 import grpc
 import tensorflow as tf
@@ -18,6 +23,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tflm.serving.core import request_id as make_request_id
 from tflm.serving.repository import ServingError
 
 logger = logging.getLogger("tflm")
@@ -25,8 +31,19 @@ logger = logging.getLogger("tflm")
 GRPC_CODES = {code.name: code for code in grpc.StatusCode}
 
 
-def _abort(context, error):
-    context.abort(GRPC_CODES.get(error.code, grpc.StatusCode.INTERNAL), error.message)
+def _request_id(context):
+    proposed = dict(context.invocation_metadata()).get("x-request-id")
+    rid = make_request_id(proposed if isinstance(proposed, str) else None)
+    context.set_trailing_metadata((("x-request-id", rid),))
+    return rid
+
+
+def _abort(context, error, rid="-"):
+    code = GRPC_CODES.get(error.code, grpc.StatusCode.INTERNAL)
+    level = logging.WARNING if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
+                                        grpc.StatusCode.DEADLINE_EXCEEDED) else logging.INFO
+    logger.log(level, "[%s] gRPC -> %s: %s", rid, code.name, error.message)
+    context.abort(code, f"{error.message} (request id {rid})")
 
 
 def _version(model_spec):
@@ -38,10 +55,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.core = core
 
     def Predict(self, request, context):  # noqa: N802  (gRPC method names)
+        rid = _request_id(context)
+        started = time.monotonic()
         try:
             spec = request.model_spec
             inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
-            loaded, outputs = self.core.predict(spec.name, _version(spec), spec.signature_name, inputs)
+            deadline = self.core.deadline(context.time_remaining())
+            loaded, outputs = self.core.predict(spec.name, _version(spec), spec.signature_name, inputs,
+                                                deadline=deadline, request_id=rid)
             wanted = set(request.output_filter) or set(outputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = loaded.name
@@ -50,14 +71,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for name, value in outputs.items():
                 if name in wanted:
                     response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            logger.debug("[%s] gRPC Predict %s -> OK in %.0f ms", rid, spec.name, (time.monotonic() - started) * 1000)
             return response
         except ServingError as error:
-            _abort(context, error)
+            _abort(context, error, rid)
         except Exception as error:  # noqa: BLE001
-            logger.exception("gRPC Predict failed")
-            _abort(context, ServingError("INTERNAL", f"{type(error).__name__}: {error}"))
+            logger.exception("[%s] gRPC Predict failed", rid)
+            _abort(context, ServingError("INTERNAL", f"{type(error).__name__}: {error}"), rid)
 
     def GetModelMetadata(self, request, context):  # noqa: N802
+        rid = _request_id(context)
         try:
             if list(request.metadata_field) != ["signature_def"]:
                 raise ServingError("INVALID_ARGUMENT", "Metadata field signature_def is the only one supported")
@@ -74,17 +97,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.metadata["signature_def"].CopyFrom(packed)
             return response
         except ServingError as error:
-            _abort(context, error)
+            _abort(context, error, rid)
 
     def Classify(self, request, context):  # noqa: N802
         _abort(context, ServingError(
             "INVALID_ARGUMENT",
             "Expected classification signature method_name to be tensorflow/serving/classify. "
-            "Was: tensorflow/serving/predict"))
+            "Was: tensorflow/serving/predict"), _request_id(context))
 
     def Regress(self, request, context):  # noqa: N802
         _abort(context, ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "
-                                                         "tensorflow/serving/regress. Was: tensorflow/serving/predict"))
+                                                         "tensorflow/serving/regress. Was: tensorflow/serving/predict"),
+               _request_id(context))
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -92,6 +116,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         self.core = core
 
     def GetModelStatus(self, request, context):  # noqa: N802
+        rid = _request_id(context)
         try:
             statuses = self.core.repository.statuses(request.model_spec.name, _version(request.model_spec))
             response = get_model_status_pb2.GetModelStatusResponse()
@@ -103,15 +128,22 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 entry.status.error_message = status.error_message
             return response
         except ServingError as error:
-            _abort(context, error)
+            _abort(context, error, rid)
 
 
-def grpc_server(core, address, max_message_bytes=1 << 20, workers=16):
+def grpc_server(core, address, max_message_bytes=1 << 20, workers=None):
     """A started gRPC server answering TF Serving's PredictionService and ModelService at `address`;
-    returns `(server, port)` (the port actually bound, for an address ending in `:0`)."""
+    returns `(server, port)` (the port actually bound, for an address ending in `:0`).
+
+    One thread per call in progress (`workers`, default: the core's `max_pending` plus a few for metadata
+    and refusals); calls beyond twice that are refused by gRPC itself (RESOURCE_EXHAUSTED), never queued
+    without bound.
+    """
+    workers = workers or core.max_pending + 8
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tflm-grpc"),
         options=[("grpc.max_receive_message_length", max_message_bytes)],
+        maximum_concurrent_rpcs=2 * workers,
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)

@@ -26,7 +26,8 @@ class ServingError(Exception):
     """An error with a TF Serving error code (`INVALID_ARGUMENT`, `NOT_FOUND`, ...)."""
 
     HTTP_STATUS = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "FAILED_PRECONDITION": 400, "UNAVAILABLE": 503,
-                   "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "INTERNAL": 500, "OUT_OF_RANGE": 400}
+                   "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "INTERNAL": 500, "OUT_OF_RANGE": 400,
+                   "DEADLINE_EXCEEDED": 504}
 
     def __init__(self, code, message):
         super().__init__(message)
@@ -36,6 +37,11 @@ class ServingError(Exception):
     @property
     def http_status(self):
         return self.HTTP_STATUS.get(self.code, 500)
+
+
+def deadline_error():
+    return ServingError("DEADLINE_EXCEEDED", "the request did not finish before its deadline (the server's "
+                                             "--request-timeout or the client's own); the server keeps serving")
 
 
 class LoadedVersion:
@@ -48,6 +54,7 @@ class LoadedVersion:
         self.saved_model = tf.saved_model.load(path)
         self.signatures = dict(self.saved_model.signatures)
         self.signature_defs = _signature_defs(path)
+        self.info = _export_info(path)
 
     def signature(self, signature_name):
         signature_name = signature_name or "serving_default"
@@ -79,6 +86,17 @@ class LoadedVersion:
             self.run(request.model_spec.signature_name, inputs)
             count += 1
         return count
+
+
+def _export_info(path):
+    """tflm's `assets.extra/tflm.json` of an export ({} for a SavedModel made elsewhere)."""
+    import json
+
+    try:
+        with open(os.path.join(path, "assets.extra", "tflm.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def _signature_defs(path):
@@ -208,6 +226,10 @@ class ModelRepository:
             logger.info("Serving %s version %d (loaded in %.1fs, %d warm-up requests)%s", name, newest,
                         time.monotonic() - started, warmups,
                         f"; unloaded version(s) {sorted(old)}" if old else "")
+            if loaded.info and "limits" not in loaded.info:
+                logger.warning("%s version %d was exported before tflm checked decoding controls in the graph: "
+                               "its signatures accept any beam size or length. Export it again with this tflm.",
+                               name, newest)
 
     def start(self):
         """Loads what is there now, then keeps polling in a background thread."""

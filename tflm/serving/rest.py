@@ -5,20 +5,33 @@
     POST /v1/models/{name}[/versions/{version}]:predict          {"instances": [...]} or {"inputs": ...}
     POST /v1/models/{name}[/versions/{version}]:classify|regress  (TF Serving's error: predict-only models)
 
-Errors are `{"error": "..."}` with TF Serving's HTTP status codes. Request bodies over `max_body_bytes`
-are refused with 413 before they are read.
+Errors are `{"error": "..."}` with TF Serving's HTTP status codes (the message ends with the request's id,
+which is also the `X-Request-Id` header of every response and appears in every log line about it):
+400 bad input (including decoding controls outside the export's limits), 404 unknown model, version or path,
+405 (with `Allow`) a wrong method, 408 a body that did not arrive in time, 413 a body over `max_body_bytes`
+(answered before the body is read), 503 (with `Retry-After`) a full server or one shutting down, 504 a
+request past its deadline.
+
+The server is aiohttp's (asyncio: keep-alive, a slow or stalled client costs no thread); predictions run in
+a thread pool, since TensorFlow calls block.
 """
 
+import asyncio
 import base64
-import http.server
+import concurrent.futures
 import json
 import logging
 import re
+import socket
 import threading
+import time
+import urllib.parse
 
 import numpy as np
+from aiohttp import web
 from google.protobuf import json_format
 
+from tflm.serving.core import request_id as make_request_id
 from tflm.serving.repository import ServingError
 
 logger = logging.getLogger("tflm")
@@ -133,96 +146,187 @@ def metadata_response(loaded):
             "metadata": {"signature_def": {"signature_def": defs}}}
 
 
-class RestHandler(http.server.BaseHTTPRequestHandler):
-    server_version = "tflm-serve"
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a client may take to send its request
+class HttpError(Exception):
+    """An HTTP-level refusal that has no TF Serving error code (405, 408, 413)."""
 
-    def log_message(self, format, *args):  # noqa: A002  (BaseHTTPRequestHandler's signature)
-        logger.debug("%s %s", self.address_string(), format % args)
-
-    def _send(self, status, payload):
-        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, error):
-        self._send(error.http_status, {"error": error.message})
-
-    def _route(self):
-        match = ROUTE.match(self.path.split("?", 1)[0])
-        if not match:
-            raise ServingError("NOT_FOUND", f"Malformed request: {self.command} {self.path}")
-        if match.group("label"):
-            raise ServingError("UNIMPLEMENTED", "Version labels are not supported by tflm serve; use versions")
-        return match
-
-    def do_GET(self):  # noqa: N802  (http.server's naming)
-        try:
-            match = self._route()
-            if match.group("method"):
-                raise ServingError("NOT_FOUND", f"Malformed request: GET {self.path}")
-            core = self.server.core
-            name, version = match.group("name"), match.group("version")
-            if match.group("metadata"):
-                self._send(200, metadata_response(core.repository.get(name, version)))
-            else:
-                self._send(200, status_response(core.repository.statuses(name, version)))
-        except ServingError as error:
-            self._error(error)
-
-    def do_POST(self):  # noqa: N802
-        try:
-            match = self._route()
-            length = self.headers.get("Content-Length")
-            if length is None:
-                self.close_connection = True
-                raise ServingError("INVALID_ARGUMENT", "Content-Length is required")
-            length = int(length)
-            if length > self.server.max_body_bytes:
-                self.close_connection = True  # the body is not read
-                self._send(413, {"error": f"Request body of {length} bytes exceeds the limit of "
-                                          f"{self.server.max_body_bytes} bytes (--max-body-bytes)"})
-                return
-            body = self.rfile.read(length)
-            method = match.group("method")
-            if method is None or match.group("metadata"):
-                raise ServingError("NOT_FOUND", f"Malformed request: POST {self.path}")
-            core = self.server.core
-            name, version = match.group("name"), match.group("version")
-            loaded = core.repository.get(name, version)
-            if method in ("classify", "regress"):
-                kind = "classification" if method == "classify" else "regression"
-                raise ServingError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be "
-                                                       f"tensorflow/serving/{method}. Was: tensorflow/serving/predict")
-            request = load_request(body)
-            signature = request.get("signature_name")
-            inputs, row_format = parse_predict(request, sorted(loaded.input_specs(signature)))
-            _, outputs = core.predict(name, version, signature, inputs)
-            self._send(200, format_predict(outputs, row_format))
-        except ServingError as error:
-            self._error(error)
-        except Exception as error:  # noqa: BLE001  (never let one request take the server down)
-            logger.exception("Request failed")
-            self._error(ServingError("INTERNAL", f"{type(error).__name__}: {error}"))
+    def __init__(self, status, message, headers=None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
 
 
-class RestServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default listen backlog is 5: with dozens of clients connecting at once, further
-    # connections wait for SYN retries (seconds) or fail. The kernel caps this at net.core.somaxconn.
-    request_queue_size = 1024
+LOG_LEVELS = ((500, logging.WARNING), (400, logging.INFO), (0, logging.DEBUG))
 
-    def __init__(self, address, core, max_body_bytes=1 << 20):
-        super().__init__(address, RestHandler)
+
+class RestServer:
+    """TF Serving's REST API on `address` (host, port; port 0 picks a free one), over a `ServingCore`.
+
+    The socket listens from construction (connections wait in a backlog of 1,024 until `start()`).
+
+    Args:
+        address: (host, port).
+        core: the `ServingCore`.
+        max_body_bytes: int. Largest request body; larger ones get 413 before they are read.
+        body_timeout: float. Seconds a client may take to send its body (408 after).
+        keepalive_timeout: float. Seconds an idle keep-alive connection stays open.
+        shutdown_timeout: float. On `stop()`, how long requests in flight may take to finish.
+    """
+
+    def __init__(self, address, core, max_body_bytes=1 << 20, body_timeout=30.0, keepalive_timeout=75.0,
+                 shutdown_timeout=30.0):
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # socketserver's and asyncio's default backlogs (5, 100) make dozens of clients connecting at once
+        # wait for SYN retries (seconds) or fail; the kernel caps this at net.core.somaxconn.
+        self.socket = socket.create_server((host, port), family=family, backlog=1024)
+        self.server_address = self.socket.getsockname()
         self.core = core
         self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.shutdown_timeout = shutdown_timeout
+        # Threads block in predict until the answer or the deadline: as many as admitted requests, plus a
+        # few for the ones refused. Handlers beyond that are refused before their body is read.
+        self.max_active = core.max_pending + 16
+        self.executor = concurrent.futures.ThreadPoolExecutor(self.max_active, thread_name_prefix="tflm-rest")
+        self._active = 0
+        self._loop = None
+        self._thread = None
+        self._runner = None
+
+    @property
+    def port(self):
+        return self.server_address[1]
 
     def start(self):
-        thread = threading.Thread(target=self.serve_forever, name="tflm-rest", daemon=True)
-        thread.start()
+        """Serves in a background thread (its own asyncio event loop); returns self."""
+        started = concurrent.futures.Future()
+        self._loop = asyncio.new_event_loop()
+
+        def run():
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._start())
+            except BaseException as error:  # noqa: BLE001  (reported to start()'s caller)
+                started.set_exception(error)
+                return
+            started.set_result(None)
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="tflm-rest", daemon=True)
+        self._thread.start()
+        started.result(timeout=60)
         return self
+
+    async def _start(self):
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                                     keepalive_timeout=self.keepalive_timeout, shutdown_timeout=self.shutdown_timeout)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self.socket, backlog=1024).start()
+
+    def stop(self):
+        """Stops listening, closes idle connections, lets requests in flight finish (at most
+        `shutdown_timeout` seconds), then closes everything."""
+        if self._loop is None:
+            self.socket.close()
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(self.shutdown_timeout + 10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self._loop = None
+
+    # ------------------------------------------------------------------ requests
+
+    async def _handle(self, request):
+        rid = make_request_id(request.headers.get("X-Request-Id"))
+        started = time.monotonic()
+        headers = {}
+        try:
+            status, payload = await self._dispatch(request, rid)
+        except ServingError as error:
+            status, payload = error.http_status, {"error": f"{error.message} (request id {rid})"}
+            if error.code == "UNAVAILABLE":
+                headers["Retry-After"] = "1"
+        except HttpError as error:
+            status, payload = error.status, {"error": f"{error.message} (request id {rid})"}
+            headers.update(error.headers)
+        except Exception as error:  # noqa: BLE001  (never let one request take the server down)
+            logger.exception("[%s] %s %s failed", rid, request.method, request.raw_path)
+            status, payload = 500, {"error": f"INTERNAL: {type(error).__name__}: {error} (request id {rid})"}
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        response = web.Response(body=body, status=status, content_type="application/json", headers=headers)
+        response.headers["X-Request-Id"] = rid
+        response.headers["Server"] = "tflm-serve"
+        if self.core.draining:
+            response.force_close()  # a client on a kept-alive connection reconnects elsewhere
+        level = next(level for floor, level in LOG_LEVELS if status >= floor)
+        logger.log(level, "[%s] %s %s -> %d in %.0f ms%s", rid, request.method, request.raw_path, status,
+                   (time.monotonic() - started) * 1000,
+                   f": {payload['error']}" if isinstance(payload, dict) and "error" in payload else "")
+        return response
+
+    async def _dispatch(self, request, rid):
+        path = request.raw_path.split("?", 1)[0]
+        match = ROUTE.match(path)
+        if not match:
+            raise ServingError("NOT_FOUND", f"Malformed request: {request.method} {path}")
+        if match.group("label"):
+            raise ServingError("UNIMPLEMENTED", "Version labels are not supported by tflm serve; use versions")
+        method = match.group("method")
+        allowed = "POST" if method else "GET"
+        if request.method != allowed:
+            raise HttpError(405, f"Method {request.method} is not allowed on {path}; use {allowed}",
+                            {"Allow": allowed})
+        name, version = urllib.parse.unquote(match.group("name")), match.group("version")
+        if not method:
+            if match.group("metadata"):
+                return 200, metadata_response(self.core.repository.get(name, version))
+            return 200, status_response(self.core.repository.statuses(name, version))
+        if self.core.draining:
+            raise ServingError("UNAVAILABLE", "the server is shutting down and accepts no new requests; retry")
+        if self._active >= self.max_active or self.core.pending >= self.core.max_pending:
+            self.core.refused += 1
+            raise ServingError("UNAVAILABLE", f"the server is at capacity ({self.core.pending} requests queued or "
+                                              f"running, --max-pending {self.core.max_pending}); retry shortly")
+        deadline = self.core.deadline()
+        self._active += 1
+        try:
+            body = await self._read_body(request)
+            loop = asyncio.get_running_loop()
+            return 200, await loop.run_in_executor(self.executor, self._predict, name, version, method, body,
+                                                   deadline, rid)
+        finally:
+            self._active -= 1
+
+    async def _read_body(self, request):
+        limit = self.max_body_bytes
+        too_large = HttpError(413, f"Request body of {request.content_length or 'more than ' + str(limit)} bytes "
+                                   f"exceeds the limit of {limit} bytes (--max-body-bytes)")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large  # answered without reading the body (aiohttp drains it before reusing the connection)
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout)
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
+        except asyncio.TimeoutError:
+            raise HttpError(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
+
+    def _predict(self, name, version, method, body, deadline, rid):
+        """Runs in the thread pool: the whole predict request, from its body to the response's bytes."""
+        core = self.core
+        loaded = core.repository.get(name, version)
+        if method in ("classify", "regress"):
+            kind = "classification" if method == "classify" else "regression"
+            raise ServingError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be "
+                                                   f"tensorflow/serving/{method}. Was: tensorflow/serving/predict")
+        request = load_request(body)
+        signature = request.get("signature_name")
+        inputs, row_format = parse_predict(request, sorted(loaded.input_specs(signature)))
+        _, outputs = core.predict(name, version, signature, inputs, deadline=deadline, request_id=rid)
+        return json.dumps(format_predict(outputs, row_format), ensure_ascii=False).encode("utf-8")

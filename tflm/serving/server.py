@@ -1,8 +1,10 @@
 """The server: a model repository, batching, and the REST and gRPC front ends, started together."""
 
 import logging
+import os
 import signal
 import threading
+import time
 
 from tflm.serving.core import ServingCore
 from tflm.serving.grpc_service import grpc_server
@@ -20,21 +22,26 @@ class Server:
         host: address to listen on (default 127.0.0.1: this machine only).
         rest_port, grpc_port: int; 0 picks a free port, None disables that front end.
         batching, max_batch_size, batch_timeout_ms: server-side batching (see `tflm.serving.batching`).
-        max_body_bytes: largest request accepted.
+        max_body_bytes: largest request accepted (REST body, gRPC message).
         poll_seconds: how often to look for new model versions.
+        max_pending: most predictions queued or running at once; more get UNAVAILABLE / 503.
+        request_timeout: seconds a prediction may take, queueing included; DEADLINE_EXCEEDED / 504 after.
+        shutdown_timeout: on `stop()`, seconds that requests in flight may take to finish.
     Example:
     >>> server = Server("saved_models", rest_port=0, grpc_port=0).start()
     >>> server.rest_port, server.grpc_port
     """
 
     def __init__(self, base_dir, host="127.0.0.1", rest_port=8501, grpc_port=8500, batching=True,
-                 max_batch_size=32, batch_timeout_ms=10.0, max_body_bytes=1 << 20, poll_seconds=2.0):
+                 max_batch_size=32, batch_timeout_ms=10.0, max_body_bytes=1 << 20, poll_seconds=2.0,
+                 max_pending=128, request_timeout=30.0, shutdown_timeout=30.0):
         self.base_dir = base_dir
         self.host = host
         self.requested_ports = (rest_port, grpc_port)
         self.core = ServingCore(ModelRepository(base_dir, poll_seconds), batching, max_batch_size,
-                                batch_timeout_ms)
+                                batch_timeout_ms, max_pending=max_pending, request_timeout=request_timeout)
         self.max_body_bytes = max_body_bytes
+        self.shutdown_timeout = shutdown_timeout
         self.rest = None
         self.grpc = None
         self.rest_port = None
@@ -44,8 +51,9 @@ class Server:
         self.core.repository.start()
         rest_port, grpc_port = self.requested_ports
         if rest_port is not None:
-            self.rest = RestServer((self.host, rest_port), self.core, self.max_body_bytes).start()
-            self.rest_port = self.rest.server_address[1]
+            self.rest = RestServer((self.host, rest_port), self.core, self.max_body_bytes,
+                                   shutdown_timeout=self.shutdown_timeout).start()
+            self.rest_port = self.rest.port
         if grpc_port is not None:
             self.grpc, self.grpc_port = grpc_server(self.core, f"{self.host}:{grpc_port}", self.max_body_bytes)
         logger.info("Serving %s: REST on %s:%s, gRPC on %s:%s; models: %s", self.base_dir, self.host,
@@ -53,20 +61,44 @@ class Server:
         return self
 
     def stop(self):
+        """Graceful stop: new connections and requests are refused (the listeners close; a request on a
+        kept-alive connection gets UNAVAILABLE / 503), requests in flight finish, for at most
+        `shutdown_timeout` seconds; then everything closes."""
+        started = time.monotonic()
+        self.core.draining = True
+        grpc_stopped = self.grpc.stop(grace=self.shutdown_timeout) if self.grpc else None
         if self.rest:
-            self.rest.shutdown()
-            self.rest.server_close()
-        if self.grpc:
-            self.grpc.stop(grace=2)
+            self.rest.stop()
+        left = self.core.drain(max(self.shutdown_timeout - (time.monotonic() - started), 0.0))
+        if grpc_stopped is not None:
+            grpc_stopped.wait(max(self.shutdown_timeout - (time.monotonic() - started), 0.0))
+        if left:
+            logger.warning("Stopped with %d request(s) unfinished after %.0f s (--shutdown-timeout)", left,
+                           self.shutdown_timeout)
         self.core.stop()
+        logger.info("Stopped in %.1f s", time.monotonic() - started)
 
 
 def serve(base_dir, **options):
-    """Runs a `Server` until interrupted (Ctrl-C or SIGTERM)."""
+    """Runs a `Server` until SIGTERM or Ctrl-C, then stops it gracefully (`Server.stop`); a second signal,
+    or a stop that outlasts its bound, ends the process at once."""
     server = Server(base_dir, **options).start()
-    stopped = threading.Event()
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stopping.is_set():
+            logger.warning("Second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        logger.info("%s: finishing the requests in flight (at most %.0f s), refusing new ones",
+                    signal.Signals(signum).name, server.shutdown_timeout)
+        stopping.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
-    logger.info("Shutting down")
+        signal.signal(signum, on_signal)
+    while not stopping.wait(1.0):
+        pass
+    watchdog = threading.Timer(server.shutdown_timeout + 15, lambda: os._exit(1))
+    watchdog.daemon = True
+    watchdog.start()
     server.stop()
+    watchdog.cancel()

@@ -1,0 +1,151 @@
+"""What one request to an exported model may ask for, checked inside the exported graph.
+
+A signature with decoding controls (`translate`, `generate`) lets every client choose its beam size, number
+of hypotheses and output length; unchecked, one request with `beam_size` 100000 holds a server for minutes
+and takes gigabytes, and a negative `top_p` is answered with some output instead of an error. The checks are
+ops in the graph (`Assert` on each control, before any decoding runs), so stock TF Serving rejects a bad
+value with INVALID_ARGUMENT (HTTP 400) exactly as `tflm serve` does, and the message names the input, the
+value and the allowed range:
+
+    assertion failed: [beam_size = 0 is out of range: allowed 1 to 16 (max_beam_size, set at export)]
+
+The upper limits are chosen at export (`tflm export --max-beam-size ...`) and recorded in
+`assets.extra/tflm.json` under "limits".
+"""
+
+import dataclasses
+import math
+import re
+
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class ServingLimits:
+    """The most one request may ask of an exported model.
+
+    Attributes:
+        max_batch_size: rows (sentences, prompts) per request, in every signature that decodes. TF Serving's
+            own batching must not form larger batches (its `max_batch_size` at or under this).
+        max_beam_size: the largest `beam_size`.
+        max_hypotheses: the most `num_hypotheses` / `num_return_sequences` (samples or n-best entries).
+        max_new_tokens: the largest `max_length` (translation) / `max_new_tokens` (language models).
+        max_input_tokens: language models: the longest prompt or scored text, in tokens (the cost of
+            attention over the prompt grows with its square). Translation truncates its sources instead
+            (the run's `data.max_source_length`).
+    """
+
+    max_batch_size: int = 256
+    max_beam_size: int = 16
+    max_hypotheses: int = 16
+    max_new_tokens: int = 512
+    max_input_tokens: int = 2048
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"serving limit {field.name} = {value!r}: must be a positive integer "
+                                 f"(tflm export --{field.name.replace('_', '-')} N).")
+
+    @classmethod
+    def from_dict(cls, values):
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values or {}) - known)
+        if unknown:
+            raise ValueError(f"unknown serving limit(s) {unknown}; known: {sorted(known)}")
+        return cls(**(values or {}))
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """An allowed range for a scalar control: `low <= value <= high` (`low_open`: `low < value`)."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    why: str = ""  # where the bound comes from, e.g. "max_beam_size, set at export"
+
+    def describe(self):
+        def number(x):
+            return f"{x:g}" if isinstance(x, float) else str(x)
+
+        if self.high == math.inf:
+            text = f"{'greater than' if self.low_open else 'at least'} {number(self.low)}"
+        elif self.low == -math.inf:
+            text = f"at most {number(self.high)}"
+        else:
+            text = f"{number(self.low)} to {number(self.high)}"
+            if self.low_open:
+                text = f"greater than {number(self.low)} and at most {number(self.high)}"
+        return f"allowed {text}" + (f" ({self.why})" if self.why else "")
+
+    def condition(self, value):
+        value = tf.convert_to_tensor(value)
+        ok = tf.ones([], tf.bool)
+        if value.dtype.is_floating:
+            ok = tf.reduce_all(tf.math.is_finite(value))  # NaN compares false everywhere: name it too
+        if self.low != -math.inf:
+            low = tf.cast(self.low, value.dtype)
+            ok = tf.logical_and(ok, value > low if self.low_open else value >= low)
+        if self.high != math.inf:
+            ok = tf.logical_and(ok, value <= tf.cast(self.high, value.dtype))
+        return ok
+
+
+def check(name, value, allowed):
+    """An `Assert` op that fails with "`name` = value is out of range: allowed ..." unless `value` is in
+    `allowed` (a `Range`)."""
+    message = tf.strings.format(f"{name} = {{}} is out of range: {allowed.describe()}", value)
+    op_name = "check_" + re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+    return tf.debugging.Assert(allowed.condition(value), [message], name=op_name)
+
+
+def require(condition, message, *values):
+    """An `Assert` op failing with `message` (a format string with `{}` per value) unless `condition`."""
+    return tf.debugging.Assert(condition, [tf.strings.format(message, values)])
+
+
+def checked(values, checks):
+    """`values` (a dict of tensors) passed through identities that run only after every op of `checks`, so
+    nothing computed from them (the decoding) starts before the checks pass."""
+    with tf.control_dependencies(list(checks)):
+        return {name: tf.identity(value) for name, value in values.items()}
+
+
+def batch_check(name, batch_size, limits):
+    return check(f"the number of {name}s in the request", batch_size,
+                 Range(0, limits.max_batch_size, why="max_batch_size, set at export; split the request"))
+
+
+def decoding_checks(controls, limits, count_name, length_name, vocabulary_size):
+    """The checks of the decoding controls common to `translate` and `generate`.
+
+    Args:
+        controls: name -> scalar tensor: `beam_size`, `count_name` (hypotheses), `length_name` (output
+            tokens), `length_penalty`, `temperature`, `top_k`, `top_p`. `seed` takes any int32.
+        limits: `ServingLimits`.
+        vocabulary_size: int, the upper bound of `top_k`.
+    """
+    beam_size, count = controls["beam_size"], controls[count_name]
+    temperature = controls["temperature"]
+    checks = [
+        check("beam_size", beam_size, Range(1, limits.max_beam_size, why="max_beam_size, set at export")),
+        check(count_name, count, Range(1, limits.max_hypotheses, why="max_hypotheses, set at export")),
+        check(length_name, controls[length_name],
+              Range(1, limits.max_new_tokens, why="max_new_tokens, set at export")),
+        check("length_penalty", controls["length_penalty"], Range(0.0, 10.0)),
+        check("temperature", temperature, Range(0.0, 100.0, why="0 decodes without sampling")),
+        check("top_k", controls["top_k"], Range(0, vocabulary_size, why="0 keeps every token")),
+        check("top_p", controls["top_p"], Range(0.0, 1.0, low_open=True, why="1 keeps every token")),
+    ]
+    # Beam search returns at most beam_size hypotheses and greedy decoding one; asking for more is a
+    # client's mistake, reported rather than answered with fewer.
+    checks.append(require(tf.logical_or(temperature > 0, count <= beam_size),
+                          f"{count_name} = {{}} exceeds beam_size = {{}}: without sampling (temperature 0) a "
+                          f"request gets at most beam_size hypotheses (greedy decoding, beam_size 1, gets one)",
+                          count, beam_size))
+    return checks
