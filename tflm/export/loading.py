@@ -61,8 +61,8 @@ class ExportedModel:
         specs = function.structured_input_signature[1]
         unknown, missing = sorted(set(inputs) - set(specs)), sorted(set(specs) - set(inputs))
         if unknown or missing:
-            raise KeyError(f"signature {signature!r} takes {sorted(specs)}"
-                           + (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else ""))
+            problems = (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else "")
+            raise KeyError(f"signature {signature!r} takes {sorted(specs)}{problems}")
         tensors = {name: tf.constant(value, dtype=specs[name].dtype) for name, value in inputs.items()}
         return {name: np.asarray(value) for name, value in function(**tensors).items()}
 
