@@ -155,7 +155,14 @@ def test_transformer_xl_memory_lowers_the_loss_on_repeated_text(tmp_path, segmen
     for source, target in zip(model.weights, model_without.weights):
         target.assign(source)
     without_memory, _ = language_modeling.evaluate_ids(model_without, held_out, length, batch_size=4, stride=length)
-    assert with_memory < 0.7 * without_memory, (with_memory, without_memory)
+    # Half the tokens (the repeats) are predictable from the memory: with it, the loss falls well below the
+    # memoryless one. On shuffled chunks a chunk's first segment trains with an empty memory, so the model
+    # leans on it less (0.70-0.79 over three seeds) than on unbroken streams (0.59-0.63).
+    assert with_memory < (0.7 if segments_per_chunk is None else 0.8) * without_memory, (with_memory, without_memory)
+    # The same weights without memory still predict the unrepeated half about as well as chance allows
+    # (ln 12 = 2.48 nats): had training attended to zero-filled "empty" slots, it would have learned to depend
+    # on them (4.0 nats here before the memory was masked instead).
+    assert without_memory < 1.25 * np.log(vocabulary - 4), without_memory
 
 
 def test_windows_and_contiguous_segments():
@@ -231,13 +238,17 @@ def test_transformer_xl_new_chunk_empties_the_memory_of_its_rows():
     model({"token_ids": first})
     carried = np.asarray(model({"token_ids": second}))
     model.reset_memory()
-    model({"token_ids": first})
+    after_reset = np.asarray(model({"token_ids": first}))
     mixed = np.asarray(model({"token_ids": second, "new_chunk": np.array([True, False])}))
-    model.reset_memory()
-    fresh = np.asarray(model({"token_ids": second}))
-    np.testing.assert_allclose(mixed[0], fresh[0], atol=1e-5)  # row 0 forgot the first segment
+    # the reference is a segment read with no memory at all, as evaluation starts: an emptied memory must
+    # be masked, not merely zero-filled (zero slots would still take attention weight)
+    no_memory = np.asarray(model.forward(second, None)[0])
+    np.testing.assert_allclose(after_reset, np.asarray(model.forward(first, None)[0]), atol=1e-5)
+    np.testing.assert_allclose(mixed[0], no_memory[0], atol=1e-5)  # row 0 forgot the first segment
     np.testing.assert_allclose(mixed[1], carried[1], atol=1e-5)  # row 1 kept it
-    assert np.abs(carried[0] - fresh[0]).max() > 1e-3  # (the memory matters)
+    assert np.abs(carried[0] - no_memory[0]).max() > 1e-3  # (the memory matters)
+    zero_filled = np.asarray(model.forward(second, [np.zeros((2, 4, 16), "float32")] * 2)[0])
+    assert np.abs(zero_filled[0] - no_memory[0]).max() > 1e-3  # (and zero-filling is not emptying)
 
 
 def test_random_offsets_cut_each_epoch_elsewhere_with_a_fixed_count():
@@ -290,9 +301,9 @@ def overfit_run(tmp_path_factory):
     return run_dir
 
 
-def _train_tiny_lm(tmp_path, run_name, model_type="gpt", data=None, **training):
+def _train_tiny_lm(tmp_path, run_name, model_type="gpt", data=None, params=None, **training):
     """Trains the tiny GPT (or `model_type`) on TEXT for a few steps (constant learning rate), with `data`'s
-    fields set on the data configuration; returns the run directory."""
+    fields set on the data configuration (and `params` on the model's); returns the run directory."""
     text_file = tmp_path / "text.txt"
     text_file.write_text("".join(TEXT) * 10)
     config = language_modeling.LanguageModelConfig()
@@ -302,7 +313,7 @@ def _train_tiny_lm(tmp_path, run_name, model_type="gpt", data=None, **training):
     for field, value in (data or {}).items():
         setattr(config.data, field, value)
     config.model.type, config.model.preset = model_type, "tiny"
-    config.model.params = {"dropout": 0.0}
+    config.model.params = {"dropout": 0.0, **(params or {})}
     config.training = language_modeling.TrainingConfig(
         epochs=None, learning_rate=3e-3, schedule="constant", warmup_steps=1, label_smoothing=0.0, samples=0,
         **training)
@@ -338,6 +349,30 @@ def test_xla_training_steps_match_graph_training_steps(tmp_path):
         assert loss < 0.9 * np.log(generator.tokenizer.vocabulary_size), loss  # it learned something
     for graph, xla in zip(weights[False], weights[True]):
         np.testing.assert_allclose(xla, graph, rtol=1e-3, atol=1e-4)
+
+
+def test_transformer_xl_resumed_mid_epoch_with_dropout_ends_with_the_uninterrupted_weights(tmp_path):
+    """The training checkpoint carries Transformer-XL's memory and the dropout generators' states: a run
+    stopped in the middle of an epoch and resumed takes exactly the steps an uninterrupted one takes."""
+    import tensorflow as tf
+
+    def train(run_name, max_steps):
+        return _train_tiny_lm(tmp_path, run_name, model_type="transformer_xl", params={"dropout": 0.2},
+                              max_steps=max_steps, checkpoint_every_steps=100)
+
+    def weights(run_dir):
+        reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")))
+        names = [n for n in reader.get_variable_to_shape_map() if n.startswith(("model/", "carried/"))]
+        return {n: reader.get_tensor(n) for n in names}
+
+    whole = weights(train("whole", 10))
+    train("resumed", 3)
+    progress = json.load(open(tmp_path / "resumed" / "progress.json"))
+    assert progress["epoch"] == 0 and progress["step_in_epoch"] == 3  # stopped inside the first epoch
+    resumed = weights(train("resumed", 10))
+    assert any(n.startswith("carried/") for n in whole) and sorted(whole) == sorted(resumed)
+    for name, value in whole.items():
+        np.testing.assert_allclose(resumed[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_muon_trains_the_blocks_matrices_and_a_resumed_run_continues_exactly(tmp_path):

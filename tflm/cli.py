@@ -134,7 +134,21 @@ def train(run_dir, task, config_file, overrides, quiet, **options):
     (`tensorboard --logdir RUN_DIR/logs`) and train.log. Interrupt it at any time: running the same
     command again resumes from the last checkpoint.
     """
-    _setup_logging(not quiet, os.path.join(run_dir, "train.log"))
+    from tflm.training.strategies import worker_role
+
+    index, count, chief = worker_role()
+    if chief:
+        _setup_logging(not quiet, os.path.join(run_dir, "train.log"))
+    else:  # only the chief writes into the run directory; another worker logs to a place of its own
+        import tempfile
+
+        log_file = os.path.join(tempfile.mkdtemp(prefix=f"tflm-worker-{index}-"), "train.log")
+        _setup_logging(not quiet, log_file)
+        click.echo(f"worker {index} of {count}: not the chief, so it logs to {log_file}", err=True)
+    if count > 1:
+        import logging
+
+        logging.getLogger("tflm").info("This process is worker %s of %d%s", index, count, " (the chief)" * chief)
     module = _task_module(task, run_dir)
     config = _run_config(run_dir, config_file, overrides, options, module)
     result = module.train(config, run_dir, verbose=not quiet)

@@ -54,6 +54,7 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         key_positions: int `(memory_length + length,)`, positions of the context's tokens.
         memory_length: optional int: the positions are `memory_length + arange(length)` and
             `arange(memory_length + length)` (the relative shift applies).
+        key_mask: optional bool `(batch, memory_length + length)`: keys each row may attend to.
     Returns:
         float `(batch, length, dim)`.
     """
@@ -93,7 +94,8 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
         x = ops.reshape(x, tuple(shape[:-1]) + (self.num_heads, self.key_dim))
         return ops.swapaxes(x, -2, -3)
 
-    def call(self, inputs, context, query_positions, key_positions, memory_length=None, training=False):
+    def call(self, inputs, context, query_positions, key_positions, memory_length=None, key_mask=None,
+             training=False):
         query = self._heads(self.query_dense(inputs))  # (B, H, T, D)
         key, value = ops.split(self.key_value_dense(context), 2, axis=-1)
         key, value = self._heads(key), self._heads(value)  # (B, H, K, D)
@@ -112,7 +114,10 @@ class RelativeMultiHeadAttention(keras.layers.Layer):
             position = ops.take_along_axis(by_distance, ops.broadcast_to(index[None, None], ops.shape(content)),
                                            axis=-1)
         scores = (content + position) / ops.sqrt(ops.cast(self.key_dim, content.dtype))  # (B, H, T, K)
-        weights = masked_softmax(scores, (distance >= 0)[None, None])
+        mask = (distance >= 0)[None, None]  # (1, 1, T, K): no key after its query
+        if key_mask is not None:  # (B, K): keys a row may not attend to (emptied memory slots)
+            mask = ops.logical_and(mask, key_mask[:, None, None, :])
+        weights = masked_softmax(scores, mask)
         attended = ops.matmul(self.dropout_layer(weights, training=training), value)  # (B, H, T, D)
         shape = ops.shape(attended)
         merged = ops.reshape(ops.swapaxes(attended, 1, 2), (shape[0], shape[2], self.num_heads * self.key_dim))
@@ -134,6 +139,7 @@ class TransformerXLBlock(keras.layers.Layer):
         inputs: float `(batch, length, dim)`.
         memory: optional float `(batch, memory_length, dim)`: this block's inputs of the previous segment(s)
             (constants: no gradient flows into them).
+        memory_mask: optional bool `(batch, memory_length)`: the memory slots each row may attend to.
         training: bool.
     """
 
@@ -161,18 +167,22 @@ class TransformerXLBlock(keras.layers.Layer):
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
         self.built = True
 
-    def call(self, inputs, memory=None, training=False):
+    def call(self, inputs, memory=None, memory_mask=None, training=False):
         length = ops.shape(inputs)[1]
         normed = self.attention_norm(inputs)
+        key_mask = None
         if memory is None:
             context, memory_length = normed, 0
         else:
             context = ops.concatenate([self.attention_norm(ops.stop_gradient(memory)), normed], axis=1)
             memory_length = ops.shape(memory)[1]
+            if memory_mask is not None:
+                segment = ops.ones((ops.shape(inputs)[0], length), dtype="bool")
+                key_mask = ops.concatenate([ops.cast(memory_mask, "bool"), segment], axis=1)
         query_positions = ops.arange(length) + memory_length
         key_positions = ops.arange(length + memory_length)
         attended = self.attention(normed, context, query_positions, key_positions, memory_length=memory_length,
-                                  training=training)
+                                  key_mask=key_mask, training=training)
         x = inputs + self.dropout_layer(attended, training=training)
         hidden = self.feedforward(self.feedforward_norm(x))
         return x + self.dropout_layer(hidden, training=training)

@@ -41,6 +41,7 @@ from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.decoding.common import DecodeResult, lengths_of
 from tflm.decoding.search import DecodingOptions, search
 from tflm.models import get_model_class
+from tflm.tasks import runs
 from tflm.tasks.runs import (
     ModelConfig,
     TrainingConfig,
@@ -148,12 +149,20 @@ def prepare_vocabulary(vocabulary_config, run_dir, train_lines):
         for name in sorted(os.listdir(directory)):
             if name.startswith("tokenizer."):
                 return load_tokenizer(os.path.join(directory, name))
+    if not runs.is_chief():
+        return runs.save_vocabulary({}, run_dir, lambda: _saved_vocabulary(run_dir))
     texts = train_lines if vocabulary_config.type in ("character", "byte_bpe") else [
         line.strip() for line in train_lines if line.strip()]
     tokenizer = train_tokenizer(texts, vocabulary_config.type, vocabulary_config.size)
-    os.makedirs(directory, exist_ok=True)
-    tokenizer.save(os.path.join(directory, "tokenizer" + tokenizer.file_suffix))
+    runs.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer}, run_dir, None)
     return tokenizer
+
+
+def _saved_vocabulary(run_dir):
+    try:
+        return load_vocabulary(run_dir)
+    except FileNotFoundError:
+        return None
 
 
 def load_vocabulary(run_dir):
@@ -699,8 +708,10 @@ def train_datasets(config, data, model):
 def train(config, run_dir, verbose=True):
     """Trains (or resumes) a language-model run in `run_dir`; returns the `TrainResult`."""
     config = start_run(config, run_dir)
+    # before any TensorFlow op runs: MultiWorkerMirroredStrategy configures collectives at program start
+    strategy = make_strategy(config.training.strategy, config.training.devices)
     data = prepare_data(config, run_dir)
-    trainer = build_trainer(config, run_dir, data, verbose=verbose)
+    trainer = build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
     model = trainer.model
     dataset, steps = train_datasets(config, data, model)
 

@@ -14,6 +14,7 @@ from tflm import config as config_lib
 from tflm.training.checkpoints import average_checkpoints, checkpoint_paths, model_checkpoint
 from tflm.training.optimizers import Muon
 from tflm.training.schedules import make_schedule
+from tflm.training.strategies import worker_role
 from tflm.training.trainer import set_seed
 
 logger = logging.getLogger("tflm")
@@ -107,13 +108,58 @@ def _lookup(values, dotted):
 
 
 def start_run(config, run_dir):
-    """Creates (or reopens) a run directory: checks and saves the configuration, seeds everything."""
+    """Creates (or reopens) a run directory: checks and saves the configuration, seeds everything.
+
+    In a multi-worker cluster (`TF_CONFIG`) only the chief writes the run directory's shared files
+    (config.json here, vocab/ in `save_vocabulary`, train.log, checkpoints, progress.json, TensorBoard);
+    the other workers check the configuration against what is there and read what the chief writes.
+    """
     config.validate()
-    os.makedirs(run_dir, exist_ok=True)
+    if is_chief():
+        os.makedirs(run_dir, exist_ok=True)
     config = reconcile_config(run_dir, config)
-    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
+    if is_chief():
+        config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
     set_seed(config.training.seed)
     return config
+
+
+def is_chief():
+    """Whether this process writes the run directory: the only process, or the chief of its cluster."""
+    return worker_role()[2]
+
+
+def save_vocabulary(tokenizers, run_dir, load, timeout=600.0):
+    """Saves `tokenizers` ({path: tokenizer}) for the run, each file appearing whole (written under a
+    temporary name, then renamed). A worker that is not the chief saves nothing: it waits for the chief's
+    files (`load()` returning something) and returns what `load()` returns, which must then be what the
+    chief trained, so that every worker tokenizes alike; None for the chief."""
+    import tempfile
+    import time
+
+    if not is_chief():
+        ends = time.monotonic() + timeout
+        while time.monotonic() < ends:
+            found = load()
+            if found:
+                logger.info("Read the chief's vocabulary from %s/vocab", run_dir)
+                return found
+            time.sleep(1.0)
+        raise TimeoutError(f"{run_dir}/vocab: the chief wrote no vocabulary within {timeout:.0f} s. The workers of a "
+                           "multi-worker run need the run directory on a shared filesystem (or train the vocabulary "
+                           "first with `tflm vocab` and start from a run directory that has it).")
+    for path, tokenizer in tokenizers.items():
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        scratch = tempfile.mkdtemp(prefix=".tmp-", dir=directory)
+        try:
+            tokenizer.save(os.path.join(scratch, os.path.basename(path)))
+            os.replace(os.path.join(scratch, os.path.basename(path)), path)
+        finally:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
+    return None
 
 
 def model_dtype(mixed_precision):

@@ -34,6 +34,7 @@ from tflm.models import Seq2Seq, get_model_class, preset_params
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 from tflm.text.vocab import VOCABULARY_TYPES, train_tokenizer
 from tflm.training.checkpoints import ModelVariables, restore_model
+from tflm.tasks import runs
 from tflm.tasks.runs import (
     ModelConfig,
     TrainingConfig,
@@ -178,6 +179,8 @@ def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
     existing = load_vocabularies(run_dir)
     if existing:
         return existing
+    if not runs.is_chief():
+        return runs.save_vocabulary({}, run_dir, lambda: load_vocabularies(run_dir))
     kind, size, seed = vocabulary_config.type, vocabulary_config.size, 0
     logger.info("Training %s %s vocabulary of %d pieces", "a joint" if vocabulary_config.joint else "per-side",
                 kind, size)
@@ -187,9 +190,7 @@ def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
         source = train_tokenizer(train_corpus.source, kind, size, seed)
         target = train_tokenizer(train_corpus.target, kind, size, seed)
     source_path, target_path = vocabulary_paths(run_dir, source.file_suffix)
-    os.makedirs(os.path.dirname(source_path), exist_ok=True)
-    source.save(source_path)
-    target.save(target_path)
+    runs.save_vocabulary({source_path: source, target_path: target}, run_dir, None)  # target last: loads need both
     return source, target
 
 
@@ -473,8 +474,10 @@ def train(config, run_dir, verbose=True):
     validation and sample translations after each epoch.
     """
     config = start_run(config, run_dir)
+    # before any TensorFlow op runs: MultiWorkerMirroredStrategy configures collectives at program start
+    strategy = make_strategy(config.training.strategy, config.training.devices)
     data = prepare_data(config, run_dir)
-    trainer = build_trainer(config, run_dir, data, verbose=verbose)
+    trainer = build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
     training = config.training
     samples = SampleTranslations.from_corpus(trainer.model, data, config, training.samples)
     return trainer.fit(

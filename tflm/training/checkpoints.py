@@ -28,6 +28,27 @@ class ModelVariables(tf.Module):
         self.variables_by_index = {f"{index:05d}": v for index, v in enumerate(model.weights)}
 
 
+class CarriedState(tf.Module):
+    """The state a training run carries from step to step besides weights and optimizer: the random
+    generators' states of dropout and other random layers (Keras `SeedGenerator`s, in `model.variables` but
+    not `model.weights`) and any state the model declares (`model.carried_state_variables()`, e.g.
+    Transformer-XL's memory). In the training checkpoint, so that a resumed run draws the dropout masks and
+    reads the memory an uninterrupted one would; never in exports or model-only checkpoints."""
+
+    def __init__(self, model):
+        super().__init__(name=None)
+        weights = {id(v) for v in model.weights}
+        carried = [v for v in model.variables if id(v) not in weights]
+        declared = getattr(model, "carried_state_variables", None)
+        carried += list(declared()) if declared else []
+        self.variables_by_index = {f"{index:05d}": v for index, v in enumerate(carried)}
+
+
+def has_carried_state(path):
+    """Whether the checkpoint at `path` holds a `CarriedState` (checkpoints of tflm before it did not)."""
+    return any(name.startswith("carried/") for name, _ in tf.train.list_variables(path))
+
+
 def model_checkpoint(model):
     """A `tf.train.Checkpoint` of the model's variables alone (no optimizer, no progress)."""
     return tf.train.Checkpoint(model=ModelVariables(model))

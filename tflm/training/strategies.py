@@ -54,3 +54,22 @@ def split_cpu(count):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
     return [f"/cpu:{i}" for i in range(count)]
+
+
+def worker_role(tf_config=None):
+    """`(index, count, is_chief)` of this process in the cluster that `TF_CONFIG` describes, as
+    MultiWorkerMirroredStrategy reads it: the "chief" task, or worker 0 when there is no chief, is the
+    chief. Without a cluster (no `TF_CONFIG`, or one task): `(0, 1, True)`."""
+    import json
+    import os
+
+    config = json.loads(tf_config if tf_config is not None else os.environ.get("TF_CONFIG") or "{}")
+    cluster, task = config.get("cluster") or {}, config.get("task") or {}
+    chiefs, workers = len(cluster.get("chief", [])), len(cluster.get("worker", []))
+    if chiefs + workers <= 1 or not task:
+        return 0, 1, True
+    kind, number = task.get("type"), int(task.get("index", 0))
+    index = number if kind == "chief" else chiefs + number if kind == "worker" else None
+    if index is None:  # an evaluator or parameter server does not train
+        return None, chiefs + workers, False
+    return index, chiefs + workers, index == 0

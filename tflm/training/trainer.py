@@ -28,7 +28,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflm.training.checkpoints import ModelVariables, model_checkpoint, restore_latest
+from tflm.training.checkpoints import (
+    CarriedState,
+    ModelVariables,
+    checkpoint_paths,
+    has_carried_state,
+    model_checkpoint,
+    restore_latest,
+)
 from tflm.training.losses import token_cross_entropy
 
 logger = logging.getLogger("tflm")
@@ -103,15 +110,11 @@ class Trainer:
             self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
             self.target_tokens = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_tokens")
             self.best_valid_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_valid")
-        self.checkpoint = tf.train.Checkpoint(
-            model=ModelVariables(model),
-            optimizer=optimizer,
-            epoch=self.epoch,
-            step_in_epoch=self.step_in_epoch,
-            train_seconds=self.train_seconds,
-            target_tokens=self.target_tokens,
-            best_valid_loss=self.best_valid_loss,
-        )
+        state = dict(model=ModelVariables(model), optimizer=optimizer, epoch=self.epoch,
+                     step_in_epoch=self.step_in_epoch, train_seconds=self.train_seconds,
+                     target_tokens=self.target_tokens, best_valid_loss=self.best_valid_loss)
+        self.checkpoint = tf.train.Checkpoint(carried=CarriedState(model), **state)
+        self._checkpoint_without_carried_state = tf.train.Checkpoint(**state)  # to resume older runs
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, _worker_dir(self.checkpoint_dir, self._is_chief), max_to_keep=keep_checkpoints,
             checkpoint_name="ckpt",
@@ -164,6 +167,37 @@ class Trainer:
         self.optimizer.apply(grads, self.model.trainable_variables)
         return loss_sum, nll_sum, tokens, norm
 
+    def _distribute(self, dataset):
+        """`dataset`'s batches spread over the replicas, each global batch one batch of `dataset`.
+
+        On one machine, tf.distribute splits each batch over the local replicas. Across workers its default
+        (auto-sharding by data) would instead give each worker different whole batches, so that a step
+        trained on as many batches as there are workers and a run took other steps than on one device.
+        Here each worker takes its replicas' rows of every batch (rows `r::replicas` for global replica `r`),
+        with auto-sharding off: a run takes the same steps, on the same global batches, under any strategy
+        (tested against one device), and resumes the same way.
+        """
+        if _worker_count(self.strategy) <= 1:
+            return self.strategy.experimental_distribute_dataset(dataset)
+        replicas = self.strategy.num_replicas_in_sync
+
+        def per_worker(context):
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def rows(*batch):
+                parts = [tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[first + r::replicas], batch))
+                         for r in range(local)]
+                for part in parts[1:]:
+                    parts[0] = parts[0].concatenate(part)
+                return parts[0]
+
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+            return dataset.flat_map(rows).with_options(options)
+
+        return self.strategy.distribute_datasets_from_function(per_worker)
+
     def _make_train_step(self, element_spec=None):
         """The distributed train step, traced once for `element_spec` (or, without one, for relaxed shapes)."""
         decorate = (tf.function(input_signature=[element_spec]) if element_spec is not None
@@ -180,8 +214,7 @@ class Trainer:
 
     def train_on_batch(self, inputs, labels):
         """One optimizer step on one global batch (split over the replicas); returns its statistics."""
-        batch = next(iter(self.strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensors((inputs, labels)))))
+        batch = next(iter(self._distribute(tf.data.Dataset.from_tensors((inputs, labels)))))
         if self._batch_step is None:
             self._batch_step = self._make_train_step()
         loss_sum, nll_sum, tokens, norm = self._batch_step(batch)
@@ -196,7 +229,7 @@ class Trainer:
 
     def evaluate(self, dataset):
         """Mean token negative log-likelihood (no label smoothing) over `dataset`, and the token count."""
-        distributed = self.strategy.experimental_distribute_dataset(dataset)
+        distributed = self._distribute(dataset)
         if self._eval_step is None:
             @tf.function(input_signature=[distributed.element_spec])
             def eval_step(batch):
@@ -215,9 +248,26 @@ class Trainer:
     # ---------------------------------------------------------------- loop
 
     def restore(self):
-        """Restores the newest checkpoint of the run, if any; returns its path."""
-        path = restore_latest(self.checkpoint, self.checkpoint_dir)
+        """Restores the newest checkpoint of the run, if any; returns its path.
+
+        Everything a resumed run needs is inside the checkpoint (weights, optimizer, epoch, step in epoch,
+        training time, tokens, best validation loss, the dropout generators' states and any state the model
+        carries between batches): `progress.json` is never read back. It is rewritten
+        from the restored state here, so a kill between a checkpoint and its `progress.json` leaves, after
+        the resume, a `progress.json` that describes the checkpoint training continues from.
+        """
+        paths = checkpoint_paths(self.checkpoint_dir)
+        checkpoint = self.checkpoint
+        try:
+            if paths and not has_carried_state(paths[-1]):
+                checkpoint = self._checkpoint_without_carried_state
+                logger.warning("%s was written by an older tflm without the random generators' state: training "
+                               "resumes, but its dropout masks will differ from an uninterrupted run's.", paths[-1])
+        except Exception:  # noqa: BLE001  (an unreadable newest checkpoint: restore_latest reports it)
+            pass
+        path = restore_latest(checkpoint, self.checkpoint_dir)
         if path:
+            self._write_progress()
             logger.info(
                 "Resuming from %s: step %d, epoch %d, %d batches into the epoch",
                 path, self.step, int(self.epoch.numpy()), int(self.step_in_epoch.numpy()),
@@ -225,6 +275,10 @@ class Trainer:
         return path
 
     def save(self):
+        """Saves a training checkpoint. Its commit point is one atomic step: TensorFlow writes the
+        checkpoint's files first and then replaces the `checkpoint` index file by a rename, so a kill at any
+        moment leaves either the previous checkpoint or this one, each whole, with its progress variables
+        inside it. `progress.json` (for people and scripts) is a copy of those variables, written after."""
         path = self.manager.save(checkpoint_number=self.step)
         self._write_progress()
         logger.info("Saved checkpoint %s", path)
@@ -243,7 +297,8 @@ class Trainer:
                 returning `(mean loss, tokens)` (for models evaluated their own way).
             steps_per_epoch: optional int, for the progress bar.
             on_epoch_end: optional callable `(trainer, epoch, valid_loss) -> None`, e.g. to log samples.
-            on_epoch_start: optional callable `(trainer, epoch) -> None`, e.g. to reset carried state.
+            on_epoch_start: optional callable `(trainer, epoch) -> None`, e.g. to reset carried state; called
+                where an epoch starts from its first batch (not where a resumed run continues one).
         Returns:
             A `TrainResult`.
         """
@@ -264,10 +319,10 @@ class Trainer:
             dataset = train_data(epoch)
             if skip:
                 dataset = dataset.skip(skip)
-            distributed = self.strategy.experimental_distribute_dataset(dataset)
+            distributed = self._distribute(dataset)
             if self._train_step is None:
                 self._train_step = self._make_train_step(distributed.element_spec)
-            if on_epoch_start is not None:
+            if on_epoch_start is not None and not skip:  # a resumed epoch continues with the restored state
                 on_epoch_start(self, epoch)
             progress = _ProgressBar(epoch, steps_per_epoch, skip, self.verbose)
             window = _Window()
@@ -456,6 +511,14 @@ def _is_chief(strategy):
     return resolver.task_type in (None, "chief") or (
         resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
     )
+
+
+def _worker_count(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, [])) for job in ("chief", "worker")) or 1
 
 
 def _worker_dir(directory, is_chief):
