@@ -505,6 +505,26 @@ def test_xla_generation_equals_graph_generation(overfit_run, options):
         assert "".join(xla.stream("But, soft! what light", max_new_tokens=12)) == graph.generate(prompts)[0][0][:12]
 
 
+@pytest.mark.parametrize("prefill", [True, False], ids=["prefill", "step-by-step"])
+def test_streaming_draws_exactly_what_the_graph_draws(overfit_run, prefill):
+    """`tflm generate` streams through `Generator.stream`; the export runs `generate_batch`'s graph. For the
+    same prompt and seed they must give the same text: samples (with temperature, top-k, top-p), and greedy
+    decoding with n-gram blocking, whose buffer holds the prompt."""
+    base = language_modeling.Generator.from_run_dir(overfit_run)
+    cases = [DecodingOptions(strategy="sample", temperature=t, top_k=k, top_p=p, seed=seed, max_length=25,
+                             max_length_a=0.0)
+             for t, k, p, seed in [(1.5, 0, 1.0, 1), (1.5, 0, 1.0, 2), (2.0, 10, 1.0, 3), (1.2, 0, 0.9, 4)]]
+    cases.append(DecodingOptions(strategy="greedy", no_repeat_ngram_size=2, max_length=25, max_length_a=0.0))
+    texts = set()
+    for options in cases:
+        generator = language_modeling.Generator(base.model, base.tokenizer, options, prefill=prefill)
+        for prompt in ("It is", ""):
+            graph = generator.generate_batch(tf.constant([prompt]))["outputs"].numpy()[0, 0].decode()
+            assert "".join(generator.stream(prompt)) == graph, (options, prompt)
+            texts.add(graph)
+    assert len(texts) >= 6  # the seeds and settings did draw different texts
+
+
 def test_sampling_with_a_seed_is_reproducible(overfit_run):
     options = DecodingOptions(strategy="sample", temperature=1.5, max_length=30, max_length_a=0.0, n_best=3, seed=7)
     generator = language_modeling.Generator.from_run_dir(overfit_run, decoding=options)

@@ -47,6 +47,15 @@ def filter_logits(logits, top_k=0, top_p=1.0):
     return tf.cond(top_p < 1.0, keep_top_p, lambda: logits)
 
 
+def draw(log_probs, step, temperature=1.0, top_k=0, top_p=1.0, seed=0):
+    """Each row's next token, drawn from `log_probs` `(rows, vocabulary)` at decoding step `step` with
+    temperature, top-k and top-p: a stateless draw seeded by `(seed, step)`, so the same seed and step give
+    the same token wherever it is drawn (the decoding graph, `Generator.stream`). int32 `(rows,)`."""
+    filtered = filter_logits(log_probs / tf.cast(temperature, tf.float32), top_k, top_p)
+    seed = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
+    return tf.random.stateless_categorical(filtered, 1, seed=seed, dtype=tf.int32)[:, 0]
+
+
 def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperature=1.0, top_k=0, top_p=1.0,
            seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None,
            bos_id=BOS_ID, eos_id=EOS_ID, prefix_length=None):
@@ -72,15 +81,10 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
         start_ids = tf.repeat(start_ids, num_samples)
     if forced is not None:
         forced = (tf.repeat(forced[0], num_samples, axis=0), tf.repeat(forced[1], num_samples))
-    temperature = tf.cast(temperature, tf.float32)
-    seed = tf.cast(seed, tf.int32)
-
-    def draw(log_probs, step):
-        filtered = filter_logits(log_probs / temperature, top_k, top_p)
-        return tf.random.stateless_categorical(filtered, 1, seed=tf.stack([seed, step]), dtype=tf.int32)[:, 0]
-
     tokens, scores = token_by_token(
-        step_fn, state, batch_size * num_samples, max_length, draw, tf.repeat(row_max_length, num_samples),
+        step_fn, state, batch_size * num_samples, max_length,
+        lambda log_probs, step: draw(log_probs, step, temperature, top_k, top_p, seed),
+        tf.repeat(row_max_length, num_samples),
         min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id, prefix_length)
     token_ids = tf.reshape(tokens, [batch_size, num_samples, max_length])
     return DecodeResult(token_ids=token_ids, lengths=lengths_of(token_ids),

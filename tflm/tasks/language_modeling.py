@@ -38,7 +38,8 @@ from tflm.data.language_modeling import (
     windows,
 )
 from tflm.data.registry import dataset_info, find_dataset, split_file
-from tflm.decoding.common import DecodeResult, lengths_of
+from tflm.decoding.common import DecodeResult, constrain, lengths_of
+from tflm.decoding.sampling import draw
 from tflm.decoding.search import DecodingOptions, search
 from tflm.models import get_model_class
 from tflm.tasks import runs
@@ -610,63 +611,57 @@ class Generator(tf.Module):
         """Yields the continuation of one prompt piece by piece as it is produced (greedy or sampling).
 
         A Python loop over a compiled single-step function, for the console; `generate` (one graph) is
-        what export and batch generation use.
+        what export and batch generation use. Each step constrains and picks its token with the graph's own
+        functions (`constrain`; `argmax`, or `draw` seeded by the seed and the step), over the same token
+        buffer (prompt included), so it yields what `generate_batch` and the export give for that prompt
+        and seed, samples included (tested).
         """
         decoding = self.decoding
         max_new_tokens = max_new_tokens or decoding.max_length
         start, forced_ids, forced_lengths = self.encode_prompt(tf.constant([prompt]))
-        prompt_ids = [int(start[0])] + [int(t) for t in np.asarray(forced_ids[0, : int(forced_lengths[0])])]
-        max_length = len(prompt_ids) + max_new_tokens
+        forced_length = int(forced_lengths[0])
+        prompt_ids = [int(start[0])] + [int(t) for t in np.asarray(forced_ids[0, :forced_length])]
+        max_length = forced_length + max_new_tokens  # as `generate_ids` sizes its buffers
         limit = getattr(self.model, "max_sequence_length", None)
         if limit:
             max_length = min(max_length, limit)
         step = tf.function(self.model.decode_step, reduce_retracing=True, jit_compile=self.jit_compile)
+        choose = _token_chooser(decoding, decoding.seed if seed is None else seed)
         state = self.model.initial_state(1, max_length)
-        generator = np.random.default_rng(decoding.seed if seed is None else seed)
-        history, previous_text = [], ""
-        first = min(len(prompt_ids), max_length) - 1  # positions read before the first step
-        if self.prefill and first > 0:
+        tokens = np.full([1, max_length], PAD_ID, np.int32)  # the decoding buffer: forced, then generated
+        tokens[0, :min(forced_length, max_length)] = prompt_ids[1: max_length + 1]
+        first = min(forced_length, max_length - 1) if self.prefill else 0  # positions read in one pass
+        if first > 0:
             state = self.model.prefill(tf.constant([prompt_ids[:first]], tf.int32), state)
-        token = prompt_ids[first]
-        for position in range(first, max_length - 1):
+        token, history, previous_text = prompt_ids[first], [], ""
+        for position in range(first, max_length):
             logits, state = step(tf.constant([token], tf.int32), state, tf.constant(position))
-            if position + 1 < len(prompt_ids):
+            if position < forced_length:
                 token = prompt_ids[position + 1]
                 continue
-            token = _pick(np.asarray(logits[0], dtype=np.float64), decoding, generator, history)
+            token = int(choose(logits, tf.constant(position), tf.constant(tokens)))
             if token == EOS_ID:
                 break
+            tokens[0, position] = token
             history.append(token)
             text = np.asarray(self.tokenizer.detokenize(tf.constant([history], tf.int32)))[0].decode("utf-8", "replace")
             yield text[len(previous_text):]
             previous_text = text
 
 
-def _pick(logits, decoding, generator, history):
-    """The next token for `Generator.stream`: argmax, or a draw with temperature/top-k/top-p."""
-    logits[[PAD_ID, 2]] = -np.inf  # never PAD nor BOS
-    n = decoding.no_repeat_ngram_size
-    if n >= 2 and len(history) >= n - 1:
-        prefix = tuple(history[len(history) - n + 1:])
-        for i in range(len(history) - n + 1):
-            if tuple(history[i: i + n - 1]) == prefix:
-                logits[history[i + n - 1]] = -np.inf
-    if decoding.strategy != "sample":
-        return int(np.argmax(logits))
-    logits = logits / decoding.temperature
-    if decoding.top_k:
-        kth = np.sort(logits)[-decoding.top_k]
-        logits[logits < kth] = -np.inf
-    probabilities = np.exp(logits - logits.max())
-    probabilities /= probabilities.sum()
-    if decoding.top_p < 1.0:
-        order = np.argsort(-probabilities)
-        keep = np.cumsum(probabilities[order]) - probabilities[order] < decoding.top_p
-        mask = np.zeros_like(probabilities, dtype=bool)
-        mask[order[keep]] = True
-        probabilities = np.where(mask, probabilities, 0.0)
-        probabilities /= probabilities.sum()
-    return int(generator.choice(len(probabilities), p=probabilities))
+def _token_chooser(decoding, seed):
+    """`(logits (1, V), step, tokens (1, L)) -> token`, as the decoding graph picks it at `step`."""
+    sampling = decoding.strategy == "sample"
+
+    @tf.function(reduce_retracing=True)
+    def choose(logits, step, tokens):
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))
+        log_probs = constrain(log_probs, step, tokens, decoding.min_length, decoding.no_repeat_ngram_size, EOS_ID)
+        if sampling:
+            return draw(log_probs, step, decoding.temperature, decoding.top_k, decoding.top_p, seed)[0]
+        return tf.argmax(log_probs, -1, tf.int32)[0]
+
+    return choose
 
 
 # ------------------------------------------------------------------------------------------- training
