@@ -151,9 +151,23 @@ def test_tatoeba_converter_follows_the_documented_split(tmp_path):
             pairs[(e, s)] = split
     assert len(pairs) == 4  # the duplicate pair is dropped
     assert pairs[("Go.", "Ve.")] == pairs[("Go.", "Vete.")]  # one component, one split
-    expected = "test" if int(hashlib.md5(b"a:Go.").hexdigest(), 16) % 50 == 0 else None
-    if expected:
-        assert pairs[("Go.", "Ve.")] == expected
+
+
+def test_tatoeba_split_rule_on_keys_of_known_buckets(tmp_path):
+    """The documented rule: md5 of a component's smallest key ("a:" + English) mod 50 is 0 for test, 1 for
+    valid, else train; a Spanish sentence shared with another English one joins that component. The keys
+    were chosen for their buckets (82 -> 0, 54 -> 1, 142 -> 7), checked here."""
+    test, valid, train = "Sentence number 82.", "Sentence number 54.", "Sentence number 142."
+    assert [int(hashlib.md5(("a:" + s).encode()).hexdigest(), 16) % 50 for s in (test, valid, train)] == [0, 1, 7]
+    lines = [f"{test}\tUno.", f"{valid}\tDos.", f"{train}\tTres.", "Zzz other.\tUno."]  # shares "Uno." with test
+    archive = tmp_path / "spa-eng.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("spa-eng/spa.txt", "\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    registry.PREPARERS["tatoeba_spa_eng"]([str(archive)], str(out))
+    found = {split: open(out / f"{split}.en").read().splitlines() for split in ("train", "valid", "test")}
+    assert found == {"test": [test, "Zzz other."], "valid": [valid], "train": [train]}
 
 
 def test_shipped_sample_matches_its_checksums():

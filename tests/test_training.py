@@ -69,13 +69,13 @@ def test_tiny_model_overfits_and_greedy_decoding_reproduces_the_targets(sample_c
     assert translator.translate(sources) == targets
 
 
-def make_trainer(run_dir, vocabulary_size, strategy=None, seed=7):
+def make_trainer(run_dir, vocabulary_size, strategy=None, seed=7, optimizer=None, clip_norm=0.5):
     strategy = strategy or tf.distribute.get_strategy()
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = tiny_model(vocabulary_size)
-        optimizer = keras.optimizers.Adam(WarmupInverseSqrt(1e-2, warmup_steps=4))
-    return Trainer(model, optimizer, str(run_dir), strategy=strategy, clip_norm=0.5, label_smoothing=0.1,
+        optimizer = optimizer() if optimizer else keras.optimizers.Adam(WarmupInverseSqrt(1e-2, warmup_steps=4))
+    return Trainer(model, optimizer, str(run_dir), strategy=strategy, clip_norm=clip_norm, label_smoothing=0.1,
                    save_every_epoch=False, verbose=False)
 
 
@@ -147,6 +147,28 @@ def _model_weights(run_dir):
     names = [name for name in reader.get_variable_to_shape_map() if name.startswith("model/")]
     assert names
     return {name: reader.get_tensor(name) for name in names}
+
+
+def test_mirrored_strategy_with_plain_sgd_takes_the_one_device_step(small_pairs, sample_tokenizer, tmp_path):
+    """Adam normalizes the gradient's scale away and clipping caps it, so both are blind to a gradient summed
+    over the replicas with a missing or extra 1/replicas; plain SGD without clipping is not: its step is the
+    gradient times the learning rate."""
+    inputs, labels = next(iter(translation_dataset(small_pairs, Batching(batch_size=16), seed=0)))
+    size = sample_tokenizer.vocabulary_size
+    sgd = lambda: keras.optimizers.SGD(0.5)  # noqa: E731
+    single = make_trainer(tmp_path / "single", size, optimizer=sgd, clip_norm=None)
+    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES), optimizer=sgd,
+                            clip_norm=None)
+    for variable, value in zip(mirrored.model.weights, single.model.weights):
+        variable.assign(value)
+    before = [np.asarray(w) for w in single.model.weights]
+    for _ in range(2):
+        one, two = single.train_on_batch(inputs, labels), mirrored.train_on_batch(inputs, labels)
+        np.testing.assert_allclose(one["loss"], two["loss"], rtol=1e-5)
+    moved = max(float(np.abs(np.asarray(w) - b).max()) for w, b in zip(single.model.weights, before))
+    assert moved > 1e-3  # the step is large enough to show a factor of two
+    for a, b in zip(single.model.weights, mirrored.model.weights):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
 
 
 def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
