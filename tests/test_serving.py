@@ -203,9 +203,10 @@ def test_many_clients_connecting_at_once_are_all_answered(server):
         rest.stop()
 
 
-def test_translate_command_as_a_client(server):
+def test_translate_command_as_a_client(server, trained_run):
+    expected = translation.Translator.from_run_dir(trained_run).translate(SENTENCES[:2])
     for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
         result = CliRunner().invoke(main, ["translate", "--server", f"127.0.0.1:{port}", "--model", "tiny",
                                            "--protocol", protocol, *SENTENCES[:2], ""])
         assert result.exit_code == 0, result.output
-        assert len(result.output.split("\n")) == 4 and result.output.split("\n")[2] == ""
+        assert result.output.split("\n") == expected + ["", ""]  # the served translations, line for line
