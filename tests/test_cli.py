@@ -139,3 +139,49 @@ def test_bad_input_gives_one_clear_line(tmp_path):
                                        "--set", "data.dataset=null"])
     assert result.exit_code == 1
     assert "has 2 lines" in result.output and "has 1" in result.output and "Traceback" not in result.output
+
+
+def test_export_check_and_serve_commands_end_to_end(run_dir, tmp_path):
+    """`tflm export` writes a checked version and models.config; `tflm check` passes it; `tflm serve` (a real
+    process) answers with the run's translations and stops on SIGTERM."""
+    import http.client
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tflm.tasks import translation
+
+    base = str(tmp_path / "models")
+    result = invoke("export", run_dir, "--name", "tiny", "--base-dir", base, "--max-beam-size", 4)
+    assert result.exit_code == 0 and result.output.strip().endswith(os.path.join(base, "tiny", "1")), result.output
+    assert 'name: "tiny"' in open(os.path.join(base, "models.config")).read()
+    info = json.load(open(os.path.join(base, "tiny", "1", "assets.extra", "tflm.json")))
+    assert info["limits"]["max_beam_size"] == 4
+    result = invoke("check", os.path.join(base, "tiny", "1"))
+    assert result.exit_code == 0 and "OK" in result.output and "refuses requests beyond" in result.output
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "tflm.cli", "serve", base, "--rest-port", str(port),
+                               "--grpc-port", "0", "--poll-seconds", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                connection.request("POST", "/v1/models/tiny:predict", body=json.dumps(
+                    {"instances": ["Good morning.", "I am here."]}))
+                answer = json.loads(connection.getresponse().read())
+                break
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.3)
+        expected = translation.Translator.from_run_dir(run_dir).translate(["Good morning.", "I am here."])
+        assert [p["outputs"] for p in answer["predictions"]] == expected
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode == 0 and "Stopped in" in output, output[-2000:]

@@ -173,3 +173,29 @@ def test_tatoeba_split_rule_on_keys_of_known_buckets(tmp_path):
 def test_shipped_sample_matches_its_checksums():
     info = registry.dataset_info("tatoeba-es-en-sample")
     assert registry.verify_files(info, find_dataset("tatoeba-es-en-sample")) == []
+
+
+def test_multi30k_converter_takes_each_split_from_its_archive_names(tmp_path):
+    """Multi30k's archives hold train.{de,en}, val.{de,en} and test_2016_flickr as test2016.{de,en}; the
+    converter writes them as train/valid/test, byte for byte."""
+    import io
+    import tarfile
+
+    texts = {"train": ("Ein Hund.\nZwei Katzen.\n", "A dog.\nTwo cats.\n"), "val": ("Hallo.\n", "Hello.\n"),
+             "test2016": ("Ein Ball.\n", "A ball.\n")}
+    archives = []
+    for index, (prefix, (de, en)) in enumerate(texts.items()):
+        path = tmp_path / f"archive{index}.tar.gz"
+        with tarfile.open(path, "w:gz") as archive:
+            for lang, text in (("de", de), ("en", en)):
+                data = text.encode()
+                member = tarfile.TarInfo(f"data/{prefix}.{lang}")
+                member.size = len(data)
+                archive.addfile(member, io.BytesIO(data))
+        archives.append(str(path))
+    out = tmp_path / "out"
+    out.mkdir()
+    registry.PREPARERS["multi30k"](archives, str(out))
+    for split, prefix in (("train", "train"), ("valid", "val"), ("test", "test2016")):
+        assert (out / f"{split}.de").read_text() == texts[prefix][0]
+        assert (out / f"{split}.en").read_text() == texts[prefix][1]

@@ -140,3 +140,38 @@ def test_an_interrupted_export_leaves_no_version(trained_run, tmp_path, monkeypa
     with pytest.raises(ValueError, match="plain directory name"):
         export_translator(translator, str(tmp_path), "../escape")
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_tflm_check_names_an_op_outside_the_serving_set_and_a_function_that_needs_xla(tmp_path):
+    """`DecodeJxl` is new in TensorFlow 2.21 (absent from TF Serving 2.20's op set); a `jit_compile=True`
+    function needs XLA, which stock TF Serving runs without. `tflm check` must name both and fail."""
+    from click.testing import CliRunner
+
+    from tflm.cli import main
+
+    class Module(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, text):
+            return {"outputs": text, "scores": tf.zeros(tf.shape(text), tf.float32)}
+
+        @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+        def image(self, data):
+            return {"pixels": tf.raw_ops.DecodeJxl(contents=data, channels=3)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)], jit_compile=True)
+        def fast(self, x):
+            return {"y": x * 2.0}
+
+    module = Module()
+    path = str(tmp_path / "model" / "1")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve, "image": module.image,
+                                                  "fast": module.fast})
+    result = CliRunner().invoke(main, ["check", path])
+    assert result.exit_code == 1, result.output
+    assert "op DecodeJxl" in result.output and "not in TF Serving 2.20's op set" in result.output
+    assert "requires XLA (jit_compile=True)" in result.output
+    clean, plain = str(tmp_path / "clean" / "1"), tf.Module()
+    plain.serve = module.serve  # the same serving function, without the others
+    tf.saved_model.save(plain, clean, signatures={"serving_default": module.serve})
+    result = CliRunner().invoke(main, ["check", clean])
+    assert result.exit_code == 0 and "OK" in result.output, result.output

@@ -171,6 +171,60 @@ def test_mirrored_strategy_with_plain_sgd_takes_the_one_device_step(small_pairs,
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
 
 
+def test_float16_with_loss_scaling_takes_the_float32_step(small_pairs, sample_tokenizer, tmp_path):
+    """float16 mixed precision: the loss is scaled up for the backward pass (so small gradients survive
+    float16) and the gradients scaled back before the update. Forgetting either would move plain SGD by a
+    factor of the scale (2**15) or leave it at zero."""
+    inputs, labels = next(iter(translation_dataset(small_pairs, Batching(batch_size=16), seed=0)))
+    size = sample_tokenizer.vocabulary_size
+
+    def make(name, dtype, optimizer):
+        keras.utils.set_random_seed(7)
+        model = tiny_model(size, dtype=dtype)
+        return Trainer(model, optimizer, str(tmp_path / name), clip_norm=1.0, label_smoothing=0.0,
+                       save_every_epoch=False, verbose=False)
+
+    full = make("float32", "float32", keras.optimizers.SGD(0.5))
+    half = make("float16", "mixed_float16", keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5)))
+    assert {w.dtype for w in half.model.weights} == {"float32"}
+    for variable, value in zip(half.model.weights, full.model.weights):
+        variable.assign(value)
+    before = [np.asarray(w) for w in full.model.weights]
+    one, two = full.train_on_batch(inputs, labels), half.train_on_batch(inputs, labels)
+    assert float(half.optimizer.dynamic_scale) > 1.0  # the loss really was scaled
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-2)
+    for a, b, start in zip(full.model.weights, half.model.weights, before):
+        step_full, step_half = np.asarray(a) - start, np.asarray(b) - start
+        assert np.abs(step_half - step_full).max() <= 0.05 * np.abs(step_full).max() + 1e-5, a.path
+
+
+def test_adamw_decays_the_weights_and_adam_does_not():
+    from tflm.tasks.runs import TrainingConfig, build_optimizer
+
+    for weight_decay, expected in ((0.1, 1.0 - 1e-2 * 0.1), (0.0, 1.0)):
+        optimizer = build_optimizer(TrainingConfig(learning_rate=1e-2, weight_decay=weight_decay))
+        assert type(optimizer).__name__ == ("AdamW" if weight_decay else "Adam")
+        variable = keras.Variable(np.full((3,), 2.0, "float32"))
+        optimizer.build([variable])
+        optimizer.apply([np.zeros((3,), "float32")], [variable])  # no gradient: only the decay moves it
+        np.testing.assert_allclose(np.asarray(variable), 2.0 * expected, rtol=1e-6)
+
+
+def test_cosine_schedule_warms_up_linearly_then_decays_to_its_floor():
+    from tflm.training import WarmupCosine, make_schedule
+
+    schedule = make_schedule("cosine", 1e-3, warmup_steps=10, total_steps=110)
+    assert isinstance(schedule, WarmupCosine)
+    rate = lambda step: float(schedule(step))  # noqa: E731  (steps count from 0: step s is the (s+1)-th)
+    np.testing.assert_allclose([rate(0), rate(4), rate(9)], [1e-4, 5e-4, 1e-3], rtol=1e-5)  # linear warmup
+    np.testing.assert_allclose(rate(59), 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-5)  # half way: the mean of peak, floor
+    np.testing.assert_allclose([rate(109), rate(500)], [1e-4, 1e-4], rtol=1e-5)  # the floor, 10% of the peak
+    rates = [rate(s) for s in range(9, 110)]
+    assert all(a >= b for a, b in zip(rates, rates[1:]))  # never rises after the warmup
+    with pytest.raises(ValueError, match="total number of steps"):
+        make_schedule("cosine", 1e-3, 10, None)
+
+
 def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
     """Real `tflm train` processes are killed (SIGKILL) at random moments of their training, several times;
     each time the same command resumes and ends with exactly the weights of an uninterrupted run."""
