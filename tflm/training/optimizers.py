@@ -8,9 +8,8 @@ class Muon(keras.optimizers.Muon):
     """Keras' `Muon` with its Newton–Schulz orthogonalization computed in `newton_schulz_dtype`.
 
     Keras runs the five Newton–Schulz iterations in the variables' dtype (float32). They are matrix products
-    only, and the Muon authors run them in bfloat16; on a CPU with bfloat16 dot products (AVX512-BF16) that is
-    x1.4 faster; in float32 the iterations of a 4-layer, width-384 GPT took over a quarter of its bfloat16 training
-    step on two cores, and in bfloat16 its training runs at x1.18 the tokens/s (tools/bench/optimizer_speed.py).
+    only, and the Muon authors run them in bfloat16; on a CPU with bfloat16 dot products (AVX512-BF16) a 4-layer,
+    width-384 GPT then trains at x1.18 the tokens/s on two cores (tools/bench/optimizer_speed.py).
     The momentum, the update's scale and the variables stay float32: only the orthogonalization is rounded.
     """
 
