@@ -157,8 +157,8 @@ def test_mirrored_strategy_with_plain_sgd_takes_the_one_device_step(small_pairs,
     size = sample_tokenizer.vocabulary_size
     sgd = lambda: keras.optimizers.SGD(0.5)  # noqa: E731
     single = make_trainer(tmp_path / "single", size, optimizer=sgd, clip_norm=None)
-    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES), optimizer=sgd,
-                            clip_norm=None)
+    mirrored = make_trainer(tmp_path / "mirrored", size, make_strategy("mirrored", CPU_DEVICES), optimizer=sgd,
+                            clip_norm=None)  # make_strategy: collective keys of its own (another test made one)
     for variable, value in zip(mirrored.model.weights, single.model.weights):
         variable.assign(value)
     before = [np.asarray(w) for w in single.model.weights]

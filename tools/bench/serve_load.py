@@ -7,6 +7,10 @@ For each batching mode, a `tflm serve` process is started on free local ports; f
 send one-sentence REST predict requests back to back (sentences drawn in turn from `--sentences`) for
 `--seconds`. Reported: requests/s, p50 and p99 latency, errors, and the batching / no-batching ratio of
 requests/s at each N, all from this one run.
+
+`--baseline DIR` also runs the server of another checkout of tflm (e.g. a `git worktree` of an older commit),
+taking turns with this one at each point, and prints this server's requests/s and p99 against it. `--batching`
+picks the modes (`on`, `off` or `on,off`). A record goes to docs/results/ (`--name`).
 """
 
 import argparse
@@ -34,6 +38,11 @@ def parse_args():
     parser.add_argument("--sentences", required=True, help="a text file, one sentence per line")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--batch-timeout-ms", type=float, default=10.0)
+    parser.add_argument("--batching", default="off,on", help="modes to measure: on, off or both")
+    parser.add_argument("--baseline", help="another tflm checkout whose server to measure in turn")
+    parser.add_argument("--dataset", default="tatoeba-es-en", help="the record's dataset")
+    parser.add_argument("--name", default="serve-load", help="the record's name (docs/results/NAME.json)")
+    parser.add_argument("--results-dir", default=os.path.join("docs", "results"))
     return parser.parse_args()
 
 
@@ -43,13 +52,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_server(args, batching):
+def start_server(args, batching, checkout=None):
     port = free_port()
     command = [sys.executable, "-m", "tflm.cli", "serve", args.base_dir, "--rest-port", str(port),
                "--grpc-port", str(free_port()), "--max-batch-size", str(args.max_batch_size),
                "--batch-timeout-ms", str(args.batch_timeout_ms), "--poll-seconds", "0",
                "--batching" if batching else "--no-batching"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(checkout)) if checkout else None
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -113,25 +123,50 @@ def main():
     with open(args.sentences, encoding="utf-8") as f:
         sentences = [line.strip() for line in f if line.strip()]
     clients = [int(n) for n in args.clients.split(",")]
+    modes = [mode.strip() == "on" for mode in args.batching.split(",")]
+    servers = ["this"] + (["baseline"] if args.baseline else [])
     print(f"machine: {describe()}")
-    print(f"model {args.model} in {args.base_dir}; {len(sentences)} sentences; {args.seconds:.0f}s per point")
+    print(f"model {args.model} in {args.base_dir}; {len(sentences)} sentences; {args.seconds:.0f}s per point; "
+          f"servers: {', '.join(servers)}" + (f" (baseline: {args.baseline})" if args.baseline else ""))
     results = {}
-    for batching in (False, True):
-        process, port = start_server(args, batching)
+    for batching in modes:
+        running = {name: start_server(args, batching, args.baseline if name == "baseline" else None)
+                   for name in servers}
         try:
-            load(port, args.model, sentences, 2, 5.0)  # warm-up
+            for name, (_, port) in running.items():
+                load(port, args.model, sentences, 2, 5.0)  # warm-up
             for n in clients:
-                results[batching, n] = load(port, args.model, sentences, n, args.seconds)
-                r = results[batching, n]
-                print(f"batching={'on ' if batching else 'off'} clients={n:3d}: {r['requests_per_second']:7.1f} "
-                      f"requests/s  p50 {r['p50'] * 1000:6.0f} ms  p99 {r['p99'] * 1000:6.0f} ms  "
-                      f"errors {r['errors']}  ({r['requests']} requests)", flush=True)
+                for name, (_, port) in running.items():  # the servers take turns at each point
+                    r = results[name, batching, n] = load(running[name][1], args.model, sentences, n, args.seconds)
+                    print(f"{name:8} batching={'on ' if batching else 'off'} clients={n:3d}: "
+                          f"{r['requests_per_second']:7.1f} requests/s  p50 {r['p50'] * 1000:6.0f} ms  "
+                          f"p99 {r['p99'] * 1000:6.0f} ms  errors {r['errors']}  ({r['requests']} requests)",
+                          flush=True)
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            for process, _ in running.values():
+                process.terminate()
+                process.wait(timeout=30)
+    metrics = {}
+    for (name, batching, n), r in results.items():
+        key = f"{name}_batching_{'on' if batching else 'off'}_{n}_clients"
+        metrics[f"{key}_requests_per_second"] = r["requests_per_second"]
+        metrics[f"{key}_p99_seconds"] = r["p99"]
+        metrics[f"{key}_errors"] = r["errors"]
     for n in clients:
-        ratio = results[True, n]["requests_per_second"] / results[False, n]["requests_per_second"]
-        print(f"clients={n:3d}: batching / no batching = x{ratio:.2f} requests/s")
+        if len(modes) == 2:
+            ratio = results["this", True, n]["requests_per_second"] / results["this", False, n]["requests_per_second"]
+            metrics[f"batching_over_no_batching_{n}_clients"] = ratio
+            print(f"clients={n:3d}: batching / no batching = x{ratio:.2f} requests/s")
+        for batching in modes if args.baseline else ():
+            this, base = results["this", batching, n], results["baseline", batching, n]
+            ratio = this["requests_per_second"] / base["requests_per_second"]
+            metrics[f"this_over_baseline_batching_{'on' if batching else 'off'}_{n}_clients"] = ratio
+            print(f"clients={n:3d} batching={'on' if batching else 'off'}: this / baseline = x{ratio:.2f} "
+                  f"requests/s, p99 {this['p99'] * 1000:.0f} vs {base['p99'] * 1000:.0f} ms")
+    from tflm.results import write_record
+
+    print("record:", write_record(args.name, "translation", args.dataset, args.model, metrics,
+                                  directory=args.results_dir))
 
 
 if __name__ == "__main__":
