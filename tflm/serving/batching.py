@@ -127,6 +127,8 @@ class Batcher:
             now = time.monotonic()
             taken = []
             for pending in self._take():
+                if pending.future.done():  # cancelled by its waiter
+                    continue
                 if pending.deadline is not None and now >= pending.deadline:
                     pending.future.set_exception(deadline_error())
                 else:
@@ -148,12 +150,14 @@ class Batcher:
             outputs = first.version.run(first.signature, inputs)
         except Exception as error:  # noqa: BLE001  (each waiting request gets the error)
             for pending in group:
-                pending.future.set_exception(error)
+                if not pending.future.done():
+                    pending.future.set_exception(error)
             return
         self.batches += 1
         self.requests += len(group)
         start = 0
         for pending in group:
             end = start + pending.rows
-            pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
+            if not pending.future.done():  # (a future cancelled by its waiter takes no result)
+                pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
             start = end

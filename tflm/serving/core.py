@@ -95,11 +95,10 @@ class ServingCore:
         seconds = self.request_timeout if client_seconds is None else min(self.request_timeout, client_seconds)
         return time.monotonic() + max(seconds, 0.0)
 
-    def predict(self, name, version, signature_name, inputs, deadline=None, request_id="-"):
-        """Validates `inputs` (name -> numpy array) against the signature and runs it within `deadline`
-        (a `time.monotonic()` value; default `request_timeout` from now); returns (loaded version,
-        name -> numpy array). Raises `ServingError`."""
-        deadline = self.deadline() if deadline is None else deadline
+    def submit(self, name, version, signature_name, inputs, deadline):
+        """Validates `inputs` (name -> numpy array) and queues the prediction without waiting for it;
+        returns (loaded version, `concurrent.futures.Future` of name -> numpy array). Raises `ServingError`
+        (bad input, full or stopping server). Never blocks: the REST front end calls it from its event loop."""
         loaded = self.repository.get(name, version)
         specs = loaded.input_specs(signature_name)
         inputs = validate_inputs(specs, inputs, self.max_batch_size)
@@ -113,12 +112,19 @@ class ServingCore:
             self._release()
             raise
         future.add_done_callback(self._release)
+        return loaded, future
+
+    def predict(self, name, version, signature_name, inputs, deadline=None, request_id="-"):
+        """`submit`, then waits for the outputs until `deadline` (a `time.monotonic()` value; default
+        `request_timeout` from now); returns (loaded version, name -> numpy array). Raises `ServingError`."""
+        deadline = self.deadline() if deadline is None else deadline
+        loaded, future = self.submit(name, version, signature_name, inputs, deadline)
         try:
             return loaded, future.result(timeout=max(deadline - time.monotonic(), 0.0))
         except concurrent.futures.TimeoutError:
             raise deadline_error() from None
-        except tf.errors.InvalidArgumentError as error:
-            raise ServingError("INVALID_ARGUMENT", graph_error_message(error.message)) from None
+        except BaseException as error:
+            raise serving_error(error) from None
 
     def drain(self, timeout):
         """Refuses new predictions and waits up to `timeout` seconds for the admitted ones to end; returns
@@ -135,6 +141,15 @@ class ServingCore:
             self.batcher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.repository.stop()
+
+
+def serving_error(error):
+    """A prediction's failure as a `ServingError` (the graph's own checks: INVALID_ARGUMENT, their message)."""
+    if isinstance(error, ServingError):
+        return error
+    if isinstance(error, tf.errors.InvalidArgumentError):
+        return ServingError("INVALID_ARGUMENT", graph_error_message(error.message))
+    return error
 
 
 def _run_before(deadline, loaded, signature_name, inputs):

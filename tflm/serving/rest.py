@@ -12,8 +12,9 @@ which is also the `X-Request-Id` header of every response and appears in every l
 (answered before the body is read), 503 (with `Retry-After`) a full server or one shutting down, 504 a
 request past its deadline.
 
-The server is aiohttp's (asyncio: keep-alive, a slow or stalled client costs no thread); predictions run in
-a thread pool, since TensorFlow calls block.
+The server is aiohttp's (asyncio: keep-alive, a slow or stalled client costs no thread). A prediction is queued
+from the event loop (`ServingCore.submit`) and awaited there: the batcher's thread (or a worker, for signatures
+that are not batched) runs TensorFlow; large bodies are parsed in a small thread pool.
 """
 
 import asyncio
@@ -32,7 +33,8 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from tflm.serving.core import request_id as make_request_id
-from tflm.serving.repository import ServingError
+from tflm.serving.core import serving_error
+from tflm.serving.repository import ServingError, deadline_error
 
 logger = logging.getLogger("tflm")
 
@@ -157,6 +159,7 @@ class HttpError(Exception):
 
 
 LOG_LEVELS = ((500, logging.WARNING), (400, logging.INFO), (0, logging.DEBUG))
+SMALL_BODY = 64 << 10  # bytes: bodies up to this size are parsed on the event loop
 
 
 class RestServer:
@@ -186,10 +189,10 @@ class RestServer:
         self.body_timeout = body_timeout
         self.keepalive_timeout = keepalive_timeout
         self.shutdown_timeout = shutdown_timeout
-        # Threads block in predict until the answer or the deadline: as many as admitted requests, plus a
-        # few for the ones refused. Handlers beyond that are refused before their body is read.
+        # Predictions wait on the event loop, not in threads; a few threads parse large bodies. Handlers beyond
+        # this many (admitted predictions and the bodies being read) are refused before their body is read.
         self.max_active = core.max_pending + 16
-        self.executor = concurrent.futures.ThreadPoolExecutor(self.max_active, thread_name_prefix="tflm-rest")
+        self.executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="tflm-rest")
         self._active = 0
         self._loop = None
         self._thread = None
@@ -298,9 +301,25 @@ class RestServer:
         self._active += 1
         try:
             body = await self._read_body(request)
-            loop = asyncio.get_running_loop()
-            return 200, await loop.run_in_executor(self.executor, self._predict, name, version, method, body,
-                                                   deadline, rid)
+            if len(body) > SMALL_BODY:  # parsing a large body would hold up the event loop: a thread does it
+                parsed = await asyncio.get_running_loop().run_in_executor(
+                    self.executor, self._parse_predict, name, version, method, body)
+            else:
+                parsed = self._parse_predict(name, version, method, body)
+            signature, inputs, row_format = parsed
+            # Queued without a thread of its own: the event loop waits for the batcher's (or a worker's) future,
+            # without cancelling it at the deadline (the work frees its slot when it ends).
+            _, future = self.core.submit(name, version, signature, inputs, deadline)
+            waiting = asyncio.wrap_future(future)
+            done, _ = await asyncio.wait({waiting}, timeout=max(deadline - time.monotonic(), 0.0))
+            if not done:
+                waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # consumed, never logged
+                raise deadline_error()
+            try:
+                outputs = waiting.result()
+            except Exception as error:  # noqa: BLE001  (mapped to TF Serving's codes)
+                raise serving_error(error) from None
+            return 200, json.dumps(format_predict(outputs, row_format), ensure_ascii=False).encode("utf-8")
         finally:
             self._active -= 1
 
@@ -317,10 +336,9 @@ class RestServer:
         except asyncio.TimeoutError:
             raise HttpError(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
 
-    def _predict(self, name, version, method, body, deadline, rid):
-        """Runs in the thread pool: the whole predict request, from its body to the response's bytes."""
-        core = self.core
-        loaded = core.repository.get(name, version)
+    def _parse_predict(self, name, version, method, body):
+        """The predict request's (signature name, inputs, row format?)."""
+        loaded = self.core.repository.get(name, version)
         if method in ("classify", "regress"):
             kind = "classification" if method == "classify" else "regression"
             raise ServingError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be "
@@ -328,5 +346,4 @@ class RestServer:
         request = load_request(body)
         signature = request.get("signature_name")
         inputs, row_format = parse_predict(request, sorted(loaded.input_specs(signature)))
-        _, outputs = core.predict(name, version, signature, inputs, deadline=deadline, request_id=rid)
-        return json.dumps(format_predict(outputs, row_format), ensure_ascii=False).encode("utf-8")
+        return signature, inputs, row_format

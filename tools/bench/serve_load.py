@@ -133,11 +133,12 @@ def main():
         running = {name: start_server(args, batching, args.baseline if name == "baseline" else None)
                    for name in servers}
         try:
-            for name, (_, port) in running.items():
-                load(port, args.model, sentences, 2, 5.0)  # warm-up
-            for n in clients:
-                for name, (_, port) in running.items():  # the servers take turns at each point
-                    r = results[name, batching, n] = load(running[name][1], args.model, sentences, n, args.seconds)
+            for name, (_, port) in running.items():  # warm-up at the highest concurrency: every batch size seen
+                load(port, args.model, sentences, max(clients), 10.0)
+            for index, n in enumerate(clients):
+                order = list(running) if index % 2 == 0 else list(running)[::-1]  # who goes first alternates
+                for name in order:  # the servers take turns at each point
+                    r = results[name, batching, index] = load(running[name][1], args.model, sentences, n, args.seconds)
                     print(f"{name:8} batching={'on ' if batching else 'off'} clients={n:3d}: "
                           f"{r['requests_per_second']:7.1f} requests/s  p50 {r['p50'] * 1000:6.0f} ms  "
                           f"p99 {r['p99'] * 1000:6.0f} ms  errors {r['errors']}  ({r['requests']} requests)",
@@ -147,20 +148,22 @@ def main():
                 process.terminate()
                 process.wait(timeout=30)
     metrics = {}
-    for (name, batching, n), r in results.items():
-        key = f"{name}_batching_{'on' if batching else 'off'}_{n}_clients"
+    for (name, batching, index), r in results.items():
+        key = f"{name}_batching_{'on' if batching else 'off'}_point{index + 1}_{clients[index]}_clients"
         metrics[f"{key}_requests_per_second"] = r["requests_per_second"]
         metrics[f"{key}_p99_seconds"] = r["p99"]
         metrics[f"{key}_errors"] = r["errors"]
-    for n in clients:
+    for index, n in enumerate(clients):
+        point = f"point{index + 1}_{n}_clients"
         if len(modes) == 2:
-            ratio = results["this", True, n]["requests_per_second"] / results["this", False, n]["requests_per_second"]
-            metrics[f"batching_over_no_batching_{n}_clients"] = ratio
+            ratio = results["this", True, index]["requests_per_second"] / \
+                results["this", False, index]["requests_per_second"]
+            metrics[f"batching_over_no_batching_{point}"] = ratio
             print(f"clients={n:3d}: batching / no batching = x{ratio:.2f} requests/s")
         for batching in modes if args.baseline else ():
-            this, base = results["this", batching, n], results["baseline", batching, n]
+            this, base = results["this", batching, index], results["baseline", batching, index]
             ratio = this["requests_per_second"] / base["requests_per_second"]
-            metrics[f"this_over_baseline_batching_{'on' if batching else 'off'}_{n}_clients"] = ratio
+            metrics[f"this_over_baseline_batching_{'on' if batching else 'off'}_{point}"] = ratio
             print(f"clients={n:3d} batching={'on' if batching else 'off'}: this / baseline = x{ratio:.2f} "
                   f"requests/s, p99 {this['p99'] * 1000:.0f} vs {base['p99'] * 1000:.0f} ms")
     from tflm.results import write_record
