@@ -175,3 +175,17 @@ def test_tflm_check_names_an_op_outside_the_serving_set_and_a_function_that_need
     tf.saved_model.save(plain, clean, signatures={"serving_default": module.serve})
     result = CliRunner().invoke(main, ["check", clean])
     assert result.exit_code == 0 and "OK" in result.output, result.output
+
+
+def test_the_op_set_generator_refuses_a_tensorflow_other_than_2_20(tmp_path):
+    """Run under this environment's TensorFlow 2.21, the generator must refuse rather than write a 2.21 list
+    under the 2.20 name (it makes its own 2.20 environment when run without --generate)."""
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(__file__), "..", "tools", "make_serving_op_set.py")
+    out = tmp_path / "ops.txt"
+    finished = subprocess.run([sys.executable, script, "--generate"], capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, TFLM_OP_SET_OUT=str(out), TF_CPP_MIN_LOG_LEVEL="3"))
+    assert finished.returncode != 0 and "refusing to write the TF Serving 2.20 op set" in finished.stderr
+    assert "'tensorflow': '2.21" in finished.stderr and not out.exists()
