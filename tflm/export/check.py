@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from tflm.export.loading import export_info, load, saved_model_proto
+
 OP_SET_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf_serving_2.20_ops.txt")
 PYTHON_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc"}
 DEFAULT_SENTENCES = ("Hello.", "Where is the station?", "", "Thank you very much for your help yesterday.")
@@ -56,11 +58,7 @@ def serving_op_set(path=OP_SET_FILE):
 
 def graph_ops(path):
     """{op name: [where it occurs]} over the graph and every function of a SavedModel, plus XLA functions."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
+    saved_model = saved_model_proto(path)
     ops, xla = {}, []
     for meta_graph in saved_model.meta_graphs:
         graph = meta_graph.graph_def
@@ -121,12 +119,7 @@ def run_tf1(path, signature="serving_default", inputs=None, timeout=600):
 
 def serving_input(path):
     """The name of the string input of a SavedModel's `serving_default` (e.g. "text" or "prompt")."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    signatures = saved_model.meta_graphs[0].signature_def
+    signatures = saved_model_proto(path).meta_graphs[0].signature_def
     if "serving_default" not in signatures:
         raise ValueError(f"{path} has no serving_default signature, which TF Serving needs.")
     inputs = list(signatures["serving_default"].inputs)
@@ -174,8 +167,6 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
                                    f"with '{expected_message}...' but gave {str(answer)[:300]}")
         else:
             report.limits_enforced = True
-    from tflm.export.loading import load
-
     loaded = load(path).signatures["serving_default"](**{input_name: tf.constant(sentences, dtype=tf.string)})
     _compare(report, "tf.saved_model.load", _texts(loaded["outputs"]), np.asarray(loaded["scores"]), outputs)
     if translator is not None:
@@ -188,25 +179,18 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
 def limits_probe(path):
     """A request that the export's recorded limits must refuse (one beam more than `max_beam_size`), and
     the start of the message it must be refused with; None for an export without limits or controls."""
-    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.core.framework import types_pb2
 
-    try:
-        with open(os.path.join(path, "assets.extra", "tflm.json")) as f:
-            limits = json.load(f).get("limits")
-    except (OSError, ValueError):
-        limits = None
+    limits = export_info(path).get("limits")
     if not limits:
         return None
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    for name, signature in sorted(saved_model.meta_graphs[0].signature_def.items()):
+    for name, signature in sorted(saved_model_proto(path).meta_graphs[0].signature_def.items()):
         if "beam_size" not in signature.inputs:
             continue
         defaults = {"top_k": 0, "seed": 0, "length_penalty": 0.0, "temperature": 0.0, "top_p": 1.0}
         inputs = {}
         for input_name, info in signature.inputs.items():
-            if info.dtype == 7:  # DT_STRING
+            if info.dtype == types_pb2.DT_STRING:
                 inputs[input_name] = ["Hello."]
             else:
                 inputs[input_name] = defaults.get(input_name, 1)

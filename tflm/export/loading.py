@@ -25,6 +25,25 @@ import numpy as np
 import tensorflow as tf
 
 
+def saved_model_proto(path):
+    """The `SavedModel` protocol buffer of the version directory `path` (its graphs and signature defs)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    return saved_model
+
+
+def export_info(path):
+    """tflm's `assets.extra/tflm.json` of an export ({} for a SavedModel made elsewhere)."""
+    try:
+        with open(os.path.join(path, "assets.extra", "tflm.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 class ExportedModel:
     """A loaded export: its signatures, its `tflm.json` (`info`) and its request limits (`limits`).
 
@@ -45,11 +64,7 @@ class ExportedModel:
         self.path = path
         self._saved_model = tf.saved_model.load(path)  # kept: the signatures use its variables
         self.signatures = dict(self._saved_model.signatures)
-        try:
-            with open(os.path.join(path, "assets.extra", "tflm.json")) as f:
-                self.info = json.load(f)
-        except (OSError, ValueError):
-            self.info = {}
+        self.info = export_info(path)
         self.limits = ServingLimits.from_dict(self.info["limits"]) if "limits" in self.info else None
 
     def run(self, signature="serving_default", **inputs):

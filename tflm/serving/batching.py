@@ -89,10 +89,6 @@ class Batcher:
             self._condition.notify()
         return pending.future
 
-    def run(self, version, signature, inputs):
-        """Queues a request and waits for its outputs (name -> numpy array)."""
-        return self.submit(version, signature, inputs).result()
-
     def stop(self):
         with self._condition:
             self._stopped = True

@@ -65,23 +65,25 @@ class ServingCore:
         self._pending = 0
         self._idle = threading.Condition()
         self.draining = False
-        self.refused = 0  # requests refused because the server was full
 
     @property
     def pending(self):
         """Predictions admitted and not yet ended."""
         return self._pending
 
+    def refuse_if_full(self):
+        """Raises UNAVAILABLE if the server is shutting down or at capacity (a front end asks before it
+        reads a request's body; `submit` asks again when it admits it)."""
+        if self.draining:
+            raise ServingError("UNAVAILABLE", "the server is shutting down and accepts no new requests; "
+                                              "retry (another replica, or this one once restarted)")
+        if self._pending >= self.max_pending:
+            raise ServingError("UNAVAILABLE", f"the server is at capacity: {self._pending} requests are "
+                                              f"queued or running (--max-pending {self.max_pending}); retry shortly")
+
     def _admit(self):
         with self._idle:
-            if self.draining:
-                raise ServingError("UNAVAILABLE", "the server is shutting down and accepts no new requests; "
-                                                  "retry (another replica, or this one once restarted)")
-            if self._pending >= self.max_pending:
-                self.refused += 1
-                raise ServingError("UNAVAILABLE", f"the server is at capacity: {self._pending} requests are "
-                                                  f"queued or running (--max-pending {self.max_pending}); "
-                                                  "retry shortly")
+            self.refuse_if_full()
             self._pending += 1
 
     def _release(self, _future=None):
@@ -114,7 +116,7 @@ class ServingCore:
         future.add_done_callback(self._release)
         return loaded, future
 
-    def predict(self, name, version, signature_name, inputs, deadline=None, request_id="-"):
+    def predict(self, name, version, signature_name, inputs, deadline=None):
         """`submit`, then waits for the outputs until `deadline` (a `time.monotonic()` value; default
         `request_timeout` from now); returns (loaded version, name -> numpy array). Raises `ServingError`."""
         deadline = self.deadline() if deadline is None else deadline

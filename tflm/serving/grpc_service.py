@@ -62,7 +62,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
             deadline = self.core.deadline(context.time_remaining())
             loaded, outputs = self.core.predict(spec.name, _version(spec), spec.signature_name, inputs,
-                                                deadline=deadline, request_id=rid)
+                                                deadline=deadline)
             wanted = set(request.output_filter) or set(outputs)
             response = predict_pb2.PredictResponse()
             response.model_spec.name = loaded.name

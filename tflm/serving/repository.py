@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops that exported tokenizers use)
 
+from tflm.export.loading import export_info, saved_model_proto
+
 logger = logging.getLogger("tflm")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -53,8 +55,8 @@ class LoadedVersion:
         self.path = path
         self.saved_model = tf.saved_model.load(path)
         self.signatures = dict(self.saved_model.signatures)
-        self.signature_defs = _signature_defs(path)
-        self.info = _export_info(path)
+        self.signature_defs = dict(saved_model_proto(path).meta_graphs[0].signature_def)
+        self.info = export_info(path)
 
     def signature(self, signature_name):
         signature_name = signature_name or "serving_default"
@@ -86,26 +88,6 @@ class LoadedVersion:
             self.run(request.model_spec.signature_name, inputs)
             count += 1
         return count
-
-
-def _export_info(path):
-    """tflm's `assets.extra/tflm.json` of an export ({} for a SavedModel made elsewhere)."""
-    import json
-
-    try:
-        with open(os.path.join(path, "assets.extra", "tflm.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
-def _signature_defs(path):
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    return dict(saved_model.meta_graphs[0].signature_def)
 
 
 class VersionStatus:

@@ -291,12 +291,10 @@ class RestServer:
             if match.group("metadata"):
                 return 200, metadata_response(self.core.repository.get(name, version))
             return 200, status_response(self.core.repository.statuses(name, version))
-        if self.core.draining:
-            raise ServingError("UNAVAILABLE", "the server is shutting down and accepts no new requests; retry")
-        if self._active >= self.max_active or self.core.pending >= self.core.max_pending:
-            self.core.refused += 1
-            raise ServingError("UNAVAILABLE", f"the server is at capacity ({self.core.pending} requests queued or "
-                                              f"running, --max-pending {self.core.max_pending}); retry shortly")
+        self.core.refuse_if_full()  # before the body is read
+        if self._active >= self.max_active:
+            raise ServingError("UNAVAILABLE", f"the server is at capacity: {self._active} requests are being read "
+                                              "or answered; retry shortly")
         deadline = self.core.deadline()
         self._active += 1
         try:

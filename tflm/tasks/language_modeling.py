@@ -151,11 +151,11 @@ def prepare_vocabulary(vocabulary_config, run_dir, train_lines):
             if name.startswith("tokenizer."):
                 return load_tokenizer(os.path.join(directory, name))
     if not runs.is_chief():
-        return runs.save_vocabulary({}, run_dir, lambda: _saved_vocabulary(run_dir))
+        return runs.wait_for_chief_vocabulary(run_dir, lambda: _saved_vocabulary(run_dir))
     texts = train_lines if vocabulary_config.type in ("character", "byte_bpe") else [
         line.strip() for line in train_lines if line.strip()]
     tokenizer = train_tokenizer(texts, vocabulary_config.type, vocabulary_config.size)
-    runs.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer}, run_dir, None)
+    runs.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
     return tokenizer
 
 

@@ -111,7 +111,7 @@ def start_run(config, run_dir):
     """Creates (or reopens) a run directory: checks and saves the configuration, seeds everything.
 
     In a multi-worker cluster (`TF_CONFIG`) only the chief writes the run directory's shared files
-    (config.json here, vocab/ in `save_vocabulary`, train.log, checkpoints, progress.json, TensorBoard);
+    (config.json here, vocab/ with `save_vocabulary`, train.log, checkpoints, progress.json, TensorBoard);
     the other workers check the configuration against what is there and read what the chief writes.
     """
     config.validate()
@@ -129,25 +129,29 @@ def is_chief():
     return worker_role()[2]
 
 
-def save_vocabulary(tokenizers, run_dir, load, timeout=600.0):
-    """Saves `tokenizers` ({path: tokenizer}) for the run, each file appearing whole (written under a
-    temporary name, then renamed). A worker that is not the chief saves nothing: it waits for the chief's
-    files (`load()` returning something) and returns what `load()` returns, which must then be what the
-    chief trained, so that every worker tokenizes alike; None for the chief."""
-    import tempfile
+def wait_for_chief_vocabulary(run_dir, load, timeout=600.0):
+    """For a worker that is not the chief: waits until `load()` finds the vocabulary the chief saves in
+    `run_dir/vocab` and returns it, so that every worker tokenizes alike."""
     import time
 
-    if not is_chief():
-        ends = time.monotonic() + timeout
-        while time.monotonic() < ends:
-            found = load()
-            if found:
-                logger.info("Read the chief's vocabulary from %s/vocab", run_dir)
-                return found
-            time.sleep(1.0)
-        raise TimeoutError(f"{run_dir}/vocab: the chief wrote no vocabulary within {timeout:.0f} s. The workers of a "
-                           "multi-worker run need the run directory on a shared filesystem (or train the vocabulary "
-                           "first with `tflm vocab` and start from a run directory that has it).")
+    ends = time.monotonic() + timeout
+    while time.monotonic() < ends:
+        found = load()
+        if found:
+            logger.info("Read the chief's vocabulary from %s/vocab", run_dir)
+            return found
+        time.sleep(1.0)
+    raise TimeoutError(f"{run_dir}/vocab: the chief wrote no vocabulary within {timeout:.0f} s. The workers of a "
+                       "multi-worker run need the run directory on a shared filesystem (or train the vocabulary "
+                       "first with `tflm vocab` and start from a run directory that has it).")
+
+
+def save_vocabulary(tokenizers):
+    """Saves `tokenizers` ({path: tokenizer}, in order), each file appearing whole (written under a
+    temporary name, then renamed), so a worker waiting for them never reads half a file."""
+    import shutil
+    import tempfile
+
     for path, tokenizer in tokenizers.items():
         directory = os.path.dirname(path)
         os.makedirs(directory, exist_ok=True)
@@ -156,10 +160,7 @@ def save_vocabulary(tokenizers, run_dir, load, timeout=600.0):
             tokenizer.save(os.path.join(scratch, os.path.basename(path)))
             os.replace(os.path.join(scratch, os.path.basename(path)), path)
         finally:
-            import shutil
-
             shutil.rmtree(scratch, ignore_errors=True)
-    return None
 
 
 def model_dtype(mixed_precision):

@@ -180,7 +180,7 @@ def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
     if existing:
         return existing
     if not runs.is_chief():
-        return runs.save_vocabulary({}, run_dir, lambda: load_vocabularies(run_dir))
+        return runs.wait_for_chief_vocabulary(run_dir, lambda: load_vocabularies(run_dir))
     kind, size, seed = vocabulary_config.type, vocabulary_config.size, 0
     logger.info("Training %s %s vocabulary of %d pieces", "a joint" if vocabulary_config.joint else "per-side",
                 kind, size)
@@ -190,7 +190,7 @@ def prepare_vocabularies(vocabulary_config, run_dir, train_corpus):
         source = train_tokenizer(train_corpus.source, kind, size, seed)
         target = train_tokenizer(train_corpus.target, kind, size, seed)
     source_path, target_path = vocabulary_paths(run_dir, source.file_suffix)
-    runs.save_vocabulary({source_path: source, target_path: target}, run_dir, None)  # target last: loads need both
+    runs.save_vocabulary({source_path: source, target_path: target})  # target last: a load needs both
     return source, target
 
 
