@@ -8,8 +8,10 @@ from tflm.training.checkpoints import (
     model_checkpoint,
     restore_model,
 )
-from tflm.training.losses import token_cross_entropy
+from tflm.training.losses import ClassCrossEntropy, Loss, TokenCrossEntropy, token_cross_entropy
 from tflm.training.optimizers import Muon
+from tflm.training.reporting import flat_hparams
 from tflm.training.schedules import SCHEDULES, WarmupCosine, WarmupInverseSqrt, make_schedule
+from tflm.training.steps import accumulation_steps_for
 from tflm.training.strategies import STRATEGIES, make_strategy, split_cpu
 from tflm.training.trainer import Trainer, TrainResult, set_seed

@@ -73,3 +73,63 @@ def worker_role(tf_config=None):
     if index is None:  # an evaluator or parameter server does not train
         return None, chiefs + workers, False
     return index, chiefs + workers, index == 0
+
+
+def distribute_dataset(strategy, dataset):
+    """`dataset`'s batches spread over the replicas of `strategy`, each global batch one batch of `dataset`.
+
+    On one machine, tf.distribute splits each batch over the local replicas. Across workers its default
+    (auto-sharding by data) would instead give each worker different whole batches, so that a step
+    trained on as many batches as there are workers and a run took other steps than on one device.
+    Here each worker takes its replicas' rows of every batch (rows `r::replicas` for global replica `r`),
+    with auto-sharding off: a run takes the same steps, on the same global batches, under any strategy
+    (tested against one device), and resumes the same way.
+    """
+    if worker_count(strategy) <= 1:
+        return strategy.experimental_distribute_dataset(dataset)
+    replicas = strategy.num_replicas_in_sync
+
+    def per_worker(context):
+        local = replicas // context.num_input_pipelines
+        first = context.input_pipeline_id * local
+
+        def rows(*batch):
+            parts = [tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda t: t[first + r::replicas], batch))
+                     for r in range(local)]
+            for part in parts[1:]:
+                parts[0] = parts[0].concatenate(part)
+            return parts[0]
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.flat_map(rows).with_options(options)
+
+    return strategy.distribute_datasets_from_function(per_worker)
+
+
+def is_chief(strategy):
+    """Whether this process writes the run's files (always, but under a multi-worker strategy)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in (None, "chief") or (
+        resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+    )
+
+
+def worker_count(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    jobs = resolver.cluster_spec().as_dict()
+    return sum(len(jobs.get(job, [])) for job in ("chief", "worker")) or 1
+
+
+def worker_dir(directory, chief):
+    """`directory` on the chief; a scratch folder elsewhere. Under MultiWorkerMirroredStrategy every worker
+    must save (the save is a collective), but only the chief's files are kept."""
+    if chief:
+        return directory
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="tflm-worker-checkpoints-")
