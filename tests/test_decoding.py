@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from tflm.decoding import (
     DecodingOptions,
+    SearchSettings,
     beam_search,
     greedy_search,
     length_penalty,
@@ -43,8 +44,8 @@ TRAP = probabilities(bos={"a": 0.6, "b": 0.4}, a={"eos": 0.3, "a": 0.35, "c": 0.
 STATE = {"static": {"dummy": tf.zeros([2, 1])}}
 
 
-def run(fn, table=TRAP, batch=2, **kwargs):
-    return fn(table_step_fn(table), STATE, batch, max_length=6, **kwargs)
+def run(fn, table=TRAP, batch=2, **settings):
+    return fn(table_step_fn(table), STATE, batch, SearchSettings(max_length=6, **settings))
 
 
 def tokens_of(result):
@@ -53,7 +54,7 @@ def tokens_of(result):
 
 def test_beam_finds_the_hypothesis_greedy_misses():
     greedy = run(greedy_search)
-    beam = run(beam_search, beam_size=2, alpha=0.0)
+    beam = run(beam_search, beam_size=2, length_penalty=0.0)
     assert tokens_of(greedy)[0][0][:3] == [A, A, C] or tokens_of(greedy)[0][0][0] == A
     assert tokens_of(beam)[0][0][:2] == [B, EOS_ID]
     assert beam.scores.numpy()[0, 0] > greedy.scores.numpy()[0, 0]
@@ -62,13 +63,13 @@ def test_beam_finds_the_hypothesis_greedy_misses():
 
 def test_beam_width_one_equals_greedy():
     greedy = run(greedy_search)
-    beam = run(beam_search, beam_size=1, alpha=0.0)
+    beam = run(beam_search, beam_size=1, length_penalty=0.0)
     assert tokens_of(beam) == tokens_of(greedy)
     np.testing.assert_allclose(beam.scores.numpy(), greedy.scores.numpy(), rtol=1e-5)
 
 
 def test_ended_hypotheses_are_final_and_unique():
-    result = run(beam_search, beam_size=4, alpha=0.6, n_best=4)
+    result = run(beam_search, beam_size=4, length_penalty=0.6, num_hypotheses=4)
     hypotheses = [tuple(h) for h in tokens_of(result)[0]]
     assert len(set(hypotheses)) == 4
     for hypothesis in hypotheses:
@@ -89,7 +90,7 @@ def test_min_length_and_no_repeat_ngram():
             assert hypothesis.index(EOS_ID) >= 3
     loop = probabilities(bos={"a": 1.0}, a={"b": 0.9, "c": 0.1}, b={"a": 0.9, "c": 0.1}, c={"a": 0.5, "eos": 0.5},
                          pad={"eos": 1.0})
-    for fn, kwargs in ((greedy_search, {}), (beam_search, dict(beam_size=3, n_best=3)), (sample, dict(seed=1))):
+    for fn, kwargs in ((greedy_search, {}), (beam_search, dict(beam_size=3, num_hypotheses=3)), (sample, dict(seed=1))):
         result = run(fn, loop, no_repeat_ngram_size=2, **kwargs)
         for hypothesis in tokens_of(result)[0]:
             words = [t for t in hypothesis if t not in (PAD_ID, EOS_ID)]
@@ -103,14 +104,14 @@ def test_min_length_and_no_repeat_ngram():
 def test_sampling_is_reproducible_and_top_k_one_is_greedy():
     flat = probabilities(bos={"a": 0.3, "b": 0.3, "c": 0.4}, a={"a": 0.3, "b": 0.3, "eos": 0.4},
                          b={"a": 0.3, "c": 0.3, "eos": 0.4}, c={"b": 0.45, "eos": 0.55}, pad={"eos": 1.0})
-    first = run(sample, flat, batch=2, seed=11, num_samples=8)
-    again = run(sample, flat, batch=2, seed=11, num_samples=8)
-    other = run(sample, flat, batch=2, seed=12, num_samples=8)
+    first = run(sample, flat, batch=2, seed=11, num_hypotheses=8)
+    again = run(sample, flat, batch=2, seed=11, num_hypotheses=8)
+    other = run(sample, flat, batch=2, seed=12, num_hypotheses=8)
     assert tokens_of(first) == tokens_of(again)
     assert tokens_of(first) != tokens_of(other)
     assert len({tuple(h) for h in tokens_of(first)[0]}) > 1
     np.testing.assert_array_equal(run(sample, flat, top_k=1, seed=5).token_ids, run(greedy_search, flat).token_ids)
-    nucleus = run(sample, flat, top_p=0.35, seed=5, num_samples=8)  # only the most likely token qualifies
+    nucleus = run(sample, flat, top_p=0.35, seed=5, num_hypotheses=8)  # only the most likely token qualifies
     np.testing.assert_array_equal(nucleus.token_ids[:, :1], run(greedy_search, flat).token_ids)
 
 
@@ -123,10 +124,11 @@ def transformer():
     return model, source
 
 
-def test_n_best_scores_equal_the_models_rescoring(transformer):
+def test_num_hypotheses_scores_equal_the_models_rescoring(transformer):
     model, source = transformer
     state = model.initial_state(model.encode(source), 12)
-    result = beam_search(model.decode_step, state, 3, 4, 12, alpha=0.6, n_best=4)
+    result = beam_search(model.decode_step, state, 3, SearchSettings(max_length=12, beam_size=4, length_penalty=0.6,
+                                                                  num_hypotheses=4))
     scores = result.scores.numpy()
     assert (np.diff(scores, axis=1) <= 1e-6).all()
     for n in range(4):
@@ -135,7 +137,7 @@ def test_n_best_scores_equal_the_models_rescoring(transformer):
 
 
 @pytest.mark.parametrize("options", [DecodingOptions(strategy="greedy", max_length=10),
-                                     DecodingOptions(strategy="beam", beam_size=3, n_best=2, max_length=10)])
+                                     DecodingOptions(strategy="beam", beam_size=3, num_hypotheses=2, max_length=10)])
 def test_cached_and_uncached_decoding_agree(transformer, options):
     model, source = transformer
     encoded = model.encode(source)
@@ -151,8 +153,9 @@ def test_xla_and_graph_decoding_agree(transformer):
 
     def decode(source_ids):
         state = model.initial_state(model.encode(source_ids), 10)
-        beam = beam_search(model.decode_step, state, 3, 3, 10, alpha=0.6, n_best=2)
-        greedy = greedy_search(model.decode_step, state, 3, 10)
+        beam = beam_search(model.decode_step, state, 3, SearchSettings(max_length=10, beam_size=3, length_penalty=0.6,
+                                                                       num_hypotheses=2))
+        greedy = greedy_search(model.decode_step, state, 3, SearchSettings(max_length=10))
         return beam.token_ids, beam.scores, greedy.token_ids
 
     graph = tf.function(decode)(source)

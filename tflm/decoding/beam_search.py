@@ -25,7 +25,7 @@ from tflm.decoding.common import (
     reorder_state,
     tile_state,
 )
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.tokenizers import PAD_ID
 
 
 def length_penalty(length, alpha):
@@ -44,26 +44,25 @@ def _write(sequences, step, tokens):
     return tf.where(at_step, tokens[..., tf.newaxis], sequences)
 
 
-def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_length=None, alpha=0.6, n_best=1,
-                min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID,
-                prefix_length=None):
+def beam_search(step_fn, state, batch_size, settings):
     """Batched beam search over a step function (see `tflm.decoding.common`).
 
     Args:
         step_fn: `(token_ids, state, step) -> (logits, state)`.
         state: the initial decoding state for `batch_size` rows (tiled here for the beams).
         batch_size: int or scalar tensor.
-        beam_size: int or scalar tensor (a tensor lets an exported signature take it as an input).
-        max_length: int. Most tokens per hypothesis (EOS included); sizes the buffers.
-        row_max_length: optional int32 `(batch,)`, a smaller limit per row.
-        alpha: float or scalar tensor, the length-penalty exponent (0: plain log-probability).
-        n_best: int or scalar tensor <= beam_size, the hypotheses returned per row.
-        min_length, no_repeat_ngram_size, start_ids, forced, prefix_length: as in `greedy_search`.
+        settings: `SearchSettings`: the lengths, constraints and prompt as in `greedy_search`, and the beam
+            search settings, each an int or float or a scalar tensor (a tensor lets an exported signature
+            take it as an input): `beam_size`, `length_penalty` (alpha, the length-penalty exponent; 0: plain
+            log-probability) and `num_hypotheses` (<= beam_size, the hypotheses returned per row).
     Returns:
-        A `DecodeResult`: token_ids `(batch, n_best, max_length)` best first, and their scores
+        A `DecodeResult`: token_ids `(batch, num_hypotheses, max_length)` best first, and their scores
         (log-probability divided by the length penalty).
     """
-    alpha = tf.cast(alpha, tf.float32)
+    beam_size, max_length, row_max_length = settings.beam_size, settings.max_length, settings.row_max_length
+    min_length, no_repeat_ngram_size = settings.min_length, settings.no_repeat_ngram_size
+    start_ids, forced, eos_id = settings.start_ids, settings.forced, settings.eos_id
+    alpha = tf.cast(settings.length_penalty, tf.float32)
     if row_max_length is None:
         row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
     rows = batch_size * beam_size
@@ -76,8 +75,8 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     if forced is not None:
         forced = (tf.repeat(forced[0], beam_size, axis=0), tf.repeat(forced[1], beam_size))
     first_step, previous, alive = prefilled_start(
-        rows, max_length, None if start_ids is None else tf.repeat(start_ids, beam_size), forced, prefix_length,
-        bos_id)
+        rows, max_length, None if start_ids is None else tf.repeat(start_ids, beam_size), forced,
+        settings.prefix_length, settings.bos_id)
     alive = tf.reshape(alive, [batch_size, beam_size, max_length])
     row_done = first_step >= row_max_length
     worst_penalty = length_penalty(row_max_length, alpha)  # the largest penalty a hypothesis can get
@@ -130,5 +129,6 @@ def beam_search(step_fn, state, batch_size, beam_size, max_length, row_max_lengt
     _, _, _, _, _, finished, finished_scores, _ = tf.while_loop(
         keep_going, body, loop_vars, maximum_iterations=max_length
     )
-    finished, finished_scores = finished[:, :n_best], finished_scores[:, :n_best]
+    n = settings.num_hypotheses
+    finished, finished_scores = finished[:, :n], finished_scores[:, :n]
     return DecodeResult(token_ids=finished, lengths=lengths_of(finished), scores=finished_scores)

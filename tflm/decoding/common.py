@@ -38,6 +38,53 @@ class DecodeResult:
     scores: tf.Tensor
 
 
+@dataclasses.dataclass(eq=False)
+class SearchSettings:
+    """What one decoding loop needs: the lengths, the constraints, a prompt and the strategy's own settings.
+
+    `greedy_search`, `beam_search` and `sample` take one; `tflm.decoding.search` makes it from a
+    `DecodingOptions`. Each field may be a Python value or a tensor (an exported signature passes its
+    controls as scalar tensors), except those marked static. A strategy ignores the settings of the others.
+
+    Attributes:
+        max_length: int or scalar tensor. Most tokens per hypothesis (EOS included); sizes the buffers.
+        row_max_length: optional int32 `(batch,)`, a smaller limit per row (e.g. relative to the source).
+        min_length: int or scalar tensor. EOS is forbidden before this many tokens.
+        no_repeat_ngram_size: int (static). If >= 2, no n-gram of this size is generated twice.
+        start_ids: optional int32 `(batch,)`, the first input token of each row (default `bos_id`).
+        forced: optional `(forced_ids, forced_lengths)`: tokens every row must take first (a prompt; see
+            `constrain`).
+        prefix_length: optional int32 scalar: the state already holds this many positions (start token and
+            forced tokens, from a model's `prefill`), so decoding starts at that step.
+        bos_id, eos_id: int (static).
+        beam_size: beam search's hypotheses alive per row.
+        length_penalty: beam search's GNMT alpha (0: hypotheses ranked by plain log-probability).
+        num_hypotheses: hypotheses returned per row: the n best of beam search (<= beam_size), or
+            independent samples; greedy search returns one.
+        temperature: sampling: divides the logits before filtering and drawing (> 0).
+        top_k: sampling: draw among the k most likely tokens (0: no limit; 1 is greedy).
+        top_p: sampling: draw from the smallest set of tokens whose probability reaches p (in (0, 1]).
+        seed: sampling: int or scalar int tensor; the same seed gives the same samples.
+    """
+
+    max_length: int
+    row_max_length: tf.Tensor = None
+    min_length: int = 0
+    no_repeat_ngram_size: int = 0
+    start_ids: tf.Tensor = None
+    forced: tuple = None
+    prefix_length: tf.Tensor = None
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+    beam_size: int = 4
+    length_penalty: float = 0.6
+    num_hypotheses: int = 1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+
+
 def row_max_lengths(source_lengths, max_length, max_length_a=0.0, max_length_b=None):
     """Per-row decoding limits: `min(max_length, ceil(a * source_length) + b)` (relative when `a > 0`).
 
@@ -158,7 +205,7 @@ def prefilled_start(rows, max_length, start_ids=None, forced=None, prefix_length
     Args:
         rows: int or scalar tensor.
         max_length: int or scalar tensor, the buffer length.
-        start_ids, forced: as in `greedy_search` (`forced` is needed with `prefix_length`).
+        start_ids, forced: as in `SearchSettings` (`forced` is needed with `prefix_length`).
         prefix_length: optional int32 scalar.
     """
     buffer = tf.fill([rows, max_length], tf.constant(PAD_ID, tf.int32))
@@ -178,22 +225,25 @@ def lengths_of(token_ids):
     return tf.reduce_sum(tf.cast(tf.not_equal(token_ids, PAD_ID), tf.int32), axis=-1)
 
 
-def token_by_token(step_fn, state, rows, max_length, choose, row_max_length=None, min_length=0,
-                   no_repeat_ngram_size=0, start_ids=None, forced=None, bos_id=BOS_ID, eos_id=EOS_ID,
-                   prefix_length=None):
+def token_by_token(step_fn, state, rows, settings, choose):
     """The loop of greedy decoding and sampling: one token per row and step until every row has ended.
 
     Args:
+        step_fn, state: see above.
+        rows: int or scalar tensor, the rows of `state`.
+        settings: `SearchSettings` (its lengths, constraints and prompt; `rows` of them where per row).
         choose: `(log_probs, step) -> token_ids`: picks each row's next token from its constrained
             log-probabilities (argmax for greedy, a draw for sampling).
-        others: as in `greedy_search`.
     Returns:
         `(token_ids, scores)`: int32 `(rows, max_length)` (PAD after the end) and float32 `(rows,)`, the sum
         of the chosen tokens' log-probabilities under the model.
     """
+    max_length, row_max_length, forced = settings.max_length, settings.row_max_length, settings.forced
+    min_length, no_repeat_ngram_size, eos_id = settings.min_length, settings.no_repeat_ngram_size, settings.eos_id
     if row_max_length is None:
         row_max_length = tf.fill([rows], tf.cast(max_length, tf.int32))
-    first_step, previous, tokens = prefilled_start(rows, max_length, start_ids, forced, prefix_length, bos_id)
+    first_step, previous, tokens = prefilled_start(rows, max_length, settings.start_ids, forced,
+                                                   settings.prefix_length, settings.bos_id)
     finished = first_step >= row_max_length
     scores = tf.zeros([rows], tf.float32)
 

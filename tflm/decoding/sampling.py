@@ -6,10 +6,11 @@ here the random numbers are stateless (`tf.random.stateless_categorical` keyed b
 so one seed always gives the same output, eagerly, in a `tf.function`, under XLA and after export.
 """
 
+import dataclasses
+
 import tensorflow as tf
 
 from tflm.decoding.common import NEGATIVE, DecodeResult, lengths_of, tile_state, token_by_token
-from tflm.text.tokenizers import BOS_ID, EOS_ID
 
 
 def filter_logits(logits, top_k=0, top_p=1.0):
@@ -56,24 +57,21 @@ def draw(log_probs, step, temperature=1.0, top_k=0, top_p=1.0, seed=0):
     return tf.random.stateless_categorical(filtered, 1, seed=seed, dtype=tf.int32)[:, 0]
 
 
-def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperature=1.0, top_k=0, top_p=1.0,
-           seed=0, num_samples=1, min_length=0, no_repeat_ngram_size=0, start_ids=None, forced=None,
-           bos_id=BOS_ID, eos_id=EOS_ID, prefix_length=None):
+def sample(step_fn, state, batch_size, settings):
     """Batched sampling over a step function (see `tflm.decoding.common`).
 
     Args:
-        step_fn, state, batch_size, max_length, row_max_length: as in `greedy_search`.
-        temperature: float or scalar tensor > 0; divides the logits before filtering and drawing.
-        top_k: int or scalar tensor; draw among the k most likely tokens (0: no limit). `top_k=1` is greedy.
-        top_p: float or scalar tensor; draw from the smallest set of tokens whose probability reaches p.
-        seed: int or scalar int tensor. The same seed gives the same samples.
-        num_samples: int or scalar tensor; independent samples per row.
-        min_length, no_repeat_ngram_size, start_ids, forced, prefix_length: as in `greedy_search`.
+        step_fn, state, batch_size: as in `greedy_search`.
+        settings: `SearchSettings`: the lengths, constraints and prompt as in `greedy_search`, and the
+            sampling settings: `temperature`, `top_k`, `top_p`, `seed` and `num_hypotheses` (independent
+            samples per row), each an int or float or a scalar tensor.
     Returns:
-        A `DecodeResult` with token_ids `(batch, num_samples, max_length)`; scores are the samples'
+        A `DecodeResult` with token_ids `(batch, num_hypotheses, max_length)`; scores are the samples'
         log-probabilities under the model (at temperature 1, before filtering).
     """
-    num_samples = tf.convert_to_tensor(num_samples, tf.int32)
+    max_length, row_max_length = settings.max_length, settings.row_max_length
+    start_ids, forced = settings.start_ids, settings.forced
+    num_samples = tf.convert_to_tensor(settings.num_hypotheses, tf.int32)
     state = tile_state(state, num_samples)
     if row_max_length is None:
         row_max_length = tf.fill([batch_size], tf.cast(max_length, tf.int32))
@@ -81,11 +79,12 @@ def sample(step_fn, state, batch_size, max_length, row_max_length=None, temperat
         start_ids = tf.repeat(start_ids, num_samples)
     if forced is not None:
         forced = (tf.repeat(forced[0], num_samples, axis=0), tf.repeat(forced[1], num_samples))
+    rows = dataclasses.replace(settings, row_max_length=tf.repeat(row_max_length, num_samples),
+                               start_ids=start_ids, forced=forced)
+    temperature, top_k, top_p, seed = settings.temperature, settings.top_k, settings.top_p, settings.seed
     tokens, scores = token_by_token(
-        step_fn, state, batch_size * num_samples, max_length,
-        lambda log_probs, step: draw(log_probs, step, temperature, top_k, top_p, seed),
-        tf.repeat(row_max_length, num_samples),
-        min_length, no_repeat_ngram_size, start_ids, forced, bos_id, eos_id, prefix_length)
+        step_fn, state, batch_size * num_samples, rows,
+        lambda log_probs, step: draw(log_probs, step, temperature, top_k, top_p, seed))
     token_ids = tf.reshape(tokens, [batch_size, num_samples, max_length])
     return DecodeResult(token_ids=token_ids, lengths=lengths_of(token_ids),
                         scores=tf.reshape(scores, [batch_size, num_samples]))

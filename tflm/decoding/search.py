@@ -1,11 +1,12 @@
 """One entry point over the strategies, configured by a `DecodingOptions` dataclass."""
 
 import dataclasses
+import typing
 
 import tensorflow as tf
 
 from tflm.decoding.beam_search import beam_search, length_penalty
-from tflm.decoding.common import row_max_lengths
+from tflm.decoding.common import SearchSettings, row_max_lengths
 from tflm.decoding.greedy import greedy_search
 from tflm.decoding.sampling import sample
 from tflm.text.tokenizers import BOS_ID, PAD_ID
@@ -13,14 +14,51 @@ from tflm.text.tokenizers import BOS_ID, PAD_ID
 STRATEGIES = ("greedy", "beam", "sample")
 
 
+class _Fields:
+    """`__dataclass_fields__` of a dataclass with aliases: all fields on the class, none of the aliases on
+    an instance. So `dataclasses.fields(cls)`, and `tflm.config.from_dict` with it, accept an alias (an old
+    config.json loads), while `dataclasses.asdict` (a new config.json) and `dataclasses.replace` see only
+    the fields proper."""
+
+    def __init__(self, fields, aliases):
+        self.all = fields
+        self.proper = {name: field for name, field in fields.items() if name not in aliases}
+
+    def __get__(self, instance, owner):
+        return self.all if instance is None else self.proper
+
+
+def _with_aliases(cls):
+    """Makes each `cls.ALIASES` name (declared as a `None` field after its target) a property reading and
+    writing its target: `cls(alias=value)`, `dataclasses.replace(options, alias=value)` and
+    `options.alias = value` set the target, `options.alias` reads it."""
+    for alias, target in cls.ALIASES.items():
+        def write(self, value, target=target):
+            if value is not None:
+                setattr(self, target, value)
+
+        setattr(cls, alias, property(lambda self, target=target: getattr(self, target), write,
+                                     doc=f"Deprecated alias of `{target}`."))
+    cls.__dataclass_fields__ = _Fields(cls.__dataclass_fields__, cls.ALIASES)
+    return cls
+
+
+@_with_aliases
 @dataclasses.dataclass
 class DecodingOptions:
-    """How to decode: the strategy, its settings, the constraints and the length limits."""
+    """How to decode: the strategy, its settings, the constraints and the length limits.
+
+    `n_best` is a deprecated alias of `num_hypotheses` (see `ALIASES`): `DecodingOptions(n_best=2)`, an old
+    config.json with `"n_best": 2`, `options.n_best` and `dataclasses.replace(options, n_best=2)` all still
+    work, and `dataclasses.asdict` writes `num_hypotheses` only.
+    """
+
+    ALIASES: typing.ClassVar[dict] = {"n_best": "num_hypotheses"}
 
     strategy: str = "greedy"  # "greedy", "beam" or "sample"
     beam_size: int = 4
     length_penalty: float = 0.6  # GNMT alpha; 0 ranks hypotheses by plain log-probability
-    n_best: int = 1  # hypotheses (beam) or samples returned per input
+    num_hypotheses: int = 1  # hypotheses (beam) or samples returned per input
     temperature: float = 1.0
     top_k: int = 0  # 0: no limit
     top_p: float = 1.0
@@ -31,12 +69,15 @@ class DecodingOptions:
     max_length_a: float = 2.0  # and a relative one: ceil(a * source tokens) + b (off when a is 0)
     max_length_b: int = 10
     batch_size: int = 64  # inputs per decoding batch
+    # Deprecated: the old name of num_hypotheses (a property, see ALIASES); when given, it wins.
+    n_best: typing.Optional[int] = dataclasses.field(default=None, repr=False, compare=False)
 
     def validate(self):
         if self.strategy not in STRATEGIES:
             raise ValueError(f"decoding.strategy={self.strategy!r} must be one of {', '.join(STRATEGIES)}.")
-        if self.strategy == "beam" and not 1 <= self.n_best <= self.beam_size:
-            raise ValueError(f"decoding.n_best={self.n_best} must be between 1 and beam_size={self.beam_size}.")
+        if self.strategy == "beam" and not 1 <= self.num_hypotheses <= self.beam_size:
+            raise ValueError(f"decoding.num_hypotheses={self.num_hypotheses} must be between 1 and "
+                             f"beam_size={self.beam_size}.")
         if self.length_penalty < 0:
             raise ValueError(f"decoding.length_penalty={self.length_penalty} must be >= 0.")
         if self.temperature <= 0:
@@ -57,12 +98,16 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
         options: `DecodingOptions`.
         source_lengths: optional int32 `(batch,)`, for the relative length limit.
         start_ids, forced, prefix_length: a prompt, and how much of it `state` already holds (see
-            `greedy_search`).
+            `SearchSettings`).
         row_max_length: optional int32 `(batch,)`, a limit per row below `max_length` (which then only
             sizes the buffers: a fixed size for XLA, with the limit the rows would have had otherwise).
-        **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `n_best`, `max_length`,
-            `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an exported signature.
+        **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `num_hypotheses` or
+            its old name `n_best`, `max_length`, `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an
+            exported signature; `strategy` (a string) chooses another strategy.
     """
+    for alias, target in DecodingOptions.ALIASES.items():
+        if alias in overrides:
+            overrides[target] = overrides.pop(alias)
     get = lambda name: overrides.get(name, getattr(options, name))  # noqa: E731
     max_length = get("max_length")
     limits = None
@@ -71,18 +116,19 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
     if row_max_length is not None:
         row_max_length = tf.cast(row_max_length, tf.int32)
         limits = row_max_length if limits is None else tf.minimum(limits, row_max_length)
-    common = dict(max_length=max_length, row_max_length=limits, min_length=options.min_length,
-                  no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced,
-                  prefix_length=prefix_length)
-    strategy = overrides.get("strategy", options.strategy)
+    settings = SearchSettings(
+        max_length=max_length, row_max_length=limits, min_length=options.min_length,
+        no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced,
+        prefix_length=prefix_length, beam_size=get("beam_size"), length_penalty=get("length_penalty"),
+        num_hypotheses=get("num_hypotheses"), temperature=get("temperature"), top_k=get("top_k"),
+        top_p=get("top_p"), seed=get("seed"))
+    strategy = get("strategy")
     if strategy == "greedy":
-        return greedy_search(step_fn, state, batch_size, **common)
+        return greedy_search(step_fn, state, batch_size, settings)
     if strategy == "beam":
-        return beam_search(step_fn, state, batch_size, get("beam_size"), alpha=get("length_penalty"),
-                           n_best=get("n_best"), **common)
+        return beam_search(step_fn, state, batch_size, settings)
     if strategy == "sample":
-        return sample(step_fn, state, batch_size, temperature=get("temperature"), top_k=get("top_k"),
-                      top_p=get("top_p"), seed=get("seed"), num_samples=get("n_best"), **common)
+        return sample(step_fn, state, batch_size, settings)
     raise ValueError(f"Unknown decoding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
 
 
