@@ -4,6 +4,7 @@ from tflm.export.check import CheckReport, check_saved_model, graph_ops, serving
 from tflm.export.exporter import (
     ExportCheckError,
     build_archive,
+    export_predictor,
     export_run,
     export_translator,
     next_version,

@@ -128,11 +128,13 @@ def serving_input(path):
     return inputs[0]
 
 
-def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
+def check_saved_model(path, sentences=DEFAULT_SENTENCES, predictor=None, translator=None):
     """Runs the four checks on the SavedModel at `path`; returns a `CheckReport`.
 
-    `translator` is the in-memory model it was exported from (a `Translator` or `Generator`), if any.
+    `sentences` are inputs of its `serving_default`; `predictor` is the in-memory predictor it was exported
+    from (any task's `tflm.tasks.Predictor`), if any (`translator`: its earlier name).
     """
+    predictor = predictor or translator
     import tensorflow as tf
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
@@ -168,11 +170,9 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, translator=None):
         else:
             report.limits_enforced = True
     loaded = load(path).signatures["serving_default"](**{input_name: tf.constant(sentences, dtype=tf.string)})
-    _compare(report, "tf.saved_model.load", _texts(loaded["outputs"]), np.asarray(loaded["scores"]), outputs)
-    if translator is not None:
-        function = getattr(translator, "translate_batch", None) or translator.generate_batch
-        expected = function(tf.constant(sentences, dtype=tf.string))
-        _compare(report, "the in-memory model", _texts(expected["outputs"]), np.asarray(expected["scores"]), outputs)
+    _compare(report, "tf.saved_model.load", loaded, outputs)
+    if predictor is not None:
+        _compare(report, "the in-memory model", predictor.serving_default(sentences), outputs)
     return report
 
 
@@ -199,14 +199,22 @@ def limits_probe(path):
     return None
 
 
-def _texts(outputs):
-    return np.vectorize(lambda b: b.decode("utf-8", "replace"), otypes=[object])(np.asarray(outputs)).tolist()
-
-
-def _compare(report, what, texts, scores, tf1_outputs):
-    for index, (text, served) in enumerate(zip(texts, tf1_outputs["outputs"])):
-        if text != served:
-            report.problems.append(f"input {index}: {what} gives {text!r} but the TF1-loaded model {served!r}")
-    if not np.allclose(scores, tf1_outputs["scores"], rtol=1e-4, atol=1e-4):
-        report.problems.append(f"scores differ between {what} ({scores}) and the TF1-loaded model "
-                               f"({tf1_outputs['scores']})")
+def _compare(report, what, expected, tf1_outputs):
+    """Every output of `serving_default` through `what` against the TF1 loader's: texts exactly, numbers to
+    1e-4."""
+    for key in sorted(tf1_outputs):
+        if key not in expected:
+            report.problems.append(f"output {key!r} of the TF1-loaded model is missing from {what}")
+            continue
+        value = np.asarray(expected[key])
+        if value.dtype.kind in ("S", "O", "U"):
+            texts = np.vectorize(lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else b,
+                                 otypes=[object])(value).tolist()
+            served = tf1_outputs[key]
+            for index, (text, other) in enumerate(zip(texts, served)):
+                if text != other:
+                    report.problems.append(f"input {index}: {what} gives {key} {text!r} but the TF1-loaded "
+                                           f"model {other!r}")
+        elif not np.allclose(value, tf1_outputs[key], rtol=1e-4, atol=1e-4):
+            report.problems.append(f"{key} differ between {what} ({value}) and the TF1-loaded model "
+                                   f"({tf1_outputs[key]})")

@@ -57,6 +57,23 @@ class TrainingConfig:
     mixed_precision: Optional[str] = None  # "bfloat16" or "float16"
     jit_compile: bool = False  # XLA-compile the forward/backward pass (batches then get fixed shapes)
     samples: int = 4  # outputs written to the log and TensorBoard after each epoch
+    # Gradient accumulation: one optimizer step per this many tokens (token-budget batches) or examples
+    # (fixed-size batches), over as many batches as it takes (OpenNMT-tf's effective_batch_size); None: one.
+    effective_batch_size: Optional[int] = None
+
+
+def validate_common(config):
+    """Checks the sections every task has (model type, training), before any data is read."""
+    from tflm.models import get_model_class
+
+    get_model_class(config.model.type)
+    config_lib.parse_duration(config.training.time_budget)
+    check_optimizer(config.training.optimizer)
+    effective = config.training.effective_batch_size
+    if effective is not None and effective < 1:
+        raise config_lib.ConfigError(f"training.effective_batch_size={effective} must be a positive number of "
+                                     "tokens or examples (or null: no accumulation).")
+    return config
 
 
 def task_name(run_dir):
@@ -97,7 +114,8 @@ def reconcile_config(run_dir, config):
     for name in changed:
         section, field = name.split(".", 1)
         merged[section][field.split(".")[0]] = new_values[section][field.split(".")[0]]
-    merged["decoding"] = new_values["decoding"]
+    if "decoding" in new_values:
+        merged["decoding"] = new_values["decoding"]
     return config_lib.from_dict(type(config), merged)
 
 

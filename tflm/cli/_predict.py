@@ -1,0 +1,233 @@
+"""The commands that use a trained run: evaluate, translate, generate, predict, attention."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import click
+
+from tflm.cli._common import decoding_options, echo_json, main, require_command, run_decoding, setup_logging, task_of
+
+
+# Options of `evaluate` that some tasks take (`Task.evaluation_options`); a task refuses the others.
+_TASK_EVALUATION_OPTIONS = ("stride", "memory_length", "dynamic_lr", "dynamic_decay", "dynamic_streams", "cache_size",
+                            "cache_theta", "cache_mix")
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "valid", "test"]))
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
+@click.option("--max-pairs", type=int, help="Evaluate on the first N pairs (tokens, for language models) only.")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
+              help="Where the run's corpus is, if not where it was trained.")
+@click.option("--stride", type=click.IntRange(min=1),
+              help="Language models (GPT): score tokens in windows this far apart (default: half a window).")
+@click.option("--memory-length", type=click.IntRange(min=0),
+              help="Transformer-XL: evaluate with this much memory (default: as trained).")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True),
+              help="Language models: dynamic evaluation, an SGD step of this size on each segment once scored.")
+@click.option("--dynamic-decay", type=click.FloatRange(0, 1, max_open=True),
+              help="Dynamic evaluation: pull the weights back toward the trained ones by this fraction each step "
+                   "[default: 0].")
+@click.option("--dynamic-streams", type=click.IntRange(min=1),
+              help="Dynamic evaluation: read the text as this many parallel streams [default: 1, in order].")
+@click.option("--cache-size", type=click.IntRange(min=1),
+              help="Language models: mix in a neural cache over this many previous positions.")
+@click.option("--cache-theta", type=float, help="Neural cache: the scale of its hidden-state dot products "
+                                                "[default: 0.05].")
+@click.option("--cache-mix", type=click.FloatRange(0, 1),
+              help="Neural cache: its weight in the mixture with the model's probabilities [default: 0.2].")
+@decoding_options
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
+    """Evaluate a run on a split of its corpus, and print the scores as JSON.
+
+    Scores by task. Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes
+    RUN_DIR/eval/SPLIT.CHECKPOINT.STRATEGY.hyp and .json. Language models: loss, perplexity, bits per
+    character (character models) and word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json
+    (--stride, --memory-length: more context than training had; --dynamic-lr, --cache-size: adaptive
+    evaluation, its settings chosen on the valid split; each noted in the file's name). A task refuses the
+    options that are not its own.
+    """
+    task_options = {name: options.pop(name) for name in _TASK_EVALUATION_OPTIONS}
+    setup_logging()
+    task = task_of(run_dir)
+    if data_dir:
+        _set_run_data_dir(task, run_dir, data_dir)
+    try:
+        scores = task.evaluate(run_dir, split=split, checkpoint=checkpoint, max_examples=max_pairs,
+                               decoding=run_decoding(run_dir, options), **task_options)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    echo_json(scores)
+
+
+def _set_run_data_dir(task, run_dir, data_dir):
+    from tflm import config as config_lib
+    from tflm.tasks.runs import CONFIG_FILE
+
+    config = task.load_config(run_dir)
+    config.data.data_dir = data_dir
+    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
+
+
+# ----------------------------------------------------------------------------------------- translate
+
+
+@main.command()
+@click.argument("sentences", nargs=-1)
+@click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help="A trained run to translate with.")
+@click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT.")
+@click.option("--model", "model_name", help="With --server: the model's name.")
+@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
+              help="With --server: REST (port 8501 by default) or gRPC (8500).")
+@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
+              help="File of sentences, one per line ('-' for stdin). Default: the arguments, else stdin.")
+@click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where the translations go, one line per input line. Default: stdout.")
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
+@click.option("--batch-size", type=int, help="Sentences per decoding batch.")
+@decoding_options
+def translate(sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
+              **options):
+    """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
+
+    An empty input line gives an empty output line. Decoding is the run's (greedy unless configured)
+    unless options choose otherwise: e.g. --beam-size 4, or --sample --top-p 0.9 --seed 1.
+    """
+    setup_logging(verbose=False)
+    lines = _input_lines(sentences, input_file)
+    if server:
+        _translate_with_server(server, model_name, protocol, lines, output_file, batch_size or 32)
+        return
+    if not run_dir:
+        raise click.UsageError("Give --run-dir RUN, or --server HOST:PORT --model NAME.")
+    task = task_of(run_dir)
+    require_command(task, run_dir, "translate")
+    decoding = run_decoding(run_dir, options)
+    translator = task.load_predictor(run_dir, checkpoint, decoding=decoding)
+    n_best = decoding.num_hypotheses > 1
+    chunk = 1024
+    with click.progressbar(length=len(lines), label="Translating", file=sys.stderr,
+                           hidden=len(lines) <= chunk or not sys.stderr.isatty()) as bar:
+        for start in range(0, len(lines), chunk):
+            batch = lines[start: start + chunk]
+            if n_best:
+                for index, hypotheses in enumerate(translator.translate_n_best(batch, batch_size), start=start):
+                    for text, score in hypotheses:
+                        output_file.write(f"{index}\t{score:.4f}\t{text}\n")
+            else:
+                for text in translator.translate(batch, batch_size=batch_size):
+                    output_file.write(text + "\n")
+            bar.update(len(batch))
+
+
+def _input_lines(arguments, input_file):
+    """The inputs of a command: its arguments, or the lines of --input, or of stdin."""
+    if arguments and input_file:
+        raise click.UsageError("Give inputs as arguments or --input, not both.")
+    if arguments:
+        return list(arguments)
+    source = input_file or click.open_file("-", encoding="utf-8")
+    return [line.rstrip("\n") for line in source]
+
+
+def _translate_with_server(server, model_name, protocol, lines, output_file, batch_size):
+    from tflm.serving.client import ServingClientError, translate_grpc, translate_rest
+
+    if not model_name:
+        raise click.UsageError("--server needs --model NAME (the served model's name).")
+    client = translate_rest if protocol == "rest" else translate_grpc
+    for start in range(0, len(lines), batch_size):
+        try:
+            for text in client(server, model_name, lines[start: start + batch_size]):
+                output_file.write(text + "\n")
+        except ServingClientError as error:
+            raise click.ClickException(str(error)) from None
+
+
+# ----------------------------------------------------------------------------------------- generate
+
+
+@main.command()
+@click.argument("prompts", nargs=-1)
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
+@click.option("--max-new-tokens", type=int, help="Tokens to generate after the prompt.")
+@click.option("--greedy", is_flag=True, help="Greedy decoding (default: the run's, sampling with top-k 40).")
+@click.option("--jit-compile", is_flag=True,
+              help="XLA-compile the decoding (faster after a compilation per batch shape; samples may differ).")
+@click.option("--stream/--no-stream", default=None,
+              help="Print the text as it is produced (default: for a single prompt, without beam search).")
+@decoding_options
+def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, stream, **options):
+    """Continue PROMPTS (or stdin lines) with a language-model run.
+
+    Greedy, beam (--beam-size), or sampling (--sample, --temperature, --top-k, --top-p, --seed), with
+    --no-repeat-ngram and --num-hypotheses (continuations per prompt; --n-best is the same). A single prompt
+    streams to the console.
+    """
+    setup_logging(verbose=False)
+    task = task_of(run_dir)
+    require_command(task, run_dir, "generate")
+    if not prompts:
+        prompts = [line.rstrip("\n") for line in click.open_file("-", encoding="utf-8")]
+    decoding = run_decoding(run_dir, options)
+    if greedy:
+        decoding = dataclasses.replace(decoding, strategy="greedy")
+    if max_new_tokens:
+        decoding = dataclasses.replace(decoding, max_length=max_new_tokens)
+    generator = task.load_predictor(run_dir, checkpoint, decoding=decoding, jit_compile=jit_compile)
+    if stream is None:
+        stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.num_hypotheses == 1
+    if stream:
+        for prompt in prompts:
+            click.echo(prompt, nl=False)
+            for piece in generator.stream(prompt):
+                click.echo(piece, nl=False)
+            click.echo()
+        return
+    for prompt, continuations in zip(prompts, generator.generate(prompts)):
+        for continuation in continuations:
+            click.echo(prompt + continuation)
+            if len(continuations) > 1:
+                click.echo("---")
+
+
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
+              help="File of inputs, one per line ('-' for stdin). Default: the arguments, else stdin.")
+@click.option("--checkpoint", default="best", show_default=True, help="best, last, averaged, or a path.")
+@decoding_options
+def predict(inputs, run_dir, input_file, checkpoint, **options):
+    """Answer INPUTS (or a file, or stdin) with a run of any task: one JSON line per input.
+
+    What an answer holds is the task's: a translation, continuations, a label and its scores, ...
+    """
+    setup_logging(verbose=False)
+    task = task_of(run_dir)
+    predictor = task.load_predictor(run_dir, checkpoint, decoding=run_decoding(run_dir, options))
+    for answer in predictor.predict(_input_lines(inputs, input_file)):
+        click.echo(json.dumps(answer, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("sentence")
+@click.option("--output", "-o", default="attention.png", show_default=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+@click.option("--checkpoint", default="best", show_default=True)
+def attention(run_dir, sentence, output, checkpoint):
+    """Translate SENTENCE with RUN_DIR and draw the model's cross-attention as a PNG heatmap."""
+    setup_logging(verbose=False)
+    from tflm.visualization import attention_heatmap
+
+    translator = task_of(run_dir).load_predictor(run_dir, checkpoint)
+    weights, source_pieces, target_pieces, text = translator.attention(sentence)
+    attention_heatmap(weights, source_pieces, target_pieces).save(output)
+    click.echo(f"{text}\n{output}: {len(target_pieces)} x {len(source_pieces)} attention weights")

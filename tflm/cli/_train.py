@@ -1,0 +1,128 @@
+"""`tflm train` and `tflm run` (from raw text to a checked export, stage by stage)."""
+
+import json
+import os
+
+import click
+
+from tflm.cli._common import main, setup_logging, task_of
+
+_TRAIN_OPTIONS = {
+    # option name: configuration field it sets
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "source_lang": "data.source_language",
+    "target_lang": "data.target_language",
+    "batch_tokens": "data.batch_tokens",
+    "max_train_pairs": "data.max_train_pairs",
+    "sequence_length": "data.sequence_length",
+    "batch_size": "data.batch_size",
+    "vocab_type": "vocabulary.type",
+    "vocab_size": "vocabulary.size",
+    "model": "model.type",
+    "preset": "model.preset",
+    "epochs": "training.epochs",
+    "max_steps": "training.max_steps",
+    "time_budget": "training.time_budget",
+    "learning_rate": "training.learning_rate",
+    "strategy": "training.strategy",
+    "mixed_precision": "training.mixed_precision",
+    "seed": "training.seed",
+}
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False),
+              help="Run directory: created for a new run; an existing one is resumed.")
+@click.option("--task", help="What to train: translation (default), language_modeling, or any registered task "
+                             "(package.module:TaskClass); an existing run keeps its own.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False),
+              help="JSON or YAML configuration (sections data, vocabulary, model, training, decoding).")
+@click.option("--dataset", help="Registered corpus (see `tflm data list`). Default: the shipped sample "
+                                "(translation), shakespeare (language modelling).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="TFLM_DATA_DIR",
+              help="Folder holding the corpus (or its parent). Also $TFLM_DATA_DIR.")
+@click.option("--source-lang", help="Source language code, as in the corpus file names.")
+@click.option("--target-lang", help="Target language code.")
+@click.option("--model", help="Model type: transformer or lstm (translation); gpt or transformer_xl (language "
+                                "modelling).")
+@click.option("--preset", help="Model size preset, e.g. tiny, small, base (see tflm.models.PRESETS).")
+@click.option("--epochs", type=int)
+@click.option("--max-steps", type=int)
+@click.option("--time-budget", help="Stop after this much training time, e.g. 25m or 1.5h (across resumes).")
+@click.option("--batch-tokens", type=int, help="Translation: token budget per batch.")
+@click.option("--max-train-pairs", type=int, help="Translation: use only the first N training pairs.")
+@click.option("--sequence-length", type=int, help="Language modelling: tokens per training window.")
+@click.option("--batch-size", type=int, help="Language modelling: windows per batch.")
+@click.option("--vocab-type", type=click.Choice(["unigram", "bpe", "wordpiece", "byte_bpe", "character"]))
+@click.option("--vocab-size", type=int)
+@click.option("--learning-rate", type=float)
+@click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker", "tpu"]))
+@click.option("--mixed-precision", type=click.Choice(["bfloat16", "float16"]))
+@click.option("--seed", type=int)
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Set any configuration field, e.g. --set model.params.hidden_dim=256 (repeatable).")
+@click.option("--quiet", is_flag=True, help="No progress bar; warnings only on the console.")
+def train(run_dir, task, config_file, overrides, quiet, **options):
+    """Train a model of a task (translation, language modelling, ...) in RUN_DIR (or resume the run there).
+
+    Writes config.json, vocab/, checkpoints/ (last N and best on validation), logs/ for TensorBoard
+    (`tensorboard --logdir RUN_DIR/logs`) and train.log. Interrupt it at any time: running the same
+    command again resumes from the last checkpoint.
+    """
+    from tflm.training.strategies import worker_role
+
+    index, count, chief = worker_role()
+    if chief:
+        setup_logging(not quiet, os.path.join(run_dir, "train.log"))
+    else:  # only the chief writes into the run directory; another worker logs to a place of its own
+        import tempfile
+
+        log_file = os.path.join(tempfile.mkdtemp(prefix=f"tflm-worker-{index}-"), "train.log")
+        setup_logging(not quiet, log_file)
+        click.echo(f"worker {index} of {count}: not the chief, so it logs to {log_file}", err=True)
+    if count > 1:
+        import logging
+
+        logging.getLogger("tflm").info("This process is worker %s of %d%s", index, count, " (the chief)" * chief)
+    task = task_of(run_dir, task)
+    config = run_config(task, run_dir, config_file, overrides, options)
+    result = task.train(config, run_dir, verbose=not quiet)
+    click.echo(json.dumps(train_summary(run_dir, result)))
+
+
+def train_summary(run_dir, result):
+    unit = getattr(result, "unit", "tokens")
+    return {"run_dir": run_dir, "step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
+            "train_seconds": round(result.train_seconds, 1), f"{unit}_per_second": round(result.tokens_per_second, 1),
+            "best_valid_loss": round(result.best_valid_loss, 4)}
+
+
+def run_config(task, run_dir, config_file, overrides, options):
+    """The configuration of a run: the saved one (resuming), the file's, or the task's defaults; then the
+    options and `--set` overrides."""
+    import dataclasses
+
+    from tflm import config as config_lib
+    from tflm.tasks.runs import CONFIG_FILE
+
+    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+        if config_file:
+            raise config_lib.ConfigError(
+                f"{run_dir} already has its configuration; to resume, leave out --config (or use a new --run-dir)."
+            )
+        config = task.load_config(run_dir)
+    elif config_file:
+        config = config_lib.from_dict(task.config_class, config_lib.load_file(config_file), config_file)
+    else:
+        config = task.default_config()
+    flags = []
+    for name, field in _TRAIN_OPTIONS.items():
+        if options.get(name) is None:
+            continue
+        section, key = field.split(".")
+        part = getattr(config, section, None)
+        if part is None or key not in {f.name for f in dataclasses.fields(part)}:
+            raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a {config.task} run.")
+        flags.append(f"{field}={json.dumps(options[name])}")
+    return config_lib.apply_overrides(config, flags + list(overrides)).validate()

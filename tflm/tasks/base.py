@@ -1,0 +1,233 @@
+"""`Task`: the run driver, written once, and the hooks each task supplies.
+
+A run directory is `config.json` (the task's configuration dataclass, with its task name), `vocab/`,
+`checkpoints/`, `logs/`, `eval/` and `progress.json`. The driver here starts or resumes a run, trains it
+under its distribution strategy, evaluates it (writing `eval/<split>.<checkpoint><setting>.json`), averages
+its checkpoints and loads its predictor; `tflm.export` exports whatever signatures that predictor declares.
+A task supplies only what differs:
+
+    @register_task
+    class Reverse(Task):
+        name = "reverse"
+        config_class = ReverseConfig              # a dataclass: task, data, model, training sections, ...
+
+        def prepare_data(self, config, run_dir):  # -> TaskData: tokenizers, training and validation data
+        def load_tokenizers(self, run_dir):       # -> what build_model and the predictor take
+        def build_model(self, config, tokenizers):
+        def make_predictor(self, config, model, tokenizers, decoding=None):
+        def evaluate_split(self, run_dir, config, split, checkpoint, **options):  # -> Evaluation
+
+and optionally `loss` (default: token cross-entropy with the run's label smoothing), `samples` (outputs
+logged after each epoch), `export_inputs` (the inputs an export is checked and warmed up with).
+"""
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Callable, Optional
+
+from tflm import config as config_lib
+from tflm.tasks import runs
+from tflm.training.checkpoints import restore_model
+from tflm.training.strategies import make_strategy
+from tflm.training.trainer import Trainer
+
+logger = logging.getLogger("tflm")
+
+
+@dataclasses.dataclass
+class TaskData:
+    """What training needs from a task's data.
+
+    Attributes:
+        tokenizers: what `Task.build_model` takes (a tuple or dict of tokenizers).
+        train_dataset: `epoch -> tf.data.Dataset` of `(inputs, labels)` batches (order fixed by the epoch).
+        steps_per_epoch: batches per epoch (for the progress bar and schedules), or None.
+        valid: a `tf.data.Dataset` of validation batches, or a callable `() -> (mean loss, count)`.
+        on_epoch_start: optional `(trainer, epoch) -> None` (e.g. Transformer-XL resets its memory).
+        summary: a line for the log, e.g. "12,000 training pairs".
+        batch_units: the tokens (token-budget batching) or examples (fixed batch size) of one batch:
+            `training.effective_batch_size` accumulates gradients over ceil(effective / batch_units) batches.
+        extra: anything else the task's other hooks use (e.g. the validation corpus for samples).
+    """
+
+    tokenizers: object
+    train_dataset: Callable
+    steps_per_epoch: Optional[int] = None
+    valid: object = None
+    on_epoch_start: Optional[Callable] = None
+    summary: str = ""
+    batch_units: Optional[int] = None  # tokens or examples in one batch (for training.effective_batch_size)
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name):  # the task's own parts, e.g. `data.tokenizer`, `data.valid_corpus`
+        extra = self.__dict__.get("extra", {})
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"TaskData has no {name!r} (its extra parts: {', '.join(extra) or 'none'})")
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """A task's scores on one split: `metrics` (JSON-able), `setting` (appended to the file name, e.g.
+    ".beam4"), `outputs` (lines written next to the scores as `.hyp`, or None) and a one-line `summary`."""
+
+    metrics: dict
+    setting: str = ""
+    outputs: Optional[list] = None
+    summary: str = ""
+
+
+class Task:
+    """The run driver. Subclasses set `name` and `config_class` and implement the hooks (see the module)."""
+
+    name = None
+    config_class = None
+    command = "predict"  # the CLI command that answers with this task's predictor
+    evaluation_options = ()  # the task-specific keyword options `evaluate` accepts
+
+    # ------------------------------------------------------------------ hooks (see the module docstring)
+
+    def prepare_data(self, config, run_dir):
+        raise NotImplementedError
+
+    def load_tokenizers(self, run_dir):
+        raise NotImplementedError
+
+    def build_model(self, config, tokenizers):
+        raise NotImplementedError
+
+    def make_predictor(self, config, model, tokenizers, decoding=None):
+        raise NotImplementedError
+
+    def evaluate_split(self, run_dir, config, split, checkpoint, max_examples=None, decoding=None, **options):
+        raise NotImplementedError
+
+    def loss(self, config):
+        """The training loss (a `tflm.training.losses` object); None: token cross-entropy with the run's
+        `training.label_smoothing`."""
+        return None
+
+    def samples(self, config, model, data):
+        """Optional `(trainer, epoch, valid_loss) -> None` called after each epoch (e.g. sample outputs)."""
+        return None
+
+    def export_inputs(self, config, count=16):
+        """Inputs of `serving_default` the export is checked with (a few are its warm-up requests)."""
+        return ["Hello.", "Where is the station?", ""]
+
+    def decoding(self, config):
+        """The run's decoding settings (None for a task that does not decode)."""
+        return getattr(config, "decoding", None)
+
+    # ------------------------------------------------------------------ configuration
+
+    def default_config(self):
+        return self.config_class()
+
+    def load_config(self, run_dir):
+        return runs.load_config(run_dir, self.config_class)
+
+    def config_from_dict(self, values, where="config"):
+        return config_lib.from_dict(self.config_class, values, where).validate()
+
+    # ------------------------------------------------------------------ the driver
+
+    def train(self, config, run_dir, verbose=True):
+        """Trains (or resumes) a run of this task in `run_dir`; returns the `TrainResult`.
+
+        Saves (or checks) the configuration, creates the distribution strategy (before any TensorFlow op:
+        MultiWorkerMirroredStrategy configures collectives at program start), prepares the data (training
+        the vocabularies on first use), builds the model and optimizer under the strategy, and trains with
+        checkpoints, validation and samples after each epoch.
+        """
+        config = runs.start_run(config, run_dir)
+        strategy = make_strategy(config.training.strategy, config.training.devices)
+        data = self.prepare_data(config, run_dir)
+        trainer = self.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
+        data = self.training_data(config, data, trainer.model)
+        training = config.training
+        return trainer.fit(
+            data.train_dataset, epochs=training.epochs, max_steps=training.max_steps,
+            time_budget=config_lib.parse_duration(training.time_budget), valid_data=data.valid,
+            steps_per_epoch=data.steps_per_epoch,
+            on_epoch_end=self.samples(config, trainer.model, data) if training.samples else None,
+            on_epoch_start=data.on_epoch_start,
+        )
+
+    def build_trainer(self, config, run_dir, data, strategy=None, verbose=True):
+        """The model, optimizer and `Trainer` of a run, created under its distribution strategy."""
+        training = config.training
+        strategy = strategy or make_strategy(training.strategy, training.devices)
+        total_steps = training.max_steps or (training.epochs or 0) * (data.steps_per_epoch or 0) or None
+        with strategy.scope():
+            model = self.build_model(config, data.tokenizers)
+            optimizer = runs.build_optimizer(training, total_steps)
+        self.prepare_model_for_training(config, model)
+        logger.info("Model %s: %d parameters%s", config.model.type, runs.count_parameters(model),
+                    f"; {data.summary}" if data.summary else "")
+        options = {}
+        loss = self.loss(config)
+        if loss is not None:
+            options["loss"] = loss
+        return Trainer(
+            model, optimizer, run_dir, strategy=strategy, label_smoothing=training.label_smoothing,
+            clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
+            checkpoint_every_steps=training.checkpoint_every_steps,
+            checkpoint_every_seconds=training.checkpoint_every_seconds,
+            log_every_steps=training.log_every_steps, jit_compile=training.jit_compile, verbose=verbose,
+            **options,
+        )
+
+    def prepare_model_for_training(self, config, model):
+        """Called once the model is built for training, before the `Trainer` (e.g. Transformer-XL carries
+        its memory from batch to batch)."""
+
+    def training_data(self, config, data, model):
+        """The `TaskData` to train on once the model exists (default: `data`; a language model reads windows
+        or, with memory, contiguous segments)."""
+        return data
+
+    def load_model(self, run_dir, checkpoint="best", config=None):
+        """The run's model with the weights of `checkpoint` ("best", "last", "averaged" or a path)."""
+        config = config or self.load_config(run_dir)
+        model = self.build_model(config, self.load_tokenizers(run_dir))
+        restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
+        return model
+
+    def load_predictor(self, run_dir, checkpoint="best", decoding=None, config=None, **options):
+        """The run's predictor (what `tflm predict`/`translate`/`generate` run and export saves)."""
+        config = config or self.load_config(run_dir)
+        tokenizers = self.load_tokenizers(run_dir)
+        model = self.build_model(config, tokenizers)
+        restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
+        return self.make_predictor(config, model, tokenizers, decoding or self.decoding(config), **options)
+
+    def average(self, run_dir, count=5):
+        """Averages the last `count` training checkpoints into `checkpoints/averaged/`; returns its path."""
+        config = self.load_config(run_dir)
+        return runs.save_averaged_checkpoint(run_dir, self.build_model(config, self.load_tokenizers(run_dir)),
+                                             count)
+
+    def evaluate(self, run_dir, split="test", checkpoint="best", max_examples=None, decoding=None, **options):
+        """Scores the run on a split; writes `eval/<split>.<checkpoint><setting>.json` (and `.hyp` for
+        outputs) and returns the scores. `options` are the task's own (`evaluation_options`)."""
+        given = {name: value for name, value in options.items() if value is not None}
+        unknown = sorted(set(given) - set(self.evaluation_options))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not an evaluation option of {self.name} runs "
+                             f"({run_dir}); they take {', '.join(self.evaluation_options) or 'none'}.")
+        config = self.load_config(run_dir)
+        result = self.evaluate_split(run_dir, config, split, checkpoint, max_examples=max_examples,
+                                     decoding=decoding, **given)
+        directory = os.path.join(run_dir, "eval")
+        os.makedirs(directory, exist_ok=True)
+        name = f"{split}.{os.path.basename(str(checkpoint))}{result.setting}"
+        if result.outputs is not None:
+            with open(os.path.join(directory, name + ".hyp"), "w", encoding="utf-8") as f:
+                f.writelines(line + "\n" for line in result.outputs)
+        with open(os.path.join(directory, name + ".json"), "w") as f:
+            json.dump(result.metrics, f, indent=1)
+        logger.info("%s %s: %s", run_dir, split, result.summary or json.dumps(result.metrics))
+        return result.metrics
