@@ -27,12 +27,36 @@ def _decoder_outputs(decoder):
     return decoder(X[:, :4], state)[0]
 
 
+def _encoded(width):
+    return {"memory": rng.normal(size=(2, 5, width)).astype("float32"), "memory_mask": MASK}
+
+
+ENCODED_8, ENCODED_16 = _encoded(8), _encoded(16)
+SEQ2SEQ_INPUTS = {"source_ids": IDS, "target_ids": TARGETS}
+
+
 # (an instance with non-default arguments, how to call it): every public layer and model class
 CASES = {
     "AdditiveAttention": (lambda: layers.AdditiveAttention(hidden_dim=6), lambda m: m(X[:, :3], X, MASK)[0]),
     "LuongAttention": (lambda: layers.LuongAttention("general", scale=True), lambda m: m(X[:, :3], X, MASK)[0]),
     "LSTMEncoder": (lambda: layers.LSTMEncoder(8, 2, bidirectional=True, dropout=0.1),
                     lambda m: m(X, MASK)[0]),
+    "RecurrentStack": (lambda: layers.RecurrentStack(8, 2, bidirectional=True, cell="gru", dropout=0.1),
+                       lambda m: m(X, MASK)[0]),
+    "RNNEncoder": (lambda: layers.RNNEncoder(40, embedding_dim=6, hidden_dim=8, num_layers=2, bidirectional=False,
+                                             cell="gru", dropout=0.1), lambda m: m(IDS)["memory"]),
+    "RNNAttentionDecoder": (lambda: layers.RNNAttentionDecoder(40, embedding_dim=6, hidden_dim=8, num_layers=2,
+                                                               attention="bahdanau", input_feeding=False, cell="gru",
+                                                               dropout=0.1), lambda m: m(TARGETS, ENCODED_8)),
+    "TransformerEncoder": (lambda: layers.TransformerEncoder(40, hidden_dim=16, intermediate_dim=24, num_heads=2,
+                                                             num_layers=1, dropout=0.1, normalize_first=False,
+                                                             position_embedding="learned", max_sequence_length=32),
+                           lambda m: m(IDS)["memory"]),
+    "TransformerDecoder": (lambda: layers.TransformerDecoder(40, hidden_dim=16, intermediate_dim=24, num_heads=2,
+                                                             num_layers=1, dropout=0.1, normalize_first=False,
+                                                             position_embedding="learned", max_sequence_length=32,
+                                                             tie_output_embeddings=False),
+                           lambda m: m(TARGETS, ENCODED_16)),
     "AttentionDecoder": (lambda: layers.AttentionDecoder(8, num_layers=2, attention="bahdanau", input_feeding=False,
                                                          dropout=0.1), _decoder_outputs),
     "TokenEmbedding": (lambda: layers.TokenEmbedding(50, 8, scale=True), lambda m: m(IDS)),
@@ -63,6 +87,22 @@ CASES = {
                                                              max_sequence_length=32, share_embeddings=True,
                                                              tie_output_embeddings=False),
                            lambda m: m({"source_ids": IDS, "target_ids": TARGETS})),
+    "GRUAttentionSeq2Seq": (lambda: models.GRUAttentionSeq2Seq(40, 40, embedding_dim=8, hidden_dim=12,
+                                                               num_encoder_layers=1, num_decoder_layers=2,
+                                                               bidirectional=False, attention="bahdanau",
+                                                               input_feeding=False, dropout=0.1, share_embeddings=True),
+                            lambda m: m(SEQ2SEQ_INPUTS)),
+    "EncoderDecoder": (lambda: models.EncoderDecoder(
+        layers.RNNEncoder(40, embedding_dim=16, hidden_dim=8, num_layers=1, cell="gru"),
+        layers.TransformerDecoder(40, hidden_dim=16, intermediate_dim=24, num_heads=2, num_layers=1),
+        share_embeddings=True), lambda m: m(SEQ2SEQ_INPUTS)),
+    "ComposedSeq2Seq": (lambda: models.ComposedSeq2Seq(40, 40, encoder="transformer", decoder="gru", hidden_dim=16,
+                                                       embedding_dim=16, intermediate_dim=24, num_heads=2,
+                                                       num_encoder_layers=1, num_decoder_layers=1, dropout=0.1,
+                                                       share_embeddings=True,
+                                                       encoder_params={"position_embedding": "learned"},
+                                                       decoder_params={"hidden_dim": 12, "attention": "bahdanau"}),
+                        lambda m: m(SEQ2SEQ_INPUTS)),
     "GPT": (lambda: models.GPT(40, hidden_dim=16, intermediate_dim=24, num_heads=2, num_layers=1, dropout=0.1,
                                max_sequence_length=32, position_embedding="rotary", activation="relu"),
             lambda m: m({"token_ids": IDS})),
@@ -83,7 +123,7 @@ def _public_classes():
 
 
 def test_every_public_layer_and_model_class_has_a_case():
-    abstract = {"Seq2Seq", "LanguageModel"}  # interfaces: their subclasses are the cases
+    abstract = {"Seq2Seq", "LanguageModel", "Encoder", "Decoder"}  # interfaces: their subclasses are the cases
     assert _public_classes() - abstract == set(CASES)
 
 

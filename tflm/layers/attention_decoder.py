@@ -3,6 +3,7 @@ import tensorflow as tf
 from keras import ops
 
 from tflm.layers.additive_attention import AdditiveAttention
+from tflm.layers.lstm_encoder import RNN_CELLS
 from tflm.layers.luong_attention import LuongAttention
 
 ATTENTION_TYPES = ("bahdanau", "luong_dot", "luong_general")
@@ -19,22 +20,23 @@ def make_attention(attention, hidden_dim, dtype=None):
 
 @keras.saving.register_keras_serializable(package="tflm")
 class AttentionDecoder(keras.layers.Layer):
-    """An LSTM decoder attending over encoder outputs, with input feeding (Luong et al., 2015).
+    """An LSTM or GRU decoder attending over encoder outputs, with input feeding (Luong et al., 2015).
 
     At each step t:
     1. `x_t = [y_{t-1}; h~_{t-1}]` (input feeding: the previous attentional vector joins the input);
-    2. the LSTM stack maps `x_t` to `h_t`;
+    2. the LSTM (or GRU) stack maps `x_t` to `h_t`;
     3. attention with `h_t` as the query gives the context `c_t` and the weights `a_t`;
     4. the attentional vector `h~_t = tanh(W_c [c_t; h_t])` is the step's output.
 
     The score is pluggable: Bahdanau's additive score or Luong's dot/general score. Without input feeding
-    the LSTM runs over the whole target at once and attention is computed for all steps in one go.
+    the cells run over the whole target at once and attention is computed for all steps in one go.
 
     Args:
-        hidden_dim: int. LSTM units and output size.
+        hidden_dim: int. LSTM/GRU units and output size.
         num_layers: int.
         attention: `"bahdanau"`, `"luong_dot"` or `"luong_general"`.
         input_feeding: bool.
+        cell: `"lstm"` or `"gru"`. A GRU state has no `"c"`.
         dropout: float. Dropout between LSTM layers and on the attentional vector.
     Call arguments (teacher forcing, `call`):
         inputs: float `(batch_size, target_length, input_dim)`, embedded target tokens.
@@ -54,16 +56,19 @@ class AttentionDecoder(keras.layers.Layer):
     """
 
     def __init__(self, hidden_dim, num_layers=1, attention="luong_general", input_feeding=True, dropout=0.0,
-                 **kwargs):
+                 cell="lstm", **kwargs):
         super().__init__(**kwargs)
+        if cell not in RNN_CELLS:
+            raise ValueError(f"cell={cell!r} must be one of {RNN_CELLS}.")
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
         self.attention_type = attention
         self.input_feeding = input_feeding
         self.dropout = dropout
+        self.cell = cell
+        cell_class = keras.layers.LSTMCell if cell == "lstm" else keras.layers.GRUCell
         self.cells = [
-            keras.layers.LSTMCell(hidden_dim, dtype=self.dtype_policy, name=f"lstm_cell_{i}")
-            for i in range(num_layers)
+            cell_class(hidden_dim, dtype=self.dtype_policy, name=f"{cell}_cell_{i}") for i in range(num_layers)
         ]
         self.attention = make_attention(attention, hidden_dim, dtype=self.dtype_policy)
         self.output_dense = keras.layers.Dense(
@@ -82,15 +87,17 @@ class AttentionDecoder(keras.layers.Layer):
         self.built = True
 
     def initial_state(self, memory, memory_mask=None, encoder_states=None):
-        """The decoding state: LSTM states (from the encoder's final states when given) and, under
-        `"static"`, the memory with its precomputed attention keys and mask. Every entry is batch-major;
-        beam search reorders all but the `"static"` ones (see `tflm.decoding`).
+        """The decoding state before the first step: the cells' states `"h"` (and `"c"`, LSTM), the previous
+        attentional vector and, under `"static"`, the memory with its precomputed attention keys and mask.
+        Every entry is batch-major; beam search reorders all but the `"static"` ones (see `tflm.decoding`).
 
         Args:
             memory: float `(batch_size, source_length, hidden_dim)`, encoder outputs.
             memory_mask: bool `(batch_size, source_length)`.
-            encoder_states: optional list of `[h, c]` per encoder layer; decoder layer i starts from
-                encoder layer min(i, last).
+            encoder_states: optional list of `[h, c]` (LSTM) or `[h]` (GRU) per encoder layer; decoder layer i
+                starts from encoder layer min(i, last): its `h`, and its `c` where both have one (an LSTM decoder
+                after a GRU encoder starts with `c` = 0). Without them (e.g. after a Transformer encoder) every
+                state starts at zeros.
         """
         batch_size = ops.shape(memory)[0]
         if memory_mask is None:
@@ -99,14 +106,14 @@ class AttentionDecoder(keras.layers.Layer):
         if encoder_states:
             chosen = [encoder_states[min(i, len(encoder_states) - 1)] for i in range(self.num_layers)]
             h = [ops.cast(s[0], memory.dtype) for s in chosen]
-            c = [ops.cast(s[1], memory.dtype) for s in chosen]
+            c = [ops.cast(s[1], memory.dtype) if len(s) > 1 else zeros for s in chosen]
         else:
             h, c = [zeros] * self.num_layers, [zeros] * self.num_layers
         if not self.attention.built:
             self.attention.build((None, None, self.hidden_dim), tuple(memory.shape))
+        cell_states = {"h": h, "c": c} if self.cell == "lstm" else {"h": h}
         return {
-            "h": h,
-            "c": c,
+            **cell_states,
             "attentional": zeros,
             "static": {
                 "memory": memory,
@@ -124,40 +131,47 @@ class AttentionDecoder(keras.layers.Layer):
         attentional = self.output_dense(ops.concatenate([context, query], axis=-1))
         return self.dropout_layer(attentional, training=training), weights
 
-    def _run_cells(self, x, h, c, training):
-        new_h, new_c = [], []
+    def _run_cells(self, x, cell_states, training):
+        """One step of the stack: `cell_states` holds `"h"` (and `"c"`) lists, one entry per layer."""
+        new = {key: [] for key in cell_states}
         for index, cell in enumerate(self.cells):
             if index:
                 x = self.dropout_layer(x, training=training)
-            x, (h_i, c_i) = cell(x, [h[index], c[index]], training=training)
-            new_h.append(h_i)
-            new_c.append(c_i)
-        return x, new_h, new_c
+            if self.cell == "lstm":
+                x, (h_i, c_i) = cell(x, [cell_states["h"][index], cell_states["c"][index]], training=training)
+                new["c"].append(c_i)
+            else:
+                x, (h_i,) = cell(x, [cell_states["h"][index]], training=training)
+            new["h"].append(h_i)
+        return x, new
+
+    def _cell_states(self, state):
+        return {key: state[key] for key in ("h", "c") if key in state}
 
     def step(self, inputs, state, training=False):
         """One decoding step: inputs `(batch_size, input_dim)` -> `(output, new_state, weights)`."""
         x = ops.concatenate([inputs, state["attentional"]], -1) if self.input_feeding else inputs
-        x, h, c = self._run_cells(x, state["h"], state["c"], training)
+        x, cell_states = self._run_cells(x, self._cell_states(state), training)
         attentional, weights = self._attend(ops.expand_dims(x, 1), state, training)
         attentional, weights = attentional[:, 0], weights[:, 0]
-        return attentional, dict(state, h=h, c=c, attentional=attentional), weights
+        return attentional, dict(state, **cell_states, attentional=attentional), weights
 
     def call(self, inputs, state, training=False):
         # Input feeding makes each step depend on the previous step's attention, so the whole step runs
-        # inside the time loop; without it only the LSTM cells do, and attention runs once for all steps.
+        # inside the time loop; without it only the cells do, and attention runs once for all steps.
         steps = tf.shape(inputs)[1]
         time_major = tf.transpose(inputs, [1, 0, 2])
         outputs = tf.TensorArray(self.compute_dtype, size=steps)
         all_weights = tf.TensorArray(self.compute_dtype, size=steps if self.input_feeding else 0)
-        recurrent = {"h": state["h"], "c": state["c"], "attentional": state["attentional"]}
+        recurrent = dict(self._cell_states(state), attentional=state["attentional"])
 
         def body(t, recurrent, outputs, all_weights):
             if self.input_feeding:
                 output, new_state, weights = self.step(time_major[t], dict(state, **recurrent), training)
                 all_weights = all_weights.write(t, weights)
             else:
-                output, h, c = self._run_cells(time_major[t], recurrent["h"], recurrent["c"], training)
-                new_state = dict(recurrent, h=h, c=c)
+                output, cell_states = self._run_cells(time_major[t], self._cell_states(recurrent), training)
+                new_state = dict(recurrent, **cell_states)
             recurrent = {key: new_state[key] for key in recurrent}
             return t + 1, recurrent, outputs.write(t, output), all_weights
 
@@ -177,5 +191,6 @@ class AttentionDecoder(keras.layers.Layer):
             "attention": self.attention_type,
             "input_feeding": self.input_feeding,
             "dropout": self.dropout,
+            "cell": self.cell,
         })
         return config

@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from tflm.text.tokenizers import PAD_ID
+
 
 def masked_softmax(scores, mask):
     """Softmax over the last axis that gives exactly zero weight where `mask` is False.
@@ -21,3 +23,8 @@ def masked_softmax(scores, mask):
     scores = ops.where(mask, scores, ops.full_like(scores, -1e9))
     weights = ops.softmax(scores, axis=-1) * ops.cast(mask, "float32")
     return ops.cast(weights, dtype)
+
+
+def padding_mask(token_ids):
+    """True on real tokens, False on PAD."""
+    return ops.not_equal(token_ids, PAD_ID)

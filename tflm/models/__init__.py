@@ -1,14 +1,17 @@
-"""Models: the `Seq2Seq` interface and its implementations."""
+"""Models: the `Seq2Seq` and `LanguageModel` interfaces and their implementations."""
 
+from tflm.models.encoder_decoder import DECODERS, ENCODERS, ComposedSeq2Seq, EncoderDecoder
 from tflm.models.gpt import GPT
 from tflm.models.language_model import LanguageModel
-from tflm.models.lstm_attention import LSTMAttentionSeq2Seq
+from tflm.models.lstm_attention import GRUAttentionSeq2Seq, LSTMAttentionSeq2Seq
 from tflm.models.seq2seq import Seq2Seq, padding_mask
 from tflm.models.transformer import TransformerSeq2Seq
 from tflm.models.transformer_xl import TransformerXL
 
-MODELS = {"lstm": LSTMAttentionSeq2Seq, "transformer": TransformerSeq2Seq, "gpt": GPT,
-          "transformer_xl": TransformerXL}
+# Model types (a run's config.json `model.type`); each is built as `cls(vocabulary size(s), dtype=..., **params)`.
+# "seq2seq" pairs any encoder with any decoder: params encoder=/decoder= "transformer" | "lstm" | "gru".
+MODELS = {"lstm": LSTMAttentionSeq2Seq, "gru": GRUAttentionSeq2Seq, "transformer": TransformerSeq2Seq,
+          "seq2seq": ComposedSeq2Seq, "gpt": GPT, "transformer_xl": TransformerXL}
 
 # Named sizes of each model type: constructor arguments (a run's model.params override them).
 PRESETS = {
@@ -16,6 +19,17 @@ PRESETS = {
         "tiny": dict(embedding_dim=64, hidden_dim=128, num_encoder_layers=1, num_decoder_layers=1, dropout=0.1),
         "small": dict(embedding_dim=256, hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1, dropout=0.2),
         "base": dict(embedding_dim=256, hidden_dim=512, num_encoder_layers=2, num_decoder_layers=2, dropout=0.2),
+    },
+    "gru": {
+        "tiny": dict(embedding_dim=64, hidden_dim=128, num_encoder_layers=1, num_decoder_layers=1, dropout=0.1),
+        "small": dict(embedding_dim=256, hidden_dim=256, num_encoder_layers=1, num_decoder_layers=1, dropout=0.2),
+    },
+    # sizes only: params "encoder" and "decoder" pick the parts (both "transformer" by default)
+    "seq2seq": {
+        "tiny": dict(hidden_dim=64, embedding_dim=64, intermediate_dim=256, num_heads=2, num_encoder_layers=2,
+                     num_decoder_layers=1, dropout=0.1),
+        "small": dict(hidden_dim=256, embedding_dim=256, intermediate_dim=1024, num_heads=4, num_encoder_layers=3,
+                      num_decoder_layers=2, dropout=0.2),
     },
     "transformer": {
         "tiny": dict(hidden_dim=64, intermediate_dim=256, num_heads=2, num_encoder_layers=2, num_decoder_layers=2),

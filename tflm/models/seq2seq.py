@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from tflm.layers.masking import padding_mask  # noqa: F401 (re-exported: tflm.models.padding_mask)
 from tflm.text.tokenizers import PAD_ID
 
 
@@ -9,16 +10,19 @@ class Seq2Seq(keras.Model):
 
     A subclass implements:
 
-    - `encode(source_ids, training=False)` -> a dict of batch-major tensors (the encoder's outputs);
-    - `initial_state(encoded, max_length)` -> the decoding state (a nest of batch-major tensors;
-      `max_length` sizes any key/value cache);
+    - `encode(source_ids, training=False)` -> a dict of batch-major tensors (the encoder's outputs, at least
+      `"memory"` and `"memory_mask"`);
+    - `initial_state(encoded, max_length)` -> the decoding state before the first step (a nest of batch-major
+      tensors; entries under `"static"` are the same at every step; `max_length` sizes any key/value cache);
     - `decode_step(token_ids, state, step, training=False)` -> `(logits, state)` for one target position:
       `token_ids` int `(batch_size,)` is the previous token, `step` the 0-based position being predicted;
-    - `decode(target_ids, encoded, training=False)` -> logits for a whole target (teacher forcing).
+    - `decode(target_ids, encoded, training=False)` -> float32 logits for a whole target (teacher forcing);
+    - `cross_attention(source_ids, target_ids)` -> float32 `(batch, target, source)` attention weights.
 
     `call({"source_ids", "target_ids"})` is teacher forcing from `encode` and `decode`.
     `decode_step` applied position by position gives the same logits as `decode` (tested), which is what
-    lets the decoding toolkit (greedy, beam search, sampling) run every model.
+    lets the decoding toolkit (greedy, beam search, sampling) run every model. `EncoderDecoder` implements all
+    of it from an encoder and a decoder layer.
     """
 
     def call(self, inputs, training=False):
@@ -29,6 +33,7 @@ class Seq2Seq(keras.Model):
         raise NotImplementedError
 
     def initial_state(self, encoded, max_length):
+        # the default: the encoder's outputs are all the state (a model whose steps carry nothing else)
         return encoded
 
     def decode_step(self, token_ids, state, step, training=False):
@@ -66,8 +71,3 @@ class Seq2Seq(keras.Model):
         dummy = ops.full((1, 2), PAD_ID + 4, dtype="int32")
         self.call({"source_ids": dummy, "target_ids": dummy})
         self.built = True
-
-
-def padding_mask(token_ids):
-    """True on real tokens, False on PAD."""
-    return ops.not_equal(token_ids, PAD_ID)
