@@ -1,0 +1,112 @@
+"""The loss a task gives the trainer: what it minimizes, what it counts, and how the run reports it."""
+
+import json
+import logging
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from tflm.training import ClassCrossEntropy, TokenCrossEntropy, Trainer, token_cross_entropy
+
+
+def test_class_zero_is_a_label_and_negative_labels_are_ignored():
+    logits = tf.constant(np.random.default_rng(0).normal(size=(4, 3)), tf.float32)
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    labels = tf.constant([0, 2, 0, 1])
+    loss_sum, nll_sum, count = ClassCrossEntropy()(labels, logits)
+    assert float(count) == 4  # class 0 is counted, unlike a PAD token
+    expected = -(log_probs[0, 0] + log_probs[1, 2] + log_probs[2, 0] + log_probs[3, 1])
+    np.testing.assert_allclose(float(nll_sum), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(loss_sum), expected, rtol=1e-6)
+    # the token loss would mask the class-0 rows as PAD: another loss, another count
+    _, masked_nll, masked_count = token_cross_entropy(labels[:, None], logits[:, None, :])
+    assert float(masked_count) == 2
+    assert abs(float(masked_nll) - expected) > 0.1
+    # labels below 0 are no examples
+    _, nll_sum, count = ClassCrossEntropy()(tf.constant([0, -1, 0, 1]), logits)
+    assert float(count) == 3
+    np.testing.assert_allclose(float(nll_sum), -(log_probs[0, 0] + log_probs[2, 0] + log_probs[3, 1]), rtol=1e-6)
+
+
+def test_class_label_smoothing_and_the_unsmoothed_nll_for_evaluation():
+    logits = tf.constant(np.random.default_rng(1).normal(size=(3, 5)), tf.float32)
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    labels = tf.constant([4, 0, 2])
+    loss = ClassCrossEntropy(label_smoothing=0.2, unit="sequences")
+    loss_sum, nll_sum, _ = loss(labels, logits)
+    nll = -log_probs[[0, 1, 2], [4, 0, 2]]
+    np.testing.assert_allclose(float(loss_sum), (0.8 * nll - 0.2 * log_probs.mean(-1)).sum(), rtol=1e-6)
+    eval_nll, eval_count = loss.nll(labels, logits)
+    np.testing.assert_allclose(float(eval_nll), nll.sum(), rtol=1e-6)
+    assert float(eval_count) == 3 and loss.label_smoothing == 0.2
+    assert (loss.unit, loss.perplexity) == ("sequences", False)
+    assert (TokenCrossEntropy.unit, TokenCrossEntropy.perplexity) == ("tokens", True)
+    with pytest.raises(ValueError, match="unit"):
+        ClassCrossEntropy(unit="words")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        ClassCrossEntropy(label_smoothing=1.0)
+
+
+def classifier():
+    tokens = keras.Input((None,), dtype="int64")
+    pooled = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(20, 8)(tokens))
+    return keras.Model(tokens, keras.layers.Dense(3)(pooled))
+
+
+def language_model():
+    tokens = keras.Input((None,), dtype="int64")
+    return keras.Model(tokens, keras.layers.Dense(20)(keras.layers.Embedding(20, 8)(tokens)))
+
+
+def data(kind, batches=4, rows=8, length=6):
+    rng = np.random.default_rng(3)
+    inputs = rng.integers(1, 20, size=(batches * rows, length))
+    if kind == "classes":
+        labels = np.tile([0, 1, 2, 0], batches * rows // 4)  # half of the examples are class 0
+    else:
+        labels = np.roll(inputs, -1, axis=1)
+        labels[:, -2:] = 0  # PAD
+    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(rows)
+
+
+@pytest.mark.parametrize("kind", ["classes", "tokens"])
+def test_the_run_reports_in_the_loss_unit(kind, tmp_path, caplog):
+    keras.utils.set_random_seed(0)
+    loss = ClassCrossEntropy() if kind == "classes" else None  # None: the default token loss
+    trainer = Trainer(classifier() if kind == "classes" else language_model(), keras.optimizers.SGD(0.1),
+                      str(tmp_path), loss=loss, log_every_steps=2, save_every_epoch=False, verbose=False)
+    with caplog.at_level(logging.INFO, logger="tflm"):
+        result = trainer.fit(lambda epoch: data(kind), max_steps=4, valid_data=data(kind, batches=2))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    train_lines, valid_lines = [x for x in lines if "valid" not in x], [x for x in lines if "valid" in x]
+    assert len(train_lines) == 2 and len(valid_lines) == 1
+    tensorboard = event_accumulator.EventAccumulator(str(tmp_path / "logs" / "train"))
+    tensorboard.Reload()
+    tags = set(tensorboard.Tags()["tensors"])
+    progress = json.load(open(tmp_path / "progress.json"))
+    if kind == "classes":
+        assert result.unit == "examples" and progress["unit"] == "examples"
+        assert result.count == result.target_tokens == 32  # every example counts, class 0 included
+        assert trainer.evaluate(data(kind, batches=2))[1] == 16
+        assert all("examples/s" in x and "perplexity" not in x and "tokens" not in x for x in train_lines)
+        assert "over 16 examples" in valid_lines[0] and "perplexity" not in valid_lines[0]
+        assert "examples_per_second" in tags and "perplexity" not in tags and "tokens_per_second" not in tags
+    else:
+        assert result.unit == "tokens" and progress["unit"] == "tokens"
+        assert result.count == 32 * 4  # the two PAD labels of each row are not counted
+        assert all("tokens/s" in x and "perplexity" in x for x in train_lines)
+        assert "over 64 tokens" in valid_lines[0] and "perplexity" in valid_lines[0]
+        assert {"tokens_per_second", "perplexity"} <= tags
+    assert result.tokens_per_second == result.per_second > 0
+
+
+def test_a_trainer_with_a_loss_refuses_a_label_smoothing_of_its_own(tmp_path):
+    with pytest.raises(ValueError, match="label smoothing"):
+        Trainer(classifier(), keras.optimizers.SGD(0.1), str(tmp_path), loss=ClassCrossEntropy(), label_smoothing=0.1)
+    trainer = Trainer(language_model(), keras.optimizers.SGD(0.1), str(tmp_path), label_smoothing=0.1)
+    assert isinstance(trainer.loss, TokenCrossEntropy) and trainer.loss.label_smoothing == 0.1
+    assert not os.path.exists(tmp_path / "logs")  # nothing is written before fit
