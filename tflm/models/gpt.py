@@ -31,57 +31,36 @@ class GPT(LanguageModel):
     TensorShape([1, 3, 65])
     """
 
+    supports_prefill = True
+
     def __init__(self, vocabulary_size, hidden_dim=256, intermediate_dim=1024, num_heads=4, num_layers=4,
                  dropout=0.1, max_sequence_length=512, position_embedding="learned", activation="gelu", **kwargs):
-        super().__init__(**kwargs)
         if position_embedding not in GPT_POSITIONS:
             raise ValueError(f"position_embedding={position_embedding!r} must be one of {GPT_POSITIONS}.")
-        self.vocabulary_size = vocabulary_size
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.num_layers = num_layers
-        self.dropout = dropout
+        super().__init__(vocabulary_size, hidden_dim, intermediate_dim, num_heads, num_layers, dropout, activation,
+                         **kwargs)
         self.max_sequence_length = max_sequence_length
         self.position_embedding = position_embedding
-        self.activation = activation
-        policy = self.dtype_policy
-        self.token_embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, tie_weights=True, dtype=policy,
-            reverse_dtype=self.dtype_policy.compute_dtype,  # the output projection in the compute dtype
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_embedding",
-        )
-        self.positions = None
         if position_embedding == "learned":
-            self.positions = PositionEmbedding(max_sequence_length, dtype=policy,
+            self.positions = PositionEmbedding(max_sequence_length, dtype=self.dtype_policy,
                                                initializer=keras.initializers.RandomNormal(stddev=0.02),
                                                name="positions")
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
-        self.blocks = [
-            TransformerDecoderBlock(intermediate_dim, num_heads, dropout=dropout, activation=activation,
-                                    normalize_first=True, cross_attention=False,
-                                    rotary=position_embedding == "rotary", dtype=policy, name=f"block_{i}")
-            for i in range(num_layers)
-        ]
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
+        self._add_blocks(lambda i: TransformerDecoderBlock(
+            intermediate_dim, num_heads, dropout=dropout, activation=activation, normalize_first=True,
+            cross_attention=False, rotary=position_embedding == "rotary", dtype=self.dtype_policy, name=f"block_{i}"))
 
-    def _embed(self, token_ids, start_index=0, training=False):
-        x = self.token_embedding(token_ids)
-        if self.positions is not None:
-            x = x + self.positions(x, start_index=start_index)
-        return self.embedding_dropout(x, training=training)
-
-    def hidden_states(self, token_ids, training=False):
-        """The last block's normalized outputs `(B, T, d)`, which `output_logits` reads the logits from."""
+    def forward_hidden(self, token_ids, memory=None, training=False, memory_mask=None):
+        """The last block's normalized outputs `(B, T, d)`, and None: GPT carries no memory (`memory` and
+        `memory_mask` must be None)."""
+        if memory is not None:
+            raise ValueError("GPT carries no memory between segments; pass memory=None.")
         x = self._embed(token_ids, training=training)  # (B, T, d)
         for block in self.blocks:
             x, _, _ = block(x, training=training)
-        return self.final_norm(x)
-
-    def call(self, inputs, training=False):
-        return self.output_logits(self.hidden_states(inputs["token_ids"], training=training))  # (B, T, V)
+        return self.final_norm(x), None
 
     def initial_state(self, batch_size, max_length):
+        """Empty key/value caches of `max_length` positions, one per block."""
         head_dim = self.hidden_dim // self.num_heads
         empty = ops.zeros((batch_size, 2, self.num_heads, max_length, head_dim), dtype=self.compute_dtype)
         return {"caches": [empty for _ in self.blocks]}
@@ -105,25 +84,14 @@ class GPT(LanguageModel):
             caches.append(cache)
         return {"caches": caches}
 
-    def decode_step(self, token_ids, state, step, training=False):
-        x = self._embed(ops.cast(token_ids, "int32")[:, None], start_index=step, training=training)  # (B, 1, d)
-        caches = []
-        for block, cache in zip(self.blocks, state["caches"]):
-            x, cache, _ = block(x, self_cache=cache, cache_index=step, training=training)
-            caches.append(cache)
-        return self.output_logits(self.final_norm(x[:, 0])), {"caches": caches}
+    def _block_step(self, block, x, cache, step, training):
+        x, cache, _ = block(x, self_cache=cache, cache_index=step, training=training)
+        return x, cache
 
     def get_config(self):
         config = super().get_config()
         config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_heads": self.num_heads,
-            "num_layers": self.num_layers,
-            "dropout": self.dropout,
             "max_sequence_length": self.max_sequence_length,
             "position_embedding": self.position_embedding,
-            "activation": self.activation,
         })
         return config

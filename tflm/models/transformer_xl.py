@@ -54,28 +54,21 @@ class TransformerXL(LanguageModel):
     >>> logits, memory = model.forward(np.array([[8, 9, 10]]), memory)  # the second segment sees the first
     """
 
+    state_key = "buffers"  # decoding keeps each block's inputs (relative attention recomputes its keys)
+
     def __init__(self, vocabulary_size, hidden_dim=256, intermediate_dim=1024, num_heads=4, num_layers=4,
                  dropout=0.1, memory_length=64, activation="gelu", **kwargs):
-        super().__init__(**kwargs)
-        self.vocabulary_size = vocabulary_size
-        self.hidden_dim = hidden_dim
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.num_layers = num_layers
-        self.dropout = dropout
+        super().__init__(vocabulary_size, hidden_dim, intermediate_dim, num_heads, num_layers, dropout, activation,
+                         **kwargs)
         self.memory_length = memory_length
-        self.activation = activation
-        policy = self.dtype_policy
-        self.token_embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, tie_weights=True, dtype=policy,
-            reverse_dtype=self.dtype_policy.compute_dtype,  # the output projection in the compute dtype
-            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02), name="token_embedding",
-        )
-        self.embedding_dropout = keras.layers.Dropout(dropout, dtype=policy)
-        self.blocks = [TransformerXLBlock(intermediate_dim, num_heads, dropout=dropout, activation=activation,
-                                          dtype=policy, name=f"block_{i}") for i in range(num_layers)]
-        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="final_norm")
+        self._add_blocks(lambda i: TransformerXLBlock(intermediate_dim, num_heads, dropout=dropout,
+                                                      activation=activation, dtype=self.dtype_policy,
+                                                      name=f"block_{i}"))
         self._memory_state = None
+
+    @property
+    def reads_contiguous_streams(self):
+        return self.memory_length > 0
 
     def forward(self, token_ids, memory=None, training=False, memory_mask=None):
         """Logits of a segment given the memory of the previous ones, and the memory for the next segment.
@@ -92,14 +85,10 @@ class TransformerXL(LanguageModel):
         hidden, new_memory = self.forward_hidden(token_ids, memory, training=training, memory_mask=memory_mask)
         return self.output_logits(hidden), new_memory
 
-    def hidden_states(self, token_ids, training=False):
-        """The last block's normalized outputs `(batch, length, hidden_dim)` of a segment without memory."""
-        return self.forward_hidden(token_ids, None, training=training)[0]
-
     def forward_hidden(self, token_ids, memory=None, training=False, memory_mask=None):
         """`forward` before the output layer: the last block's normalized outputs `(batch, length, hidden_dim)`
         (what `output_logits` reads the logits from), and the memory for the next segment."""
-        x = self.embedding_dropout(self.token_embedding(token_ids), training=training)  # (B, T, d)
+        x = self._embed(token_ids, training=training)  # (B, T, d)
         new_memory = []
         for index, block in enumerate(self.blocks):
             previous = None if memory is None or not self.memory_length else memory[index]
@@ -146,27 +135,14 @@ class TransformerXL(LanguageModel):
             self._memory_state.reset()
 
     def initial_state(self, batch_size, max_length):
+        """Empty buffers of `max_length` positions, one per block: the inputs each block has seen."""
         empty = ops.zeros((batch_size, max_length, self.hidden_dim), dtype=self.compute_dtype)
         return {"buffers": [empty for _ in self.blocks]}
 
-    def decode_step(self, token_ids, state, step, training=False):
-        x = self.embedding_dropout(self.token_embedding(ops.cast(token_ids, "int32")[:, None]), training=training)
-        buffers = []
-        for block, buffer in zip(self.blocks, state["buffers"]):
-            x, buffer = block.step(x, buffer, step, training=training)
-            buffers.append(buffer)
-        return self.output_logits(self.final_norm(x[:, 0])), {"buffers": buffers}
+    def _block_step(self, block, x, buffer, step, training):
+        return block.step(x, buffer, step, training=training)
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "num_heads": self.num_heads,
-            "num_layers": self.num_layers,
-            "dropout": self.dropout,
-            "memory_length": self.memory_length,
-            "activation": self.activation,
-        })
+        config["memory_length"] = self.memory_length
         return config
