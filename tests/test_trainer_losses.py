@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from tflm.training import ClassCrossEntropy, TokenCrossEntropy, Trainer, token_cross_entropy
+from tflm.training import ClassCrossEntropy, Loss, TokenCrossEntropy, Trainer, token_cross_entropy
 
 
 def test_class_zero_is_a_label_and_negative_labels_are_ignored():
@@ -110,3 +110,28 @@ def test_a_trainer_with_a_loss_refuses_a_label_smoothing_of_its_own(tmp_path):
     trainer = Trainer(language_model(), keras.optimizers.SGD(0.1), str(tmp_path), label_smoothing=0.1)
     assert isinstance(trainer.loss, TokenCrossEntropy) and trainer.loss.label_smoothing == 0.1
     assert not os.path.exists(tmp_path / "logs")  # nothing is written before fit
+
+
+class SequenceLoss(Loss):
+    """A loss of the task's own: one count per sequence, a NaN from its third batch on."""
+
+    unit = "sequences"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = tf.Variable(0)
+
+    def sums(self, labels, outputs, label_smoothing):
+        nll = tf.reduce_sum(-tf.nn.log_softmax(tf.cast(outputs, tf.float32))[:, 0])
+        broken = self.calls.assign_add(1) > 2
+        return tf.where(broken, np.nan, nll), nll, tf.cast(tf.shape(labels)[0], tf.float32)
+
+
+def test_a_loss_of_the_tasks_own_and_a_nan_inside_an_accumulation(tmp_path):
+    trainer = Trainer(classifier(), keras.optimizers.SGD(0.1), str(tmp_path), loss=SequenceLoss(),
+                      accumulation_steps=2, save_every_epoch=False, verbose=False)
+    with pytest.raises(FloatingPointError, match="at step 1"):  # the third batch: one step, one batch accumulated
+        trainer.fit(lambda epoch: data("classes"), max_steps=3)
+    assert trainer.steps.pending == 1
+    progress = json.load(open(tmp_path / "progress.json"))
+    assert progress["step"] == 1 and progress["target_tokens"] == 16 and progress["unit"] == "sequences"

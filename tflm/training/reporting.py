@@ -190,9 +190,10 @@ def hparam_value(value, name, strict=True):
         return str(value)
 
 
-def write_hparams(writer, hparams, trial_id, final_metrics=()):
+def write_hparams(writer, hparams, run_dir, final_metrics=()):
     """Writes the HParams config (the hyperparameters, and the metrics it shows: `FINAL_METRICS` and the
-    names in `final_metrics`) and this run's session (its values) with `writer` (the run's `logs/`).
+    names in `final_metrics`) and this run's session (its values, the trial named after `run_dir`) with
+    `writer` (the run's `logs/`).
 
     TensorBoard keeps the first of these per directory, so a resumed run writing them again changes nothing.
     """
@@ -203,7 +204,7 @@ def write_hparams(writer, hparams, trial_id, final_metrics=()):
     metrics += [hp.Metric(name) for name in final_metrics if name not in {tag for tag, _, _ in FINAL_METRICS}]
     with writer.as_default():
         hp.hparams_config(hparams=[hp.HParam(name) for name in hparams], metrics=metrics)
-        hp.hparams(hparams, trial_id=trial_id)
+        hp.hparams(hparams, trial_id=os.path.basename(os.path.normpath(os.path.abspath(run_dir))))
     writer.flush()
 
 

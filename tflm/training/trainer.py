@@ -239,7 +239,7 @@ class Trainer:
                     self.strategy.num_replicas_in_sync, type(self.optimizer).__name__,
                     f", one step per {self.accumulation_steps} batches" if self.accumulation_steps > 1 else "")
         if self.hparams is not None and self._is_chief:
-            reporting.write_hparams(self._logs_writer(), self.hparams, _trial_id(self.run_dir), self.final_metrics)
+            reporting.write_hparams(self._logs_writer(), self.hparams, self.run_dir, self.final_metrics)
         self._last_save = time.monotonic()
         while not stopped_by:
             epoch = int(self.epoch.numpy())
@@ -405,10 +405,6 @@ class Trainer:
                 "unit": self.loss.unit,
                 "best_valid_loss": float(self.best_valid_loss.numpy()),
             })
-
-
-def _trial_id(run_dir):
-    return os.path.basename(os.path.normpath(os.path.abspath(run_dir)))
 
 
 def set_seed(seed):
