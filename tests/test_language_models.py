@@ -567,13 +567,13 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
     path = export_run(overfit_run, "tiny-lm", str(tmp_path), limits=limits)  # the export checks parity itself
     prompts = ["But, soft!", "", "ROMEO:"]
     expected = language_modeling.Generator.from_run_dir(overfit_run).generate(prompts)
-    good = {"prompt": prompts[:1], "beam_size": 2, "num_return_sequences": 2, "max_new_tokens": 10,
+    good = {"prompt": prompts[:1], "beam_size": 2, "num_hypotheses": 2, "max_new_tokens": 10,
             "length_penalty": 0.6, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
     refused = [  # (signature, inputs, what the error says): the character vocabulary has 30-odd entries
         ("generate", dict(good, beam_size=4), "beam_size = 4 is out of range: allowed 1 to 3"),
         ("generate", dict(good, max_new_tokens=31), "max_new_tokens = 31 is out of range: allowed 1 to 30"),
-        ("generate", dict(good, num_return_sequences=3), "num_return_sequences = 3 exceeds beam_size = 2"),
-        ("generate", dict(good, temperature=1.0, num_return_sequences=4), "num_return_sequences = 4 is out of range"),
+        ("generate", dict(good, num_hypotheses=3), "num_hypotheses = 3 exceeds beam_size = 2"),
+        ("generate", dict(good, temperature=1.0, num_hypotheses=4), "num_hypotheses = 4 is out of range"),
         ("generate", dict(good, prompt=["x" * 21]), "prompt length in tokens = 21 is out of range: allowed 0 to 20"),
         ("serving_default", {"prompt": ["a"] * 5}, "the number of prompts in the request = 5 is out of range"),
         ("score", {"text": ["y" * 25]}, "text length in tokens = 25 is out of range: allowed 0 to 20"),
@@ -586,7 +586,9 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
     assert np.asarray(result["results"][1]["outputs"]).shape == (1, 2)
     for (signature, _, message), answer in zip(refused, result["results"][2:]):
         assert message in answer.get("error", ""), (signature, message, answer)
-    sampled = dict(good, temperature=1.0, num_return_sequences=3)  # sampling may ask more than beam_size
+    sampled = dict(good, temperature=1.0, num_hypotheses=3)  # sampling may ask more than beam_size
+    assert tflm.export.load(path).run("generate", **sampled)["outputs"].shape == (1, 3)
+    sampled["num_return_sequences"] = sampled.pop("num_hypotheses")  # the earlier name is an alias
     assert tflm.export.load(path).run("generate", **sampled)["outputs"].shape == (1, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="beam_size = 4 is out of range"):
         tflm.export.load(path).run("generate", **refused[0][1])

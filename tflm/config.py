@@ -95,11 +95,12 @@ def apply_overrides(config, overrides):
             if part not in target or not isinstance(target[part], dict):
                 raise ConfigError(f"Override {override!r}: {part!r} is not a configuration section.")
             target = target[part]
-        target[path[-1]] = _parse_scalar(raw)
+        target[path[-1]] = parse_value(raw)
     return from_dict(type(config), values)
 
 
-def _parse_scalar(raw):
+def parse_value(raw):
+    """A command-line value: JSON when it parses (numbers, true, null, lists, objects), else the string."""
     try:
         return json.loads(raw)
     except json.JSONDecodeError:

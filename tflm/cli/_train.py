@@ -92,7 +92,7 @@ def train(run_dir, task, config_file, overrides, quiet, **options):
 
 
 def train_summary(run_dir, result):
-    unit = getattr(result, "unit", "tokens")
+    unit = result.unit
     return {"run_dir": run_dir, "step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
             "train_seconds": round(result.train_seconds, 1), f"{unit}_per_second": round(result.tokens_per_second, 1),
             "best_valid_loss": round(result.best_valid_loss, 4)}
@@ -126,3 +126,28 @@ def run_config(task, run_dir, config_file, overrides, options):
             raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a {config.task} run.")
         flags.append(f"{field}={json.dumps(options[name])}")
     return config_lib.apply_overrides(config, flags + list(overrides)).validate()
+
+
+@main.command("run")
+@click.argument("pipeline_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Where the run lives (default: the file's run_dir).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
+              help="Change a value of the file, e.g. --set training.max_steps=100 (repeatable).")
+@click.option("--serve", is_flag=True, help="Then serve the export (REST 8501, gRPC 8500) until Ctrl-C.")
+@click.option("--rest-port", default=8501, show_default=True, type=int, help="With --serve: the REST port.")
+@click.option("--grpc-port", default=8500, show_default=True, type=int, help="With --serve: the gRPC port.")
+def run(pipeline_file, run_dir, overrides, serve, rest_port, grpc_port):
+    """From raw text to a checked export: vocabulary -> train -> average -> evaluate -> export (-> serve).
+
+    PIPELINE_FILE is a task's configuration (YAML or JSON, as for `tflm train --config`) with `run_dir` and a
+    `pipeline` section (average, evaluate, export); see recipes/configs/. Each stage is skipped when its
+    output is there and current (RUN_DIR/pipeline.json), so running it again does only what changed, and
+    an interrupted run goes on where it stopped.
+    """
+    from tflm.pipeline import load_pipeline, run_pipeline
+
+    pipeline = load_pipeline(pipeline_file, run_dir, overrides)
+    setup_logging(False, os.path.join(pipeline.run_dir, "train.log"))
+    results = run_pipeline(pipeline, report=lambda line: click.echo(line, err=True), serve=serve,
+                           rest_port=rest_port, grpc_port=grpc_port)
+    click.echo(json.dumps(results, indent=1, default=str))

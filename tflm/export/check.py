@@ -215,6 +215,6 @@ def _compare(report, what, expected, tf1_outputs):
                 if text != other:
                     report.problems.append(f"input {index}: {what} gives {key} {text!r} but the TF1-loaded "
                                            f"model {other!r}")
-        elif not np.allclose(value, tf1_outputs[key], rtol=1e-4, atol=1e-4):
+        elif not np.allclose(value, tf1_outputs[key], rtol=1e-4, atol=1e-4, equal_nan=True):
             report.problems.append(f"{key} differ between {what} ({value}) and the TF1-loaded model "
                                    f"({tf1_outputs[key]})")

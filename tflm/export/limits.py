@@ -28,7 +28,7 @@ class ServingLimits:
         max_batch_size: rows (sentences, prompts) per request, in every signature that decodes. TF Serving's
             own batching must not form larger batches (its `max_batch_size` at or under this).
         max_beam_size: the largest `beam_size`.
-        max_hypotheses: the most `num_hypotheses` / `num_return_sequences` (samples or n-best entries).
+        max_hypotheses: the most `num_hypotheses` (samples or n-best entries) per input.
         max_new_tokens: the largest `max_length` (translation) / `max_new_tokens` (language models).
         max_input_tokens: language models: the longest prompt or scored text, in tokens (the cost of
             attention over the prompt grows with its square). Translation truncates its sources instead

@@ -24,6 +24,19 @@ import os
 import numpy as np
 import tensorflow as tf
 
+# Earlier names of signature inputs: a request that uses one (for an export whose signature has the new name,
+# and not the old) is answered as if it had used the new one, by `ExportedModel.run` and `tflm serve`.
+INPUT_ALIASES = {"num_return_sequences": "num_hypotheses", "n_best": "num_hypotheses"}
+
+
+def with_input_aliases(inputs, names):
+    """`inputs` with each alias in `INPUT_ALIASES` renamed when the signature (`names`) takes the new name."""
+    renamed = dict(inputs)
+    for old, new in INPUT_ALIASES.items():
+        if old in renamed and old not in names and new in names and new not in renamed:
+            renamed[new] = renamed.pop(old)
+    return renamed
+
 
 def saved_model_proto(path):
     """The `SavedModel` protocol buffer of the version directory `path` (its graphs and signature defs)."""
@@ -74,6 +87,7 @@ class ExportedModel:
             raise KeyError(f"{self.path} has no signature {signature!r}; it has {sorted(self.signatures)}.")
         function = self.signatures[signature]
         specs = function.structured_input_signature[1]
+        inputs = with_input_aliases(inputs, specs)
         unknown, missing = sorted(set(inputs) - set(specs)), sorted(set(specs) - set(inputs))
         if unknown or missing:
             problems = (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else "")

@@ -22,6 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tflm.export.loading import with_input_aliases
 from tflm.serving.batching import Batcher, is_batchable
 from tflm.serving.repository import ModelRepository, ServingError, deadline_error
 
@@ -172,7 +173,9 @@ def graph_error_message(message):
 
 
 def validate_inputs(specs, inputs, max_batch_size):
-    """Checks names, dtypes and shapes against the signature's input specs; converts to their dtypes."""
+    """Checks names, dtypes and shapes against the signature's input specs; converts to their dtypes.
+    Earlier input names (`INPUT_ALIASES`, e.g. `num_return_sequences`) are accepted for their new ones."""
+    inputs = with_input_aliases(inputs, specs)
     unknown = sorted(set(inputs) - set(specs))
     if unknown:
         raise ServingError("INVALID_ARGUMENT", f"input(s) {unknown} are not in the signature; its inputs are "

@@ -30,6 +30,8 @@ from typing import Callable, Optional
 from tflm import config as config_lib
 from tflm.tasks import runs
 from tflm.training.checkpoints import restore_model
+from tflm.training.reporting import flat_hparams, write_metrics
+from tflm.training.steps import accumulation_steps_for
 from tflm.training.strategies import make_strategy
 from tflm.training.trainer import Trainer
 
@@ -86,6 +88,7 @@ class Task:
     config_class = None
     command = "predict"  # the CLI command that answers with this task's predictor
     evaluation_options = ()  # the task-specific keyword options `evaluate` accepts
+    final_metrics = ()  # the scores `evaluate` adds to the run's row in TensorBoard's HParams table
 
     # ------------------------------------------------------------------ hooks (see the module docstring)
 
@@ -103,6 +106,12 @@ class Task:
 
     def evaluate_split(self, run_dir, config, split, checkpoint, max_examples=None, decoding=None, **options):
         raise NotImplementedError
+
+    def prepare_vocabulary(self, config, run_dir):
+        """Makes (or finds) the run's vocabularies in `run_dir/vocab` (`tflm run`'s first stage); default: by
+        preparing the data. Returns what it made, for the progress line."""
+        self.prepare_data(config, run_dir)
+        return os.path.join(run_dir, "vocab")
 
     def loss(self, config):
         """The training loss (a `tflm.training.losses` object); None: token cross-entropy with the run's
@@ -167,17 +176,23 @@ class Task:
         self.prepare_model_for_training(config, model)
         logger.info("Model %s: %d parameters%s", config.model.type, runs.count_parameters(model),
                     f"; {data.summary}" if data.summary else "")
-        options = {}
         loss = self.loss(config)
-        if loss is not None:
-            options["loss"] = loss
+        if training.effective_batch_size and not data.batch_units:
+            raise config_lib.ConfigError("training.effective_batch_size needs the size of one batch, which this "
+                                         f"task's data ({self.name}) does not give (TaskData.batch_units).")
+        accumulation = accumulation_steps_for(training.effective_batch_size, data.batch_units or 1)
+        if accumulation > 1:
+            logger.info("Accumulating the gradients of %d batches per step (effective batch %d)", accumulation,
+                        training.effective_batch_size)
         return Trainer(
-            model, optimizer, run_dir, strategy=strategy, label_smoothing=training.label_smoothing,
+            model, optimizer, run_dir, strategy=strategy, loss=loss,
+            label_smoothing=training.label_smoothing if loss is None else 0.0,
             clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
             checkpoint_every_steps=training.checkpoint_every_steps,
             checkpoint_every_seconds=training.checkpoint_every_seconds,
             log_every_steps=training.log_every_steps, jit_compile=training.jit_compile, verbose=verbose,
-            **options,
+            accumulation_steps=accumulation, hparams=flat_hparams(config),
+            final_metrics=[f"{split}/{name}" for split in ("valid", "test") for name in self.final_metrics],
         )
 
     def prepare_model_for_training(self, config, model):
@@ -230,4 +245,23 @@ class Task:
         with open(os.path.join(directory, name + ".json"), "w") as f:
             json.dump(result.metrics, f, indent=1)
         logger.info("%s %s: %s", run_dir, split, result.summary or json.dumps(result.metrics))
+        self._log_scores(run_dir, split, result.metrics)
         return result.metrics
+
+    def _log_scores(self, run_dir, split, metrics):
+        """The `final_metrics` among the scores, as `split/name` scalars in the run's `logs/` (the HParams
+        dashboard shows them in the run's row), at the step the run has reached."""
+        scores = {f"{split}/{name}": metrics[name] for name in self.final_metrics
+                  if isinstance(metrics.get(name), (int, float))}
+        if not scores or not runs.is_chief():
+            return
+        import tensorflow as tf
+
+        try:
+            with open(os.path.join(run_dir, "progress.json")) as f:
+                step = int(json.load(f)["step"])
+        except (OSError, ValueError, KeyError):
+            step = 0
+        writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
+        write_metrics(writer, step, scores)
+        writer.close()

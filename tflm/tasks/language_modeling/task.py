@@ -13,7 +13,14 @@ from tflm.models import get_model_class
 from tflm.tasks import register_task
 from tflm.tasks.base import Evaluation, Task
 from tflm.tasks.language_modeling.config import LanguageModelConfig
-from tflm.tasks.language_modeling.data import load_vocabulary, prepare_data, prepared_task_data, read_split, task_data
+from tflm.tasks.language_modeling.data import (
+    load_vocabulary,
+    prepare_data,
+    prepare_vocabulary,
+    prepared_task_data,
+    read_split,
+    task_data,
+)
 from tflm.tasks.language_modeling.generator import SAMPLE_PROMPTS, Generator, SampleGenerations
 from tflm.tasks.language_modeling.scoring import DynamicEvaluation, NeuralCache, evaluate_ids, is_recurrent, metrics
 from tflm.tasks.runs import model_dtype, model_params, resolve_run_checkpoint
@@ -56,11 +63,16 @@ class LanguageModelingTask(Task):
     name = "language_modeling"
     config_class = LanguageModelConfig
     command = "generate"
+    final_metrics = ("perplexity", "word_perplexity", "bits_per_character")
     evaluation_options = ("stride", "memory_length", "dynamic", "cache", "dynamic_lr", "dynamic_decay",
                           "dynamic_streams", "cache_size", "cache_theta", "cache_mix")
 
     def prepare_data(self, config, run_dir):
         return prepared_task_data(prepare_data(config, run_dir))
+
+    def prepare_vocabulary(self, config, run_dir):
+        tokenizer = prepare_vocabulary(config.vocabulary, run_dir, read_split(config.data, "train"))
+        return f"{tokenizer.kind} vocabulary of {tokenizer.vocabulary_size} tokens"
 
     def load_tokenizers(self, run_dir):
         return load_vocabulary(run_dir)

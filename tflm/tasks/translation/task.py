@@ -12,7 +12,7 @@ from tflm.tasks import register_task
 from tflm.tasks.base import Evaluation, Task
 from tflm.tasks.runs import model_dtype, model_params
 from tflm.tasks.translation.config import TranslationConfig
-from tflm.tasks.translation.data import load_vocabularies, prepare_data, read_split
+from tflm.tasks.translation.data import load_vocabularies, prepare_data, prepare_vocabularies, read_split
 from tflm.tasks.translation.translator import SampleTranslations, Translator
 
 logger = logging.getLogger("tflm")
@@ -39,9 +39,16 @@ class TranslationTask(Task):
     name = "translation"
     config_class = TranslationConfig
     command = "translate"
+    final_metrics = ("bleu", "chrf")
 
     def prepare_data(self, config, run_dir):
         return prepare_data(config, run_dir)
+
+    def prepare_vocabulary(self, config, run_dir):
+        train = read_split(config.data, "train", max_pairs=config.data.max_train_pairs)
+        source, target = prepare_vocabularies(config.vocabulary, run_dir, train)
+        return (f"{source.kind} vocabulary of {source.vocabulary_size} pieces" if source is target else
+                f"{source.kind} vocabularies of {source.vocabulary_size} and {target.vocabulary_size} pieces")
 
     def load_tokenizers(self, run_dir):
         tokenizers = load_vocabularies(run_dir)
