@@ -18,7 +18,7 @@ from tflm.data.language_modeling import (
 from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.tasks import runs
 from tflm.tasks.base import TaskData
-from tflm.tasks.language_modeling.scoring import evaluate_ids, is_recurrent
+from tflm.tasks.language_modeling.scoring import evaluate_ids
 from tflm.text.tokenizers import load_tokenizer
 from tflm.text.vocab import train_tokenizer
 
@@ -92,7 +92,7 @@ def task_data(config, data, model):
 
     return TaskData(
         tokenizers=data.tokenizer, train_dataset=dataset, steps_per_epoch=steps, valid=validate,
-        on_epoch_start=(lambda trainer, epoch: model.reset_memory()) if is_recurrent(model) else None,
+        on_epoch_start=(lambda trainer, epoch: model.reset_memory()) if model.reads_contiguous_streams else None,
         batch_units=config.data.batch_size, extra=dict(dataclasses.asdict(data), data=data),
     )
 
@@ -122,10 +122,10 @@ def train_datasets(config, data, model):
     """`(epoch -> dataset, steps per epoch)`: shuffled windows, or contiguous segments for recurrence."""
     length, batch = config.data.sequence_length, config.data.batch_size
     stride, random_offset, seed = config.data.stride, config.data.random_offsets, config.training.seed
-    if config.data.segments_per_chunk is not None and not is_recurrent(model):
+    if config.data.segments_per_chunk is not None and not model.reads_contiguous_streams:
         raise ValueError(f"data.segments_per_chunk is for Transformer-XL with memory; a {config.model.type!r} model "
                          "reads shuffled windows. Leave it unset (--segments-per-chunk in the recipe).")
-    if is_recurrent(model):
+    if model.reads_contiguous_streams:
         chunk = config.data.segments_per_chunk
         steps = num_contiguous_segments(data.train_ids, length, batch, random_offset, chunk)
         return (lambda epoch: contiguous_dataset(data.train_ids, length, batch, seed=seed, epoch=epoch,

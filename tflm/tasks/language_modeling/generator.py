@@ -43,7 +43,7 @@ class Generator(Predictor):
 
     def __init__(self, model, tokenizer, decoding=None, prefill=True, jit_compile=False):
         super().__init__(model, decoding or generation_defaults())
-        self.prefill = prefill and hasattr(model, "prefill")
+        self.prefill = prefill and model.supports_prefill
         self.jit_compile = jit_compile
         self.tokenizer = tokenizer
         self.separator = (int(np.asarray(tokenizer.tokenize("\n"))[0]) if keeps_newlines(tokenizer) else EOS_ID)

@@ -17,7 +17,8 @@ logger = logging.getLogger("tflm")
 
 
 def is_recurrent(model):
-    return getattr(model, "memory_length", 0) > 0
+    """Whether the model reads text as contiguous segments carrying a memory (Transformer-XL with memory)."""
+    return bool(model.reads_contiguous_streams)
 
 
 class DynamicEvaluation:
@@ -75,7 +76,7 @@ def evaluate_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None
     one stream, so that every position's cache holds the text before it (not only its stream's part).
     `progress` logs how far the reading is, every tenth of the text.
     """
-    if cache is not None and is_recurrent(model):
+    if cache is not None and model.reads_contiguous_streams:
         batch_size = 1
     streams = score_ids(model, ids, length, batch_size, stride, max_tokens, dynamic=dynamic,
                         keep_hidden=cache is not None, progress=progress)
@@ -93,7 +94,7 @@ def score_ids(model, ids, length, batch_size=16, stride=None, max_tokens=None, d
     `keep_hidden`, `hidden` float32 `(n, hidden_dim)`: the states a `NeuralCache` points with.
     """
     ids = np.asarray(ids[: max_tokens + 1] if max_tokens else ids, dtype=np.int32)
-    recurrent = is_recurrent(model)
+    recurrent = model.reads_contiguous_streams
     adapt = _Adaptation(model, dynamic) if dynamic is not None else None
     step = adapt.step if adapt is not None else _evaluation_function(model, "segment" if recurrent else "window")
     wanted = dynamic.streams if dynamic is not None else batch_size
@@ -154,18 +155,12 @@ def _nll(logits, labels):
     return -tf.gather(log_probs, labels, batch_dims=2)  # (B, T)
 
 
-def _forward_hidden(model, inputs, memory):
-    if is_recurrent(model):
-        return model.forward_hidden(inputs, memory)
-    return model.hidden_states(inputs), None
-
-
 def _evaluation_function(model, kind):
     """The model's traced scoring function (kept while the model lives): `(inputs, labels, memory, mask)` ->
     `(nll, hidden, new_memory)`."""
 
     def score(inputs, labels, memory, mask):
-        hidden, new_memory = _forward_hidden(model, inputs, memory)
+        hidden, new_memory = model.forward_hidden(inputs, memory)
         return _nll(model.output_logits(hidden), labels), hidden, new_memory
 
     return _EVALUATION_FUNCTIONS.setdefault(model, {}).setdefault(kind, tf.function(score, reduce_retracing=True))
@@ -185,7 +180,7 @@ class _Adaptation:
 
         def step(inputs, labels, memory, mask):
             with tf.GradientTape() as tape:
-                hidden, new_memory = _forward_hidden(model, inputs, memory)
+                hidden, new_memory = model.forward_hidden(inputs, memory)
                 nll = _nll(model.output_logits(hidden), labels)
                 loss = tf.reduce_sum(nll * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
             grads = tape.gradient(loss, self.variables)

@@ -22,7 +22,7 @@ from tflm.tasks.language_modeling.data import (
     task_data,
 )
 from tflm.tasks.language_modeling.generator import SAMPLE_PROMPTS, Generator, SampleGenerations
-from tflm.tasks.language_modeling.scoring import DynamicEvaluation, NeuralCache, evaluate_ids, is_recurrent, metrics
+from tflm.tasks.language_modeling.scoring import DynamicEvaluation, NeuralCache, evaluate_ids, metrics
 from tflm.tasks.runs import model_dtype, model_params, resolve_run_checkpoint
 from tflm.training.checkpoints import restore_model
 
@@ -126,7 +126,7 @@ class LanguageModelingTask(Task):
         if memory_length is not None:
             config.model.params = {**config.model.params, "memory_length": memory_length}
         model = build_model(config, tokenizer)
-        if stride is not None and is_recurrent(model):
+        if stride is not None and model.reads_contiguous_streams:
             raise ValueError(f"stride is for window models; {run_dir} is a Transformer-XL run, which reads the text "
                              "with memory (give it a memory_length instead).")
         if stride is not None and not 0 < stride <= config.data.sequence_length:
@@ -144,9 +144,10 @@ class LanguageModelingTask(Task):
         loss, tokens = evaluate_ids(model, ids, config.data.sequence_length, config.data.batch_size, window_stride,
                                     dynamic=dynamic, cache=cache, progress=True)
         result = metrics(loss, tokens, lines, tokenizer, text_tokens=len(ids) - 1)
+        context = (f"contiguous segments with memory {model.memory_length}" if model.reads_contiguous_streams else
+                   f"windows of {config.data.sequence_length}, stride {window_stride}")
         result.update({"split": split, "checkpoint": checkpoint, "seconds": round(time.monotonic() - started, 1),
-                       "context": f"contiguous segments with memory {model.memory_length}" if is_recurrent(model)
-                       else f"windows of {config.data.sequence_length}, stride {window_stride}"})
+                       "context": context})
         if dynamic is not None:
             result["dynamic"] = dataclasses.asdict(dynamic)
         if cache is not None:
