@@ -94,42 +94,23 @@ def main():
     config = lm.LanguageModelConfig(
         data=data,
         vocabulary=lm.LMVocabularyConfig(type=args.vocab_type, size=args.vocab_size),
-        model=tflm.translation.ModelConfig(type=args.model, preset=args.preset, params=json.loads(args.params)),
-        training=tflm.translation.TrainingConfig(
+        model=lm.ModelConfig(type=args.model, preset=args.preset, params=json.loads(args.params)),
+        training=lm.TrainingConfig(
             epochs=None, max_steps=args.max_steps, time_budget=args.time_budget, learning_rate=args.learning_rate,
             schedule=args.schedule, warmup_steps=args.warmup_steps, label_smoothing=0.0, clip_norm=1.0,
             optimizer=args.optimizer, weight_decay=args.weight_decay,
             mixed_precision=args.mixed_precision, jit_compile=args.jit_compile, checkpoint_every_seconds=300,
             samples=3),
     )
-    config = lm.start_run(config, args.run_dir)
     tflm.log.setup_logging(os.path.join(args.run_dir, "train.log"))
 
-    # 2. Data: the text as one stream of token ids (the tokenizer is trained on the training text first).
-    prepared = lm.prepare_data(config, args.run_dir)
-
-    # 3. Model and trainer. Transformer-XL reads contiguous segments and carries its memory across batches.
-    trainer = lm.build_trainer(config, args.run_dir, prepared)
-    model = trainer.model
-    batches, steps_per_epoch = lm.train_datasets(config, prepared, model)
-    print(f"{args.model} ({args.preset}): {lm.count_parameters(model):,} parameters; "
-          f"{len(prepared.train_ids):,} training tokens, {steps_per_epoch} batches per epoch")
-
-    # 4. Train until the time budget runs out, validating (and sampling) after each epoch.
-    def validate():
-        return lm.evaluate_ids(model, prepared.valid_ids, config.data.sequence_length, config.data.batch_size,
-                               max_tokens=config.data.max_valid_tokens)
-
+    # 2. Train: the task's driver tokenizes the text into one stream of ids (training the tokenizer first),
+    #    builds the model (Transformer-XL reads contiguous segments and carries its memory across batches), and
+    #    trains until the time budget runs out, validating and sampling after each epoch. Re-running resumes.
     started = time.monotonic()
-    result = trainer.fit(
-        batches, epochs=None, max_steps=config.training.max_steps,
-        time_budget=tflm.config.parse_duration(config.training.time_budget), valid_data=validate,
-        steps_per_epoch=steps_per_epoch,
-        on_epoch_end=lm.SampleGenerations(lm.Generator(model, prepared.tokenizer, config.decoding), 3),
-        on_epoch_start=(lambda trainer, epoch: model.reset_memory()) if lm.is_recurrent(model) else None,
-    )
+    result = lm.train(config, args.run_dir)
 
-    # 5. Evaluate the best checkpoint on the validation and test text (with memory over the whole text for
+    # 3. Evaluate the best checkpoint on the validation and test text (with memory over the whole text for
     #    Transformer-XL), then sample from it.
     valid = lm.evaluate(args.run_dir, "valid")
     test = lm.evaluate(args.run_dir, "test")
@@ -138,26 +119,27 @@ def main():
     for prompt, text in samples.items():
         print(f"--- {prompt!r}\n{prompt}{text}")
 
-    # 6. Export (strings in, strings out, checked for TF Serving) and results.
+    # 4. Export (strings in, strings out, checked for TF Serving), results next to the checkpoints and a record
+    #    under docs/results/.
     exported = tflm.export.export_run(args.run_dir, args.export_name) if args.export_name else None
+    parameters = lm.count_parameters(generator.model)
     results = {
-        "corpus": args.train_file or args.corpus,
-        "model": args.model,
-        "preset": args.preset,
-        "parameters": lm.count_parameters(model),
-        "valid": valid,
-        "test": test,
-        "train_seconds": round(result.train_seconds, 1),
+        "corpus": args.train_file or args.corpus, "model": args.model, "preset": args.preset,
+        "parameters": parameters, "valid": valid, "test": test, "train_seconds": round(result.train_seconds, 1),
         "wall_seconds_this_invocation": round(time.monotonic() - started, 1),
-        "train_tokens_per_second": round(result.tokens_per_second, 1),
-        "steps": result.step,
-        "samples": samples,
-        "export": exported,
-        "config": dataclasses.asdict(config),
+        "train_tokens_per_second": round(result.tokens_per_second, 1), "steps": result.step, "samples": samples,
+        "export": exported, "config": dataclasses.asdict(config),
     }
     with open(os.path.join(args.run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(json.dumps({k: v for k, v in results.items() if k not in ("config", "samples")}, indent=1))
+    metrics = {f"{split}_{key}": scores[key] for split, scores in (("valid", valid), ("test", test))
+               for key in ("loss", "perplexity", "word_perplexity", "bits_per_character") if key in scores}
+    metrics.update(steps=result.step, train_seconds=results["train_seconds"], parameters=parameters)
+    record = tflm.results.write_record(f"recipe-generation-{os.path.basename(os.path.normpath(args.run_dir))}",
+                                       "language_modeling", args.train_file or args.corpus,
+                                       f"{args.model} {args.preset}", metrics)
+    print(json.dumps({k: v for k, v in results.items() if k not in ("config", "samples")}, indent=1),
+          "\nrecord:", record)
 
 
 if __name__ == "__main__":

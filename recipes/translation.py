@@ -65,32 +65,17 @@ def main():
                                             clip_norm=1.0, label_smoothing=0.1, mixed_precision=args.mixed_precision,
                                             checkpoint_every_steps=args.checkpoint_every_steps, keep_checkpoints=10),
     )
-    config = translation.start_run(config, args.run_dir)
     tflm.log.setup_logging(os.path.join(args.run_dir, "train.log"))
 
-    # 2. Data: read the parallel files, train a joint SentencePiece vocabulary on the training side (saved in
-    #    the run directory), tokenize with tensorflow-text inside tf.data, drop overlong pairs (logged).
-    data = translation.prepare_data(config, args.run_dir)
-    first_batch = next(iter(data.train_dataset(epoch=0)))
-    print("A training batch:", {name: tuple(ids.shape) for name, ids in first_batch[0].items()})
-
-    # 3. Model and trainer: the model, its Adam optimizer and the resumable training loop.
-    trainer = translation.build_trainer(config, args.run_dir, data)
-    print(f"{args.model} ({args.preset}): {translation.count_parameters(trainer.model):,} parameters")
-
-    # 4. Train with teacher forcing until the time budget (or epochs) runs out; after each epoch the
-    #    validation loss is computed, the best checkpoint kept, and sample translations logged.
+    # 2. Train: the task's driver reads the parallel files, trains a joint SentencePiece vocabulary on the
+    #    training side (saved in the run directory), tokenizes with tensorflow-text inside tf.data, builds the
+    #    model and optimizer, and trains with teacher forcing until the time budget (or epochs) runs out; after
+    #    each epoch the validation loss is computed, the best checkpoint kept, and sample translations logged.
+    #    Re-running resumes. (Its steps, for a loop of your own: translation.prepare_data, .build_trainer.)
     started = time.monotonic()
-    result = trainer.fit(
-        lambda epoch: data.train_dataset(epoch, seed=config.training.seed),
-        epochs=config.training.epochs,
-        time_budget=tflm.config.parse_duration(config.training.time_budget),
-        valid_data=data.valid_dataset(),
-        steps_per_epoch=data.steps_per_epoch(),
-        on_epoch_end=translation.SampleTranslations.from_corpus(trainer.model, data, config, 4),
-    )
+    result = translation.train(config, args.run_dir)
 
-    # 5. Evaluate on the test split with sacreBLEU: greedy and beam 4 decoding in the graph, with the best
+    # 3. Evaluate on the test split with sacreBLEU: greedy and beam 4 decoding in the graph, with the best
     #    checkpoint and with the average of the last checkpoints.
     greedy = tflm.decoding.DecodingOptions(strategy="greedy")
     beam = tflm.decoding.DecodingOptions(strategy="beam", beam_size=4, length_penalty=0.6)
@@ -100,36 +85,29 @@ def main():
         translation.average_run_checkpoints(args.run_dir, args.average)
         evaluations["averaged_greedy"] = translation.evaluate(args.run_dir, "test", "averaged", greedy)
         evaluations["averaged_beam4"] = translation.evaluate(args.run_dir, "test", "averaged", beam)
-    scores = evaluations["best_greedy"]
     translator = translation.Translator.from_run_dir(args.run_dir)
-    example = "Where is the train station?" if source_language == "en" else data.valid_corpus.source[0]
-    print(f"{example} => {translator.translate([example])[0]}")
+    print("Where is the train station? =>", translator.translate(["Where is the train station?"])[0])
 
-    # 6. Results, next to the checkpoints.
+    # 4. Results: next to the checkpoints, and as a record under docs/results/ (the benchmarks page's twin).
+    parameters = translation.count_parameters(translator.model)
     results = {
-        "dataset": args.dataset,
-        "direction": args.direction,
-        "model": args.model,
-        "preset": args.preset,
-        "parameters": translation.count_parameters(trainer.model),
-        "bleu": scores["bleu"],
-        "chrf": scores["chrf"],
-        "bleu_signature": scores["signatures"]["bleu"],
-        "test_sentences": scores["sentences"],
-        "decode_sentences_per_second": scores["sentences_per_second"],
+        "dataset": args.dataset, "direction": args.direction, "model": args.model, "preset": args.preset,
+        "parameters": parameters, "bleu_signature": evaluations["best_greedy"]["signatures"]["bleu"],
         "evaluations": {name: {key: e[key] for key in ("bleu", "chrf", "sentences_per_second")}
                         for name, e in evaluations.items()},
         "train_seconds": round(result.train_seconds, 1),
         "wall_seconds_this_invocation": round(time.monotonic() - started, 1),
-        "train_target_tokens_per_second": round(result.tokens_per_second, 1),
-        "steps": result.step,
-        "epochs": result.epoch,
-        "best_valid_loss": round(result.best_valid_loss, 4),
-        "config": dataclasses.asdict(config),
+        "train_tokens_per_second": round(result.tokens_per_second, 1), "steps": result.step, "epochs": result.epoch,
+        "best_valid_loss": round(result.best_valid_loss, 4), "config": dataclasses.asdict(config),
     }
     with open(os.path.join(args.run_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=1))
+    metrics = {f"{name}_{key}": value for name, e in results["evaluations"].items() for key, value in e.items()}
+    metrics.update(steps=result.step, train_seconds=results["train_seconds"], parameters=parameters)
+    record = tflm.results.write_record(f"recipe-translation-{os.path.basename(os.path.normpath(args.run_dir))}",
+                                       "translation", f"{args.dataset} {args.direction}",
+                                       f"{args.model} {args.preset}", metrics)
+    print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=1), "\nrecord:", record)
 
 
 if __name__ == "__main__":

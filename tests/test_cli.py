@@ -185,3 +185,26 @@ def test_export_check_and_serve_commands_end_to_end(run_dir, tmp_path):
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0]
     assert server.returncode == 0 and "Stopped in" in output, output[-2000:]
+
+
+def test_the_console_script_hides_tensorflow_cpp_log_lines_and_keeps_everything_else(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    run = os.path.join(os.path.dirname(__file__), "fixtures", "old_runs", "runs", "transformer")
+    native = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]|WARNING: All log messages before absl)")
+    environment = {k: v for k, v in os.environ.items() if k != "TFLM_VERBOSE"}
+
+    def tflm(*args):
+        return subprocess.run([sys.executable, "-m", "tflm.cli", *args], capture_output=True, text=True,
+                              env=environment, timeout=300)
+
+    quiet = tflm("translate", "--run-dir", run, "I love you.")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.strip() and not [line for line in quiet.stderr.splitlines() if native.match(line)]
+    refused = tflm("translate", "--run-dir", run, "--beam-size", "2", "--num-hypotheses", "3", "I love you.")
+    assert refused.returncode == 1 and "Error: decoding.num_hypotheses=3" in refused.stderr  # Python's stderr stays
+    assert not [line for line in refused.stderr.splitlines() if native.match(line)]
+    verbose = tflm("--verbose", "translate", "--run-dir", run, "I love you.")
+    assert verbose.returncode == 0 and verbose.stdout == quiet.stdout

@@ -9,9 +9,11 @@ The public API (subpackages are imported on first use, so `import tflm` and `tfl
 - `tflm.decoding`: in-graph decoding (one `tf.while_loop` per strategy);
 - `tflm.training`: the resumable, distributed trainer, losses, schedules, checkpoints;
 - `tflm.metrics`: sacreBLEU BLEU and chrF;
+- `tflm.tasks`: `Task`, the run driver written once (train, resume, evaluate, average, predict), its registry;
 - `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs;
 - `tflm.language_modeling`: the same for language models (GPT, Transformer-XL), with `Generator`;
-- `tflm.export`: SavedModels for TF Serving and their servability check; `tflm.serving`: `tflm serve`.
+- `tflm.export`: SavedModels for TF Serving and their servability check; `tflm.serving`: `tflm serve`;
+- `tflm.pipeline`: `tflm run CONFIG.yaml`, from raw text to a checked export; `tflm.results`: result records.
 """
 
 import importlib
@@ -41,7 +43,10 @@ _SUBMODULES = {
     "log": "tflm.log",
     "metrics": "tflm.metrics",
     "models": "tflm.models",
+    "pipeline": "tflm.pipeline",
+    "results": "tflm.results",
     "serving": "tflm.serving",
+    "tasks": "tflm.tasks",
     "text": "tflm.text",
     "training": "tflm.training",
     "translation": "tflm.tasks.translation",

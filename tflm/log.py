@@ -33,7 +33,7 @@ def setup_logging(log_file=None, verbose=True):
 # TensorFlow's C++ log lines (absl and the older TF format) and absl's preamble. TF 2.21 writes them straight to
 # file descriptor 2, and TF_CPP_MIN_LOG_LEVEL no longer silences them (tensorflow/tensorflow#100442).
 _NATIVE_LOG_LINE = re.compile(
-    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ [\w./+-]+:\d+\] "
+    rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./+-]+:\d+\] "
     rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] [\w./+-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR)")
 
