@@ -41,6 +41,14 @@ def test_a_toy_task_trains_evaluates_exports_checks_and_serves_through_the_cli(t
     scores = json.loads(cli("evaluate", "--run-dir", run_dir, "--split", "valid"))
     assert scores["accuracy"] > 90 and scores["examples"] == 500  # "?" is easy to see
     assert json.loads((run_dir / "eval" / "valid.best.json").read_text()) == scores
+    from tensorboard.plugins.hparams import metadata
+    from test_trainer_hparams import read_events
+
+    contents, scalars = read_events(str(run_dir / "logs"))  # the run's row in TensorBoard's HParams table
+    session = metadata.parse_session_start_info_plugin_data(contents[metadata.SESSION_START_INFO_TAG])
+    assert session.hparams["training.learning_rate"].number_value == 0.02
+    step, accuracy = scalars["valid/accuracy"][-1]
+    assert step == 45 and abs(accuracy - scores["accuracy"]) < 1e-4
     answers = [json.loads(line) for line in cli("predict", "--run-dir", run_dir, "Where is Tom?", "Tom is here.")
                .splitlines()]
     assert [answer["label"] for answer in answers] == ["question", "statement"]

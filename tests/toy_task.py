@@ -55,7 +55,7 @@ class ToyPredictor(Predictor):
 
 @register_task
 class ToyQuestions(Task):
-    name, config_class = "toy_questions", ToyConfig
+    name, config_class, final_metrics = "toy_questions", ToyConfig, ("accuracy",)
 
     def prepare_data(self, config, run_dir):
         path = os.path.join(run_dir, "vocab", "tokenizer.vocab")

@@ -28,7 +28,7 @@ import time
 from typing import Optional
 
 from tflm import config as config_lib
-from tflm.tasks import get_task, runs
+from tflm.tasks import DEFAULT_TASK, get_task, runs
 from tflm.training.checkpoints import checkpoint_paths
 
 logger = logging.getLogger("tflm")
@@ -73,7 +73,7 @@ def load_pipeline(path, run_dir=None, overrides=()):
             if not isinstance(target, dict):
                 raise config_lib.ConfigError(f"Override {override!r}: {section!r} is not a section of {path}.")
         target[field] = config_lib.parse_value(raw)
-    task = get_task(values.get("task", "translation"))
+    task = get_task(values.get("task", DEFAULT_TASK))
     run_dir = run_dir or values.pop("run_dir", None)
     values.pop("run_dir", None)
     if not run_dir:

@@ -41,7 +41,7 @@ def main(verbose):
 
 def task_of(run_dir, task=None):
     """The task of the run in `run_dir` (its config.json decides), or the task named `task` for a new run."""
-    from tflm.tasks import get_task, task_of_run
+    from tflm.tasks import DEFAULT_TASK, get_task, task_of_run
     from tflm.tasks.runs import CONFIG_FILE
 
     if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
@@ -49,7 +49,7 @@ def task_of(run_dir, task=None):
         if task and task != existing.name:
             raise click.UsageError(f"{run_dir} is a {existing.name} run; --task {task} does not apply to it.")
         return existing
-    return get_task(task or "translation")
+    return get_task(task or DEFAULT_TASK)
 
 
 def require_command(task, run_dir, command):

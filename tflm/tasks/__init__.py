@@ -11,6 +11,7 @@ import importlib
 from tflm.tasks.base import Evaluation, Task, TaskData
 from tflm.tasks.predictor import Predictor, Signature
 
+DEFAULT_TASK = "translation"  # what `tflm train` trains without --task
 BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling"}
 _TASKS = {}
 
@@ -60,4 +61,4 @@ def _load_entry_points():
 
 
 __all__ = ["Evaluation", "Predictor", "Signature", "Task", "TaskData", "get_task", "register_task", "task_names",
-           "task_of_run"]
+           "task_of_run", "DEFAULT_TASK"]

@@ -61,7 +61,7 @@ class Generator(Predictor):
     def signatures(self):
         prompt = dict(rows="prompt", row_name="prompt", token_limited=("prompt",))
         return [
-            Signature("serving_default", self.generate_batch, text_input("prompt"), **prompt),
+            Signature("serving_default", lambda prompt: self.generate_batch(prompt), text_input("prompt"), **prompt),
             Signature("generate", self._generate_signature, {**text_input("prompt"), **control_inputs(*CONTROLS)},
                       length="max_new_tokens", vocabulary_size=self.tokenizer.vocabulary_size, warmup=True,
                       **prompt),

@@ -21,6 +21,7 @@ def is_recurrent(model):
     return bool(model.reads_contiguous_streams)
 
 
+@dataclasses.dataclass
 class DynamicEvaluation:
     """Dynamic evaluation (Krause et al. 2018): the model keeps learning from the text it has already scored.
 
