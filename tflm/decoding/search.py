@@ -150,3 +150,25 @@ def rescore(model, source_ids, hypotheses, alpha=0.0):
     mask = tf.not_equal(hypotheses, PAD_ID)
     total = tf.reduce_sum(tf.where(mask, log_probs, 0.0), axis=1)
     return total / length_penalty(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1), alpha)
+
+
+def search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k, top_p, seed):
+    """The strategy a request's controls (scalar tensors, as an exported signature takes them) ask for.
+
+    Sampling when `temperature > 0` (`num_hypotheses` samples with `top_k`/`top_p`/`seed`), else beam search
+    when `beam_size > 1` (the best `min(num_hypotheses, beam_size)`), else greedy (one hypothesis), chosen in
+    the graph (`tf.case`).
+
+    Args:
+        run: `(strategy, **overrides) -> (token_ids, scores)`, e.g. a `search` over the model's state.
+    Returns:
+        `(token_ids, scores)` of the chosen strategy.
+    """
+    beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
+    count = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
+    return tf.case([
+        (temperature > 0, lambda: run("sample", num_hypotheses=count, temperature=temperature, top_k=top_k,
+                                      top_p=top_p, seed=seed)),
+        (beam_size > 1, lambda: run("beam", beam_size=beam_size, num_hypotheses=tf.minimum(count, beam_size),
+                                    length_penalty=length_penalty)),
+    ], default=lambda: run("greedy"))

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tflm.data.language_modeling import keeps_newlines
 from tflm.decoding.common import DecodeResult, constrain, lengths_of
 from tflm.decoding.sampling import draw
-from tflm.decoding.search import search
+from tflm.decoding.search import search, search_by_controls
 from tflm.tasks.language_modeling.config import generation_defaults
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
 from tflm.text.tokenizers import EOS_ID, PAD_ID
@@ -160,19 +160,13 @@ class Generator(Predictor):
     def generate_with_controls(self, prompts, beam_size, num_hypotheses, max_new_tokens, length_penalty,
                                temperature, top_k, top_p, seed):
         """As the exported signature: sampling when temperature > 0, else beam when beam_size > 1, else greedy."""
-        beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
-        count = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
 
         def run(strategy, **settings):
             result = self.generate_ids(prompts, strategy=strategy, max_length=max_new_tokens, **settings)
             return result.token_ids, result.scores
 
-        token_ids, scores = tf.case([
-            (temperature > 0, lambda: run("sample", num_hypotheses=count, temperature=temperature, top_k=top_k,
-                                          top_p=top_p, seed=seed)),
-            (beam_size > 1, lambda: run("beam", beam_size=beam_size, num_hypotheses=tf.minimum(count, beam_size),
-                                        length_penalty=length_penalty)),
-        ], default=lambda: run("greedy"))
+        token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k,
+                                               top_p, seed)
         return self.texts(DecodeResult(token_ids, lengths_of(token_ids), scores)), scores
 
     def score_batch(self, text):

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflm.decoding.common import DecodeResult, lengths_of
-from tflm.decoding.search import DecodingOptions, search
+from tflm.decoding.search import DecodingOptions, search, search_by_controls
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from tflm.visualization import attention_heatmap
@@ -152,8 +152,6 @@ class Translator(Predictor):
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         max_length = tf.clip_by_value(tf.minimum(tf.cast(max_length, tf.int32), self.buffer_length(source_lengths)),
                                       1, self.max_target_positions())
-        num_hypotheses = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
-        beam_size = tf.maximum(tf.cast(beam_size, tf.int32), 1)
         state = self.model.initial_state(self.model.encode(source_ids), max_length)
 
         def run(strategy, **settings):
@@ -161,13 +159,8 @@ class Translator(Predictor):
                             strategy=strategy, max_length=max_length, **settings)
             return result.token_ids, result.scores
 
-        token_ids, scores = tf.case([
-            (temperature > 0, lambda: run("sample", num_hypotheses=num_hypotheses, temperature=temperature,
-                                          top_k=top_k, top_p=top_p, seed=seed)),
-            (beam_size > 1, lambda: run("beam", beam_size=beam_size,
-                                        num_hypotheses=tf.minimum(num_hypotheses, beam_size),
-                                        length_penalty=length_penalty)),
-        ], default=lambda: run("greedy"))
+        token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k,
+                                               top_p, seed)
         return self._texts(text, DecodeResult(token_ids, lengths_of(token_ids), scores))
 
     def max_target_positions(self):
