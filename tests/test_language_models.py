@@ -564,7 +564,8 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
 
     limits = ServingLimits(max_batch_size=4, max_beam_size=3, max_hypotheses=3, max_new_tokens=30,
                            max_input_tokens=20)
-    path = export_run(overfit_run, "tiny-lm", str(tmp_path), limits=limits)  # the export checks parity itself
+    # check=False: this test runs the TF1 loader itself and compares with the in-memory outputs (the parity check)
+    path = export_run(overfit_run, "tiny-lm", str(tmp_path), limits=limits, check=False)
     prompts = ["But, soft!", "", "ROMEO:"]
     expected = language_modeling.Generator.from_run_dir(overfit_run).generate(prompts)
     good = {"prompt": prompts[:1], "beam_size": 2, "num_hypotheses": 2, "max_new_tokens": 10,
@@ -580,8 +581,10 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
     ]
     result, error = run_tf1_requests(path, [{"signature": "serving_default", "inputs": {"prompt": prompts}},
                                             {"signature": "generate", "inputs": good}]
-                                     + [{"signature": s, "inputs": i} for s, i, _ in refused], keep_going=True)
+                                     + [{"signature": s, "inputs": i} for s, i, _ in refused], warmup=True,
+                                     keep_going=True)
     assert error is None, error
+    assert result["warmup_requests"] == 3  # serving_default twice, generate once
     assert result["results"][0]["outputs"] == expected
     assert np.asarray(result["results"][1]["outputs"]).shape == (1, 2)
     for (signature, _, message), answer in zip(refused, result["results"][2:]):

@@ -53,11 +53,11 @@ def test_a_toy_task_trains_evaluates_exports_checks_and_serves_through_the_cli(t
                .splitlines()]
     assert [answer["label"] for answer in answers] == ["question", "statement"]
 
-    path = cli("export", run_dir, "--name", "toy", "--base-dir", base).strip().splitlines()[-1]
+    path = cli("export", run_dir, "--name", "toy", "--base-dir", base, "--no-check").strip().splitlines()[-1]
     assert path.endswith(os.path.join("toy", "1"))
     info = json.loads(open(os.path.join(path, "assets.extra", "tflm.json")).read())
     assert info["task"] == "toy_questions" and info["signatures"] == ["serving_default"]
-    assert "OK" in cli("check", path)  # ops, the TF1 session loader, warm-up, parity
+    assert "OK" in cli("check", path)  # ops, the TF1 session loader, warm-up, parity (once: export skipped it)
 
     ports = _free_port(), _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tflm.cli", "serve", str(base), "--rest-port", str(ports[0]),
@@ -85,22 +85,25 @@ def test_a_toy_task_trains_evaluates_exports_checks_and_serves_through_the_cli(t
 def test_tflm_run_takes_the_example_config_from_text_to_a_checked_export_and_skips_what_is_current(tmp_path):
     config = os.path.join(os.path.dirname(__file__), "..", "recipes", "configs", "translation.yaml")
     run_dir, base = tmp_path / "run", tmp_path / "models"
-    tiny = ["--set", "model.preset=tiny", "--set", "vocabulary.size=300", "--set", "training.max_steps=24",
-            "--set", "training.checkpoint_every_steps=8", "--set", "training.time_budget=null", "--set",
-            "data.max_train_pairs=600", "--set", "decoding.max_length=16", "--set", f"pipeline.export.base_dir={base}"]
+    tiny = ["--set", "model.preset=tiny", "--set", "vocabulary.size=300", "--set", "training.max_steps=12",
+            "--set", "training.checkpoint_every_steps=4", "--set", "training.time_budget=null", "--set",
+            "data.max_train_pairs=300", "--set", "decoding.max_length=8", "--set", f"pipeline.export.base_dir={base}",
+            "--set", 'pipeline.evaluate=["valid"]']
     runner = CliRunner()
     first = runner.invoke(main, ["run", config, "--run-dir", str(run_dir), *tiny], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     results = json.loads(first.stdout)
-    assert results["train"]["step"] == 24 and set(results["evaluate valid"]) >= {"bleu", "chrf"}
+    assert results["train"]["step"] == 12 and set(results["evaluate valid"]) >= {"bleu", "chrf"}
     assert os.path.exists(os.path.join(results["export"], "saved_model.pb"))
-    assert "OK" in cli("check", results["export"])
+    info = json.loads(open(os.path.join(results["export"], "assets.extra", "tflm.json")).read())
+    assert info["checkpoint"] == "averaged" and info["limits"]["max_batch_size"] == 64  # the file's pipeline section
     lines = first.stderr.splitlines()
     assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
-        "[1/5] vocabulary", "[2/5] train", "[3/5] average", "[4/5] evaluate valid", "[4/5] evaluate test",
-        "[5/5] export"]
+        "[1/5] vocabulary", "[2/5] train", "[3/5] average", "[4/5] evaluate valid", "[5/5] export"]
+    export_line = [line for line in lines if line.startswith("[5/5]")][0]
+    assert "checked: servable by TF Serving 2.20" in export_line  # export_run's check: ops, TF1 loader, parity
     again = runner.invoke(main, ["run", config, "--run-dir", str(run_dir), *tiny], catch_exceptions=False)
     assert again.exit_code == 0, again.output
-    assert sum("current, skipped" in line for line in again.stderr.splitlines()) == 5  # all but train
+    assert sum("current, skipped" in line for line in again.stderr.splitlines()) == 4  # all but train
     assert "already done" in again.stderr and json.loads(again.stdout)["export"] == results["export"]
     assert sorted(os.listdir(base / "pipeline-en-es")) == ["1"]  # no second version of the same weights
