@@ -107,3 +107,13 @@ def test_tflm_run_takes_the_example_config_from_text_to_a_checked_export_and_ski
     assert sum("current, skipped" in line for line in again.stderr.splitlines()) == 4  # all but train
     assert "already done" in again.stderr and json.loads(again.stdout)["export"] == results["export"]
     assert sorted(os.listdir(base / "pipeline-en-es")) == ["1"]  # no second version of the same weights
+
+
+def test_effective_batch_size_accumulates_the_batches_of_a_step(tmp_path):
+    """training.effective_batch_size=128 over batches of 64: each optimizer step takes two batches."""
+    run_dir = tmp_path / "run"
+    cli("train", "--task", "toy_questions", "--run-dir", run_dir, "--max-steps", 10, "--quiet",
+        "--set", "training.effective_batch_size=128", "--set", "training.samples=0")
+    progress = json.loads((run_dir / "progress.json").read_text())
+    assert progress["step"] == 10 and progress["step_in_epoch"] == 20  # 20 batches read for 10 steps
+    assert "Accumulating the gradients of 2 batches per step" in (run_dir / "train.log").read_text()

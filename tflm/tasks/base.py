@@ -169,7 +169,12 @@ class Task:
         """The model, optimizer and `Trainer` of a run, created under its distribution strategy."""
         training = config.training
         strategy = strategy or make_strategy(training.strategy, training.devices)
-        total_steps = training.max_steps or (training.epochs or 0) * (data.steps_per_epoch or 0) or None
+        if training.effective_batch_size and not data.batch_units:
+            raise config_lib.ConfigError("training.effective_batch_size needs the size of one batch, which this "
+                                         f"task's data ({self.name}) does not give (TaskData.batch_units).")
+        accumulation = accumulation_steps_for(training.effective_batch_size, data.batch_units or 1)
+        epoch_steps = -(-(data.steps_per_epoch or 0) // accumulation)  # optimizer steps per epoch
+        total_steps = training.max_steps or (training.epochs or 0) * epoch_steps or None
         with strategy.scope():
             model = self.build_model(config, data.tokenizers)
             optimizer = runs.build_optimizer(training, total_steps)
@@ -177,10 +182,6 @@ class Task:
         logger.info("Model %s: %d parameters%s", config.model.type, runs.count_parameters(model),
                     f"; {data.summary}" if data.summary else "")
         loss = self.loss(config)
-        if training.effective_batch_size and not data.batch_units:
-            raise config_lib.ConfigError("training.effective_batch_size needs the size of one batch, which this "
-                                         f"task's data ({self.name}) does not give (TaskData.batch_units).")
-        accumulation = accumulation_steps_for(training.effective_batch_size, data.batch_units or 1)
         if accumulation > 1:
             logger.info("Accumulating the gradients of %d batches per step (effective batch %d)", accumulation,
                         training.effective_batch_size)

@@ -61,7 +61,7 @@ def prepare_data(config, run_dir):
 def build_trainer(config, run_dir, data, strategy=None, verbose=True):
     """The model, optimizer and `Trainer` of a run (`data`: `prepare_data`'s `LMData`)."""
     if isinstance(data, LMData):
-        data = prepared_task_data(data)
+        data = prepared_task_data(data, config.data.batch_size)
     return TASK.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
 
 

@@ -111,9 +111,10 @@ def prepare_data(config, run_dir):
     return LMData(tokenizer, train_ids, valid_ids, valid_lines)
 
 
-def prepared_task_data(data):
+def prepared_task_data(data, batch_size=None):
     """`prepare_data`'s `LMData` as the driver's `TaskData` (its batches come once the model exists)."""
     return TaskData(tokenizers=data.tokenizer, train_dataset=None, summary=f"{len(data.train_ids)} training tokens",
+                    batch_units=batch_size,
                     extra=dict(tokenizer=data.tokenizer, train_ids=data.train_ids, valid_ids=data.valid_ids,
                                valid_lines=data.valid_lines, data=data))
 

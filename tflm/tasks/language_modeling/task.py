@@ -68,7 +68,7 @@ class LanguageModelingTask(Task):
                           "dynamic_streams", "cache_size", "cache_theta", "cache_mix")
 
     def prepare_data(self, config, run_dir):
-        return prepared_task_data(prepare_data(config, run_dir))
+        return prepared_task_data(prepare_data(config, run_dir), config.data.batch_size)
 
     def prepare_vocabulary(self, config, run_dir):
         tokenizer = prepare_vocabulary(config.vocabulary, run_dir, read_split(config.data, "train"))
