@@ -85,9 +85,10 @@ def load_pipeline(path, run_dir=None, overrides=()):
     return Pipeline(task, config, run_dir, steps)
 
 
-def run_pipeline(pipeline, report=print, serve=False, **serve_options):
-    """Runs the stages that are not current; `report(line)` gets one progress line per stage. Returns a dict
-    of each stage's result (the training summary, the evaluation scores, the export's path)."""
+def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_options):
+    """Runs the stages that are not current; `report(line)` gets one progress line per stage (`verbose`: and
+    training shows its progress bar on a console). Returns a dict of each stage's result (the training
+    summary, the evaluation scores, the export's path)."""
     from tflm.export import ServingLimits, export_run
 
     task, run_dir = pipeline.task, pipeline.run_dir
@@ -117,7 +118,7 @@ def run_pipeline(pipeline, report=print, serve=False, **serve_options):
           lambda output: f"{output}")
 
     started = time.monotonic()
-    result = task.train(config, run_dir, verbose=False)
+    result = task.train(config, run_dir, verbose=verbose)
     trained = {"step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
                "best_valid_loss": round(result.best_valid_loss, 4)}
     results["train"] = trained

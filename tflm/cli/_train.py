@@ -133,21 +133,23 @@ def run_config(task, run_dir, config_file, overrides, options):
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Where the run lives (default: the file's run_dir).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Change a value of the file, e.g. --set training.max_steps=100 (repeatable).")
+@click.option("--quiet", is_flag=True, help="Only the stage lines and warnings (no training log, no progress bar).")
 @click.option("--serve", is_flag=True, help="Then serve the export (REST 8501, gRPC 8500) until Ctrl-C.")
 @click.option("--rest-port", default=8501, show_default=True, type=int, help="With --serve: the REST port.")
 @click.option("--grpc-port", default=8500, show_default=True, type=int, help="With --serve: the gRPC port.")
-def run(pipeline_file, run_dir, overrides, serve, rest_port, grpc_port):
+def run(pipeline_file, run_dir, overrides, quiet, serve, rest_port, grpc_port):
     """From raw text to a checked export: vocabulary -> train -> average -> evaluate -> export (-> serve).
 
     PIPELINE_FILE is a task's configuration (YAML or JSON, as for `tflm train --config`) with `run_dir` and a
     `pipeline` section (average, evaluate, export); see recipes/configs/. Each stage is skipped when its
     output is there and current (RUN_DIR/pipeline.json), so running it again does only what changed, and
-    an interrupted run goes on where it stopped.
+    an interrupted run goes on where it stopped. Training and evaluation log their progress as `tflm train`
+    does (train.log too); --quiet keeps the console to the stage lines.
     """
     from tflm.pipeline import load_pipeline, run_pipeline
 
     pipeline = load_pipeline(pipeline_file, run_dir, overrides)
-    setup_logging(False, os.path.join(pipeline.run_dir, "train.log"))
+    setup_logging(not quiet, os.path.join(pipeline.run_dir, "train.log"))
     results = run_pipeline(pipeline, report=lambda line: click.echo(line, err=True), serve=serve,
-                           rest_port=rest_port, grpc_port=grpc_port)
+                           verbose=not quiet, rest_port=rest_port, grpc_port=grpc_port)
     click.echo(json.dumps(results, indent=1, default=str))

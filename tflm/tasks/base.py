@@ -205,10 +205,10 @@ class Task:
         or, with memory, contiguous segments)."""
         return data
 
-    def load_model(self, run_dir, checkpoint="best", config=None):
+    def load_model(self, run_dir, checkpoint="best", config=None, tokenizers=None):
         """The run's model with the weights of `checkpoint` ("best", "last", "averaged" or a path)."""
         config = config or self.load_config(run_dir)
-        model = self.build_model(config, self.load_tokenizers(run_dir))
+        model = self.build_model(config, tokenizers if tokenizers is not None else self.load_tokenizers(run_dir))
         restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
         return model
 
@@ -216,8 +216,7 @@ class Task:
         """The run's predictor (what `tflm predict`/`translate`/`generate` run and export saves)."""
         config = config or self.load_config(run_dir)
         tokenizers = self.load_tokenizers(run_dir)
-        model = self.build_model(config, tokenizers)
-        restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
+        model = self.load_model(run_dir, checkpoint, config, tokenizers)
         return self.make_predictor(config, model, tokenizers, decoding or self.decoding(config), **options)
 
     def average(self, run_dir, count=5):
