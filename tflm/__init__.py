@@ -8,10 +8,11 @@ The public API (subpackages are imported on first use, so `import tflm` and `tfl
 - `tflm.models`: `Seq2Seq` and its models;
 - `tflm.decoding`: in-graph decoding (one `tf.while_loop` per strategy);
 - `tflm.training`: the resumable, distributed trainer, losses, schedules, checkpoints;
-- `tflm.metrics`: sacreBLEU BLEU and chrF;
+- `tflm.metrics`: sacreBLEU BLEU and chrF, ROUGE (rouge-score, Unicode-safe) and summarization baselines;
 - `tflm.tasks`: `Task`, the run driver written once (train, resume, evaluate, average, predict), its registry;
 - `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs;
 - `tflm.language_modeling`: the same for language models (GPT, Transformer-XL), with `Generator`;
+- `tflm.summarization`: summarization runs (copy attention, coverage, ROUGE, baselines), with `Summarizer`;
 - `tflm.export`: SavedModels for TF Serving and their servability check; `tflm.serving`: `tflm serve`;
 - `tflm.pipeline`: `tflm run CONFIG.yaml`, from raw text to a checked export; `tflm.results`: result records.
 """
@@ -46,6 +47,7 @@ _SUBMODULES = {
     "pipeline": "tflm.pipeline",
     "results": "tflm.results",
     "serving": "tflm.serving",
+    "summarization": "tflm.tasks.summarization",
     "tasks": "tflm.tasks",
     "text": "tflm.text",
     "training": "tflm.training",

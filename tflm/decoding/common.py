@@ -13,6 +13,7 @@ Beam search reorders the state when hypotheses swap places, except the entries u
 """
 
 import dataclasses
+import numbers
 
 import tensorflow as tf
 
@@ -49,8 +50,9 @@ class SearchSettings:
     Attributes:
         max_length: int or scalar tensor. Most tokens per hypothesis (EOS included); sizes the buffers.
         row_max_length: optional int32 `(batch,)`, a smaller limit per row (e.g. relative to the source).
-        min_length: int or scalar tensor. EOS is forbidden before this many tokens.
-        no_repeat_ngram_size: int (static). If >= 2, no n-gram of this size is generated twice.
+        min_length: int or scalar int tensor. EOS is forbidden before this many tokens.
+        no_repeat_ngram_size: int or scalar int tensor. If >= 2, no n-gram of this size is generated twice
+            (0 or 1: off; as a tensor, the request chooses in the graph, see `constrain`).
         start_ids: optional int32 `(batch,)`, the first input token of each row (default `bos_id`).
         forced: optional `(forced_ids, forced_lengths)`: tokens every row must take first (a prompt; see
             `constrain`).
@@ -115,27 +117,60 @@ def _token_mask(token_id, vocabulary_size):
     return tf.one_hot(token_id, vocabulary_size, on_value=True, off_value=False, dtype=tf.bool)
 
 
+def static_int(value):
+    """`value` as a Python int when it is one (or a NumPy integer), else None (a tensor, chosen in the graph)."""
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return None
+
+
 def banned_repeats(tokens, step, ngram_size, vocabulary_size):
     """Tokens that would repeat an n-gram already in each sequence.
 
     Args:
         tokens: int32 `(rows, length)`, the tokens so far (positions >= step unused).
         step: int32 scalar, the position being predicted.
-        ngram_size: int (static), n >= 2.
+        ngram_size: n, an int >= 2, or a scalar int tensor (then nothing is banned unless n >= 2; its
+            windows have a dynamic size, so that graph is not for XLA, which the int's is).
         vocabulary_size: int32 scalar.
     Returns:
         bool `(rows, vocabulary_size)`.
     """
-    rows = tf.shape(tokens)[0]
-    n = ngram_size
+    n = static_int(ngram_size)
+    if n is None:
+        return _banned_repeats_of_tensor(tokens, step, ngram_size, vocabulary_size)
     windows = tf.signal.frame(tokens, n, 1, axis=1)  # (rows, length - n + 1, n)
     prefix = tf.gather(tokens, tf.maximum(step - (n - 1) + tf.range(n - 1), 0), axis=1)  # (rows, n - 1)
     matches = tf.reduce_all(tf.equal(windows[:, :, : n - 1], prefix[:, tf.newaxis, :]), axis=-1)
     # a window counts when its last token is already generated (start + n - 1 < step)
     complete = tf.range(tf.shape(windows)[1]) + (n - 1) < step
     matches &= complete[tf.newaxis, :] & (step >= n - 1)
+    return _scatter_hits(matches, windows[:, :, n - 1], vocabulary_size)
+
+
+def _banned_repeats_of_tensor(tokens, step, ngram_size, vocabulary_size):
+    """`banned_repeats` with n a scalar tensor: each position q ends a window `tokens[q - n + 1 .. q]`; its
+    last token is banned when the window's first n - 1 tokens are the n - 1 tokens before `step`."""
+    length = tf.shape(tokens)[1]
+    ngram_size = tf.cast(ngram_size, tf.int32)
+    n = tf.maximum(ngram_size, 2)  # the shapes of an off n (0 or 1) stay valid; its matches are masked out
+    offsets = tf.range(n - 1)  # (n - 1,)
+    ends = tf.range(length)  # q, the position of each window's last token
+    heads = tf.maximum(ends[:, tf.newaxis] - (n - 1) + offsets[tf.newaxis, :], 0)  # (length, n - 1)
+    windows = tf.gather(tokens, heads, axis=1)  # (rows, length, n - 1)
+    prefix = tf.gather(tokens, tf.maximum(step - (n - 1) + offsets, 0), axis=1)  # (rows, n - 1)
+    matches = tf.reduce_all(tf.equal(windows, prefix[:, tf.newaxis, :]), axis=-1)  # (rows, length)
+    # a whole window (q >= n - 1) whose last token is already generated (q < step)
+    complete = (ends >= n - 1) & (ends < step)
+    matches &= complete[tf.newaxis, :] & (step >= n - 1) & (ngram_size >= 2)
+    return _scatter_hits(matches, tokens, vocabulary_size)
+
+
+def _scatter_hits(matches, banned_tokens, vocabulary_size):
+    """bool `(rows, vocabulary_size)`: True at `banned_tokens[row, j]` wherever `matches[row, j]`."""
+    rows = tf.shape(matches)[0]
     row_ids = tf.broadcast_to(tf.range(rows)[:, tf.newaxis], tf.shape(matches))
-    indices = tf.stack([tf.reshape(row_ids, [-1]), tf.reshape(windows[:, :, n - 1], [-1])], axis=1)
+    indices = tf.stack([tf.reshape(row_ids, [-1]), tf.reshape(banned_tokens, [-1])], axis=1)
     hits = tf.scatter_nd(indices, tf.reshape(tf.cast(matches, tf.int32), [-1]), [rows, vocabulary_size])
     return hits > 0
 
@@ -150,16 +185,28 @@ def constrain(log_probs, step, tokens=None, min_length=0, no_repeat_ngram_size=0
       step below the row's forced length is `forced_ids[row, step]`, with log-probability 0 (a prompt:
       it takes no choice and adds nothing to the score).
 
+    `min_length` and `no_repeat_ngram_size` are Python ints (0 adds no op) or scalar int tensors, e.g. a
+    request's controls: a tensor n blocks repeats only when n >= 2 (a `tf.cond`: an n of 0 or 1 costs
+    no search for repeats).
+
     Forbidden tokens get a log-probability of `NEGATIVE`; the others keep the model's values, so the
     scores of the hypotheses stay the model's own.
     """
     vocabulary_size = tf.shape(log_probs)[-1]
     banned = _token_mask(PAD_ID, vocabulary_size) | _token_mask(BOS_ID, vocabulary_size)
     banned = tf.broadcast_to(banned, tf.shape(log_probs))
-    if not (isinstance(min_length, int) and min_length == 0):
-        banned |= _token_mask(eos_id, vocabulary_size) & (step < min_length)
-    if no_repeat_ngram_size and no_repeat_ngram_size >= 2:
-        banned |= banned_repeats(tokens, step, no_repeat_ngram_size, vocabulary_size)
+    min_length = 0 if min_length is None else min_length
+    if static_int(min_length) != 0:
+        minimum = min_length if static_int(min_length) is not None else tf.cast(min_length, tf.int32)
+        banned |= _token_mask(eos_id, vocabulary_size) & (step < minimum)
+    n = 0 if no_repeat_ngram_size is None else static_int(no_repeat_ngram_size)
+    if n is not None:
+        if n >= 2:
+            banned |= banned_repeats(tokens, step, n, vocabulary_size)
+    else:
+        n = tf.cast(no_repeat_ngram_size, tf.int32)
+        banned |= tf.cond(n >= 2, lambda: banned_repeats(tokens, step, n, vocabulary_size),
+                          lambda: tf.zeros_like(banned))
     log_probs = _ban(log_probs, banned)
     if forced is not None:
         forced_ids, forced_lengths = forced

@@ -11,8 +11,8 @@ def greedy_search(step_fn, state, batch_size, settings):
         state: the initial decoding state.
         batch_size: int or scalar tensor.
         settings: `SearchSettings`: the lengths (`max_length` sizes the output buffer), the constraints
-            (`min_length`, `no_repeat_ngram_size`) and a prompt (`start_ids`, `forced`, `prefix_length`);
-            the settings of beam search and sampling are ignored.
+            (`min_length`, `no_repeat_ngram_size`: each an int or a scalar int tensor) and a prompt
+            (`start_ids`, `forced`, `prefix_length`); the settings of beam search and sampling are ignored.
     Returns:
         A `DecodeResult` with token_ids `(batch, 1, max_length)`.
     Example:

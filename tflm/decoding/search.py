@@ -102,8 +102,9 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
         row_max_length: optional int32 `(batch,)`, a limit per row below `max_length` (which then only
             sizes the buffers: a fixed size for XLA, with the limit the rows would have had otherwise).
         **overrides: tensors replacing option values (`beam_size`, `length_penalty`, `num_hypotheses` or
-            its old name `n_best`, `max_length`, `temperature`, `top_k`, `top_p`, `seed`), e.g. inputs of an
-            exported signature; `strategy` (a string) chooses another strategy.
+            its old name `n_best`, `max_length`, `temperature`, `top_k`, `top_p`, `seed`, and the constraints
+            `min_length` and `no_repeat_ngram_size`, scalar int tensors: n-gram blocking on when n >= 2),
+            e.g. inputs of an exported signature; `strategy` (a string) chooses another strategy.
     """
     for alias, target in DecodingOptions.ALIASES.items():
         if alias in overrides:
@@ -117,8 +118,8 @@ def search(step_fn, state, batch_size, options, source_lengths=None, start_ids=N
         row_max_length = tf.cast(row_max_length, tf.int32)
         limits = row_max_length if limits is None else tf.minimum(limits, row_max_length)
     settings = SearchSettings(
-        max_length=max_length, row_max_length=limits, min_length=options.min_length,
-        no_repeat_ngram_size=options.no_repeat_ngram_size, start_ids=start_ids, forced=forced,
+        max_length=max_length, row_max_length=limits, min_length=get("min_length"),
+        no_repeat_ngram_size=get("no_repeat_ngram_size"), start_ids=start_ids, forced=forced,
         prefix_length=prefix_length, beam_size=get("beam_size"), length_penalty=get("length_penalty"),
         num_hypotheses=get("num_hypotheses"), temperature=get("temperature"), top_k=get("top_k"),
         top_p=get("top_p"), seed=get("seed"))
@@ -152,7 +153,8 @@ def rescore(model, source_ids, hypotheses, alpha=0.0):
     return total / length_penalty(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1), alpha)
 
 
-def search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k, top_p, seed):
+def search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k, top_p, seed,
+                       **constraints):
     """The strategy a request's controls (scalar tensors, as an exported signature takes them) ask for.
 
     Sampling when `temperature > 0` (`num_hypotheses` samples with `top_k`/`top_p`/`seed`), else beam search
@@ -161,6 +163,8 @@ def search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperatu
 
     Args:
         run: `(strategy, **overrides) -> (token_ids, scores)`, e.g. a `search` over the model's state.
+        **constraints: overrides passed to `run` whatever the strategy, e.g. `min_length=` and
+            `no_repeat_ngram_size=` scalar tensors (see `search`).
     Returns:
         `(token_ids, scores)` of the chosen strategy.
     """
@@ -168,7 +172,7 @@ def search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperatu
     count = tf.maximum(tf.cast(num_hypotheses, tf.int32), 1)
     return tf.case([
         (temperature > 0, lambda: run("sample", num_hypotheses=count, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, seed=seed)),
+                                      top_p=top_p, seed=seed, **constraints)),
         (beam_size > 1, lambda: run("beam", beam_size=beam_size, num_hypotheses=tf.minimum(count, beam_size),
-                                    length_penalty=length_penalty)),
-    ], default=lambda: run("greedy"))
+                                    length_penalty=length_penalty, **constraints)),
+    ], default=lambda: run("greedy", **constraints))

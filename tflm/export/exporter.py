@@ -45,8 +45,9 @@ def build_archive(predictor, limits=None):
     The archive tracks the model's variables and the tokenizers' resources explicitly: a Keras 3 model held
     by a plain `tf.Module` loads in Python but not in the TF1 session loader that TF Serving uses.
     `limits` (`ServingLimits`) bound what one request may ask: each signature checks, in the graph and
-    before anything else runs, its rows (`max_batch_size`), its decoding controls (`decoding_checks`) and
-    the length in tokens of its `token_limited` texts, as its `Signature` declares them.
+    before anything else runs, its rows (`max_batch_size`), its decoding controls (`decoding_checks`; the
+    constraints `min_length` and `no_repeat_ngram_size` too, where the signature takes them) and the length in
+    tokens of its `token_limited` texts, as its `Signature` declares them.
     """
     limits = limits or ServingLimits()
     archive = keras.export.ExportArchive()

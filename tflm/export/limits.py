@@ -16,8 +16,13 @@ The upper limits are chosen at export (`tflm export --max-beam-size ...`) and re
 import dataclasses
 import math
 import re
+from typing import Optional
 
 import tensorflow as tf
+
+# The largest `no_repeat_ngram_size` a request may ask for: every step compares each position's n - 1 tokens,
+# and longer n-grams hardly ever repeat in a summary or translation anyway.
+MAX_NO_REPEAT_NGRAM_SIZE = 8
 
 
 @dataclasses.dataclass
@@ -62,12 +67,14 @@ class ServingLimits:
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    """An allowed range for a scalar control: `low <= value <= high` (`low_open`: `low < value`)."""
+    """An allowed range for a scalar control: `low <= value <= high` (`low_open`: `low < value`), or the
+    single value `also` outside it (e.g. 0, "off": "allowed 0 or 2 to 8")."""
 
     low: float = -math.inf
     high: float = math.inf
     low_open: bool = False
     why: str = ""  # where the bound comes from, e.g. "max_beam_size, set at export"
+    also: Optional[float] = None
 
     def describe(self):
         def number(x):
@@ -81,6 +88,8 @@ class Range:
             text = f"{number(self.low)} to {number(self.high)}"
             if self.low_open:
                 text = f"greater than {number(self.low)} and at most {number(self.high)}"
+        if self.also is not None:
+            text = f"{number(self.also)} or {text}"
         return f"allowed {text}" + (f" ({self.why})" if self.why else "")
 
     def condition(self, value):
@@ -93,6 +102,8 @@ class Range:
             ok = tf.logical_and(ok, value > low if self.low_open else value >= low)
         if self.high != math.inf:
             ok = tf.logical_and(ok, value <= tf.cast(self.high, value.dtype))
+        if self.also is not None:
+            ok = tf.logical_or(ok, tf.equal(value, tf.cast(self.also, value.dtype)))
         return ok
 
 
@@ -122,11 +133,13 @@ def batch_check(name, batch_size, limits):
 
 
 def decoding_checks(controls, limits, count_name, length_name, vocabulary_size):
-    """The checks of the decoding controls common to `translate` and `generate`.
+    """The checks of the decoding controls common to `translate` and `generate`, and of the constraints a
+    signature may also take (`constraint_checks`).
 
     Args:
         controls: name -> scalar tensor: `beam_size`, `count_name` (hypotheses), `length_name` (output
-            tokens), `length_penalty`, `temperature`, `top_k`, `top_p`. `seed` takes any int32.
+            tokens), `length_penalty`, `temperature`, `top_k`, `top_p`; optionally `min_length` and
+            `no_repeat_ngram_size`. `seed` takes any int32. Other entries are ignored.
         limits: `ServingLimits`.
         vocabulary_size: int, the upper bound of `top_k`.
     """
@@ -148,4 +161,28 @@ def decoding_checks(controls, limits, count_name, length_name, vocabulary_size):
                           f"{count_name} = {{}} exceeds beam_size = {{}}: without sampling (temperature 0) a "
                           f"request gets at most beam_size hypotheses (greedy decoding, beam_size 1, gets one)",
                           count, beam_size))
+    return checks + constraint_checks(controls, limits, length_name)
+
+
+def constraint_checks(controls, limits, length_name=None):
+    """The checks of the decoding constraints among `controls` (none when it has neither):
+
+    - `min_length`: 0 to `max_new_tokens` (the export's bound of the output length), and with `length_name`
+      (the request's output-length control) at most that length;
+    - `no_repeat_ngram_size`: 0 (off) or 2 to `MAX_NO_REPEAT_NGRAM_SIZE` (1 would forbid every repeated
+      token; a negative or huge n is a client's mistake, reported rather than answered).
+    """
+    checks = []
+    if "min_length" in controls:
+        min_length = tf.convert_to_tensor(controls["min_length"])
+        checks.append(check("min_length", min_length,
+                            Range(0, limits.max_new_tokens, why="max_new_tokens, set at export")))
+        if length_name and length_name in controls:
+            length = controls[length_name]
+            checks.append(require(min_length <= tf.cast(length, min_length.dtype),
+                                  f"min_length = {{}} exceeds {length_name} = {{}}: a request's minimum output "
+                                  f"length must be at most its maximum", min_length, length))
+    if "no_repeat_ngram_size" in controls:
+        checks.append(check("no_repeat_ngram_size", controls["no_repeat_ngram_size"],
+                            Range(2, MAX_NO_REPEAT_NGRAM_SIZE, also=0, why="0 turns n-gram blocking off")))
     return checks

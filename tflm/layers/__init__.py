@@ -2,6 +2,7 @@
 
 from tflm.layers.additive_attention import AdditiveAttention
 from tflm.layers.attention_decoder import ATTENTION_TYPES, AttentionDecoder
+from tflm.layers.copy_attention import CopyAttention, copy_distribution, coverage_loss
 from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.lstm_encoder import RNN_CELLS, LSTMEncoder, RecurrentStack
 from tflm.layers.luong_attention import LuongAttention

@@ -4,10 +4,12 @@ import keras
 from keras import ops
 
 from tflm.layers.attention_decoder import AttentionDecoder
+from tflm.layers.copy_attention import CopyAttention
 from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.lstm_encoder import RecurrentStack
 from tflm.layers.masking import padding_mask
 from tflm.layers.token_embedding import TokenEmbedding
+from tflm.text.tokenizers import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="tflm")
@@ -92,6 +94,9 @@ class RNNAttentionDecoder(Decoder):
         input_feeding: bool.
         cell: `"lstm"` or `"gru"`.
         dropout: float.
+        copy_attention: bool. Mix the vocabulary distribution with a copy distribution over the source
+            (`CopyAttention`, pointer-generator); the outputs are then log-probabilities.
+        coverage_loss_weight: float. With copy attention: the weight of its coverage loss in training.
     Call arguments:
         target_ids: int `(batch, target_length)`.
         encoded: an encoder's outputs (see `Encoder`).
@@ -107,12 +112,15 @@ class RNNAttentionDecoder(Decoder):
     """
 
     def __init__(self, vocabulary_size, embedding_dim=256, hidden_dim=512, num_layers=2, attention="luong_general",
-                 input_feeding=True, cell="lstm", dropout=0.2, **kwargs):
+                 input_feeding=True, cell="lstm", dropout=0.2, copy_attention=False, coverage_loss_weight=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocabulary_size = vocabulary_size
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.num_layers = num_layers
+        self.copy_attention = copy_attention
+        self.coverage_loss_weight = coverage_loss_weight
         self.attention = attention
         self.input_feeding = input_feeding
         self.cell = cell
@@ -125,21 +133,38 @@ class RNNAttentionDecoder(Decoder):
                                     dropout=dropout, cell=cell, dtype=policy, name="rnn")
         # Logits are float32 even under mixed precision, for a stable softmax and loss.
         self.output_projection = keras.layers.Dense(vocabulary_size, dtype="float32", name="logits")
+        # last, so the variables of a model without copy keep their order
+        self.copy = CopyAttention(hidden_dim, coverage_loss_weight, dtype=policy, name="copy") if copy_attention \
+            else None
 
     def initial_state(self, encoded, max_length=None):
         """The state before the first step (`max_length` is not needed: nothing grows with the target)."""
-        return self.rnn.initial_state(encoded["memory"], encoded["memory_mask"], encoded.get("states"))
+        state = self.rnn.initial_state(encoded["memory"], encoded["memory_mask"], encoded.get("states"))
+        if self.copy is not None:
+            state["static"] = dict(state["static"], copy=self.copy.static_state(encoded))
+        return state
 
     def _embed(self, token_ids, training):
         return self.embedding_dropout(self.embedding(token_ids), training=training)
 
     def call(self, target_ids, encoded, training=False):
-        outputs, _ = self.rnn(self._embed(target_ids, training), self.initial_state(encoded), training=training)
-        return self.output_projection(outputs)
+        embedded = self._embed(target_ids, training)
+        state = self.initial_state(encoded)
+        outputs, _ = self.rnn(embedded, state, training=training)
+        logits = self.output_projection(outputs)
+        if self.copy is None:
+            return logits
+        return self.copy(outputs, embedded, logits, state["static"]["copy"],
+                         target_mask=ops.not_equal(target_ids, PAD_ID), training=training)
 
     def step(self, token_ids, state, step, training=False):
-        output, state, _ = self.rnn.step(self._embed(token_ids, training), state, training=training)
-        return self.output_projection(output), state
+        embedded = self._embed(token_ids, training)
+        output, state, _ = self.rnn.step(embedded, state, training=training)
+        logits = self.output_projection(output)
+        if self.copy is None:
+            return logits, state
+        return self.copy(output[:, None], embedded[:, None], logits[:, None], state["static"]["copy"],
+                         training=training)[:, 0], state
 
     def cross_attention(self, target_ids, encoded):
         _, weights = self.rnn(self._embed(target_ids, False), self.initial_state(encoded))
@@ -156,5 +181,7 @@ class RNNAttentionDecoder(Decoder):
             "input_feeding": self.input_feeding,
             "cell": self.cell,
             "dropout": self.dropout,
+            "copy_attention": self.copy_attention,
+            "coverage_loss_weight": self.coverage_loss_weight,
         })
         return config

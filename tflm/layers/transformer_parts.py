@@ -4,10 +4,12 @@ import keras
 from keras import ops
 from keras_hub.layers import PositionEmbedding, SinePositionEncoding
 
+from tflm.layers.copy_attention import CopyAttention
 from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.masking import padding_mask
 from tflm.layers.transformer_decoder_block import TransformerDecoderBlock
 from tflm.layers.transformer_encoder_block import TransformerEncoderBlock
+from tflm.text.tokenizers import PAD_ID
 
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 
@@ -131,6 +133,9 @@ class TransformerDecoder(_TransformerStack, Decoder):
             as `TransformerEncoder`. The memory it attends to is `hidden_dim` wide.
         max_sequence_length: int. Longest target (the table size of learned positions).
         tie_output_embeddings: bool. The output projection is the transposed embedding.
+        copy_attention: bool. Mix the vocabulary distribution with a copy distribution over the source
+            (`CopyAttention`, pointer-generator); the outputs are then log-probabilities.
+        coverage_loss_weight: float. With copy attention: the weight of its coverage loss in training.
     Call arguments:
         target_ids: int `(batch, target_length)`.
         encoded: an encoder's outputs (see `Encoder`).
@@ -146,11 +151,13 @@ class TransformerDecoder(_TransformerStack, Decoder):
 
     def __init__(self, vocabulary_size, hidden_dim=256, intermediate_dim=1024, num_heads=4, num_layers=3,
                  dropout=0.1, normalize_first=True, position_embedding="sinusoidal", max_sequence_length=256,
-                 tie_output_embeddings=True, **kwargs):
+                 tie_output_embeddings=True, copy_attention=False, coverage_loss_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         self._setup(vocabulary_size, hidden_dim, intermediate_dim, num_heads, num_layers, dropout, normalize_first,
                     position_embedding, max_sequence_length)
         self.tie_output_embeddings = tie_output_embeddings
+        self.copy_attention = copy_attention
+        self.coverage_loss_weight = coverage_loss_weight
         self.memory_dim = hidden_dim
         policy = self.dtype_policy
         self.embedding = keras.layers.ReversibleEmbedding(
@@ -167,20 +174,29 @@ class TransformerDecoder(_TransformerStack, Decoder):
             for i in range(num_layers)
         ]
         self.norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=policy, name="norm")
+        # last, so the variables of a model without copy keep their order
+        self.copy = CopyAttention(hidden_dim, coverage_loss_weight, dtype=policy, name="copy") if copy_attention \
+            else None
 
-    def _logits(self, x):
+    def _logits(self, x, embedded=None, copy_static=None, target_mask=None, training=False):
         # The output projection runs in the compute dtype; the softmax and the loss get float32 logits.
         if self.normalize_first:
             x = self.norm(x)
-        return ops.cast(self.embedding(x, reverse=True), "float32")
+        logits = ops.cast(self.embedding(x, reverse=True), "float32")
+        if self.copy is None:
+            return logits
+        return self.copy(x, embedded, logits, copy_static, target_mask=target_mask, training=training)
 
     def _decode(self, target_ids, encoded, training=False, return_attention=False):
-        x = self._embed(target_ids, training=training)
+        x = embedded = self._embed(target_ids, training=training)
         weights = None
         for block in self.blocks:
             x, _, weights = block(x, memory=encoded["memory"], memory_mask=encoded["memory_mask"],
                                   return_attention=return_attention, training=training)
-        return self._logits(x), weights
+        if self.copy is None:
+            return self._logits(x), weights
+        return self._logits(x, embedded, self.copy.static_state(encoded), ops.not_equal(target_ids, PAD_ID),
+                            training=training), weights
 
     def call(self, target_ids, encoded, training=False):
         return self._decode(target_ids, encoded, training=training)[0]
@@ -197,26 +213,29 @@ class TransformerDecoder(_TransformerStack, Decoder):
         batch_size = ops.shape(memory)[0]
         head_dim = self.hidden_dim // self.num_heads
         empty = ops.zeros((batch_size, 2, self.num_heads, max_length, head_dim), dtype=memory.dtype)
-        return {
-            "self_caches": [empty for _ in self.blocks],
-            "static": {
-                "memory_mask": encoded["memory_mask"],
-                "cross_caches": [block.cross_attention_cache(memory) for block in self.blocks],
-            },
+        static = {
+            "memory_mask": encoded["memory_mask"],
+            "cross_caches": [block.cross_attention_cache(memory) for block in self.blocks],
         }
+        if self.copy is not None:
+            static["copy"] = self.copy.static_state(encoded)
+        return {"self_caches": [empty for _ in self.blocks], "static": static}
 
     def step(self, token_ids, state, step, training=False):
-        x = self._embed(token_ids[:, None], start_index=step, training=training)
+        x = embedded = self._embed(token_ids[:, None], start_index=step, training=training)
         static = state["static"]
         caches = []
         for block, cache, cross_cache in zip(self.blocks, state["self_caches"], static["cross_caches"]):
             x, cache, _ = block(x, memory_mask=static["memory_mask"], self_cache=cache, cache_index=step,
                                 cross_cache=cross_cache, training=training)
             caches.append(cache)
-        return self._logits(x[:, 0]), dict(state, self_caches=caches)
+        logits = self._logits(x, embedded, static.get("copy"), training=training)
+        return logits[:, 0], dict(state, self_caches=caches)
 
     def get_config(self):
         config = super().get_config()
         config.update(self._stack_config())
         config["tie_output_embeddings"] = self.tie_output_embeddings
+        config["copy_attention"] = self.copy_attention
+        config["coverage_loss_weight"] = self.coverage_loss_weight
         return config

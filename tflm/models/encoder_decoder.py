@@ -83,10 +83,13 @@ class EncoderDecoder(Seq2Seq):
         return []
 
     def encode(self, source_ids, training=False):
-        encoded = self.encoder(source_ids, training=training)
+        """The encoder's outputs (see `Encoder`), with the source ids (`"source_ids"`, which a decoder with copy
+        attention copies from)."""
+        encoded = dict(self.encoder(source_ids, training=training), source_ids=source_ids)
         if self.memory_projection is None:
             return encoded
-        return {"memory": self.memory_projection(encoded["memory"]), "memory_mask": encoded["memory_mask"]}
+        return {"memory": self.memory_projection(encoded["memory"]), "memory_mask": encoded["memory_mask"],
+                "source_ids": source_ids}
 
     def initial_state(self, encoded, max_length):
         return self.decoder.initial_state(encoded, max_length)

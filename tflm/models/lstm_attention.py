@@ -11,7 +11,8 @@ class _RecurrentAttentionSeq2Seq(EncoderDecoder):
 
     def __init__(self, source_vocabulary_size, target_vocabulary_size, embedding_dim=256, hidden_dim=512,
                  num_encoder_layers=2, num_decoder_layers=2, bidirectional=True, attention="luong_general",
-                 input_feeding=True, dropout=0.2, share_embeddings=False, **kwargs):
+                 input_feeding=True, dropout=0.2, share_embeddings=False, copy_attention=False,
+                 coverage_loss_weight=0.0, **kwargs):
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 f"share_embeddings=True needs one joint vocabulary, but source_vocabulary_size="
@@ -22,7 +23,8 @@ class _RecurrentAttentionSeq2Seq(EncoderDecoder):
                              bidirectional=bidirectional, cell=self.CELL, dropout=dropout, dtype=dtype, name="encoder")
         decoder = RNNAttentionDecoder(target_vocabulary_size, embedding_dim, hidden_dim, num_decoder_layers,
                                       attention=attention, input_feeding=input_feeding, cell=self.CELL,
-                                      dropout=dropout, dtype=dtype, name="decoder")
+                                      dropout=dropout, copy_attention=copy_attention,
+                                      coverage_loss_weight=coverage_loss_weight, dtype=dtype, name="decoder")
         encoder.share(embedding_dropout=decoder.embedding_dropout)  # one embedding dropout, as before
         super().__init__(encoder, decoder, share_embeddings=share_embeddings, **kwargs)
         self.source_vocabulary_size = source_vocabulary_size
@@ -35,6 +37,8 @@ class _RecurrentAttentionSeq2Seq(EncoderDecoder):
         self.attention = attention
         self.input_feeding = input_feeding
         self.dropout = dropout
+        self.copy_attention = copy_attention
+        self.coverage_loss_weight = coverage_loss_weight
 
     def _tracked_first(self, encoder, decoder):
         # The order of the variables of LSTMAttentionSeq2Seq before it was composed (its old checkpoints are
@@ -57,6 +61,8 @@ class _RecurrentAttentionSeq2Seq(EncoderDecoder):
             "input_feeding": self.input_feeding,
             "dropout": self.dropout,
             "share_embeddings": self.share_embeddings,
+            "copy_attention": self.copy_attention,
+            "coverage_loss_weight": self.coverage_loss_weight,
         })
         return config
 
@@ -77,6 +83,9 @@ class LSTMAttentionSeq2Seq(_RecurrentAttentionSeq2Seq):
         input_feeding: bool.
         dropout: float.
         share_embeddings: bool. One embedding table for source and target (needs a joint vocabulary).
+        copy_attention: bool. Copy attention (pointer-generator, `tflm.layers.CopyAttention`) in the decoder:
+            the outputs are log-probabilities of the mixture.
+        coverage_loss_weight: float. With copy attention: its coverage loss's weight in training.
     Example:
     >>> model = LSTMAttentionSeq2Seq(100, 100, embedding_dim=16, hidden_dim=32)
     >>> logits = model({"source_ids": np.array([[5, 6, 3]]), "target_ids": np.array([[2, 7]])})

@@ -27,6 +27,9 @@ class TransformerSeq2Seq(EncoderDecoder):
         max_sequence_length: int. Longest sequence (the table size of learned positions).
         share_embeddings: bool. One embedding table for source and target (joint vocabulary).
         tie_output_embeddings: bool. The output projection is the transposed target embedding.
+        copy_attention: bool. Copy attention (pointer-generator, `tflm.layers.CopyAttention`) in the decoder:
+            the outputs are log-probabilities of the mixture.
+        coverage_loss_weight: float. With copy attention: its coverage loss's weight in training.
     Example:
     >>> model = TransformerSeq2Seq(100, 100, hidden_dim=16, intermediate_dim=32, num_heads=2)
     >>> model({"source_ids": np.array([[5, 6, 3]]), "target_ids": np.array([[2, 7]])}).shape
@@ -36,7 +39,7 @@ class TransformerSeq2Seq(EncoderDecoder):
     def __init__(self, source_vocabulary_size, target_vocabulary_size, hidden_dim=256, intermediate_dim=1024,
                  num_heads=4, num_encoder_layers=3, num_decoder_layers=3, dropout=0.1, normalize_first=True,
                  position_embedding="sinusoidal", max_sequence_length=256, share_embeddings=False,
-                 tie_output_embeddings=True, **kwargs):
+                 tie_output_embeddings=True, copy_attention=False, coverage_loss_weight=0.0, **kwargs):
         if share_embeddings and source_vocabulary_size != target_vocabulary_size:
             raise ValueError(
                 f"share_embeddings=True needs one joint vocabulary, but source_vocabulary_size="
@@ -48,7 +51,8 @@ class TransformerSeq2Seq(EncoderDecoder):
                       normalize_first=normalize_first, position_embedding=position_embedding,
                       max_sequence_length=max_sequence_length, dtype=part_dtype(kwargs))
         decoder = TransformerDecoder(target_vocabulary_size, num_layers=num_decoder_layers,
-                                     tie_output_embeddings=tie_output_embeddings, name="decoder", **common)
+                                     tie_output_embeddings=tie_output_embeddings, copy_attention=copy_attention,
+                                     coverage_loss_weight=coverage_loss_weight, name="decoder", **common)
         encoder = TransformerEncoder(source_vocabulary_size, num_layers=num_encoder_layers, name="encoder", **common)
         # one position table and one embedding dropout for source and target, as before the composition
         encoder.share(positions=decoder.positions, embedding_dropout=decoder.embedding_dropout)
@@ -63,6 +67,8 @@ class TransformerSeq2Seq(EncoderDecoder):
         self.dropout = dropout
         self.normalize_first = normalize_first
         self.tie_output_embeddings = tie_output_embeddings
+        self.copy_attention = copy_attention
+        self.coverage_loss_weight = coverage_loss_weight
 
     def _tracked_first(self, encoder, decoder):
         # The order of the variables of this model before it was composed (its old checkpoints are keyed by it).
@@ -88,5 +94,7 @@ class TransformerSeq2Seq(EncoderDecoder):
             "max_sequence_length": self.max_sequence_length,
             "share_embeddings": self.share_embeddings,
             "tie_output_embeddings": self.tie_output_embeddings,
+            "copy_attention": self.copy_attention,
+            "coverage_loss_weight": self.coverage_loss_weight,
         })
         return config

@@ -12,7 +12,8 @@ from tflm.tasks.base import Evaluation, Task, TaskData
 from tflm.tasks.predictor import Predictor, Signature
 
 DEFAULT_TASK = "translation"  # what `tflm train` trains without --task
-BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling"}
+BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
+                 "summarization": "tflm.tasks.summarization"}
 _TASKS = {}
 
 

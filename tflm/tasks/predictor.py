@@ -15,13 +15,17 @@ import tensorflow as tf
 
 from tflm.training.checkpoints import ModelVariables
 
-# The decoding controls a signature may take, with the dtype of each (all scalars).
+# The decoding controls a signature may take, with the dtype of each (all scalars). `min_length` and
+# `no_repeat_ngram_size` are the constraints (`tflm.decoding.search`'s overrides, e.g. through
+# `search_by_controls(..., min_length=..., no_repeat_ngram_size=...)`).
 CONTROL_DTYPES = {"beam_size": tf.int32, "num_hypotheses": tf.int32, "max_length": tf.int32,
                   "max_new_tokens": tf.int32, "length_penalty": tf.float32, "temperature": tf.float32,
-                  "top_k": tf.int32, "top_p": tf.float32, "seed": tf.int32}
+                  "top_k": tf.int32, "top_p": tf.float32, "seed": tf.int32, "min_length": tf.int32,
+                  "no_repeat_ngram_size": tf.int32}
 # A modest request for the warm-up file: its graph is prepared before the first real request needs it.
 WARMUP_CONTROLS = {"beam_size": 2, "num_hypotheses": 1, "max_length": 8, "max_new_tokens": 8, "length_penalty": 0.6,
-                   "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+                   "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0, "min_length": 0,
+                   "no_repeat_ngram_size": 0}
 
 
 @dataclasses.dataclass

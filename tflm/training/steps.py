@@ -68,6 +68,8 @@ class TrainSteps:
         with tf.GradientTape() as tape:
             outputs = self.model(inputs, training=True)
             loss_sum, nll_sum, count = self.loss(labels, outputs)
+            if self.model.losses:  # layer losses (add_loss, e.g. a coverage loss): sums over the batch too
+                loss_sum += tf.add_n([tf.cast(extra, tf.float32) for extra in self.model.losses])
             scaled_loss = self.optimizer.scale_loss(loss_sum)
         grads = tape.gradient(scaled_loss, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]

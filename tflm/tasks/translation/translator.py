@@ -138,11 +138,12 @@ class Translator(Predictor):
             translation
 
     def decode_with_controls(self, text, beam_size, num_hypotheses, max_length, length_penalty, temperature,
-                             top_k, top_p, seed):
+                             top_k, top_p, seed, **constraints):
         """Decodes with per-request settings (scalar tensors), as the exported `translate` signature does.
 
         Sampling when `temperature > 0` (`num_hypotheses` samples, `top_k`/`top_p`/`seed`), else beam search
         when `beam_size > 1` (the best `min(num_hypotheses, beam_size)`), else greedy (one hypothesis).
+        `constraints` (e.g. `min_length`, `no_repeat_ngram_size` tensors) apply to every strategy.
 
         Returns:
             `(outputs, scores)`: string `(batch, n)` and float32 `(batch, n)`, best first.
@@ -156,7 +157,7 @@ class Translator(Predictor):
 
         def run(strategy, **settings):
             result = search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
-                            strategy=strategy, max_length=max_length, **settings)
+                            strategy=strategy, max_length=max_length, **constraints, **settings)
             return result.token_ids, result.scores
 
         token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k,
@@ -216,33 +217,37 @@ class SampleTranslations:
     """After each epoch, translates a few validation sentences into the log and TensorBoard (as text), and
     draws the cross-attention heatmaps of the first `heatmaps` of them as TensorBoard images."""
 
-    def __init__(self, translator, sources, references, heatmaps=2):
+    def __init__(self, translator, sources, references, heatmaps=2, tag="sample_translations",
+                 header="| source | reference | translation |"):
         self.translator = translator
         self.sources = sources
         self.references = references
         self.heatmaps = heatmaps
+        self.tag = tag
+        self.header = header
 
     @classmethod
-    def from_corpus(cls, model, data, config, count):
-        """`count` validation sentences spread over the whole validation set (None when count is 0)."""
+    def from_corpus(cls, model, data, config, count, predictor_class=None, **options):
+        """`count` validation sentences spread over the whole validation set (None when count is 0);
+        `predictor_class` (default `Translator`) and `options` (`tag`, `header`) for other seq2seq tasks."""
         if not count:
             return None
         corpus = data.valid_corpus
         picks = sorted({round(i * (len(corpus) - 1) / max(count - 1, 1)) for i in range(count)}) if len(corpus) else []
-        translator = Translator(model, data.source_tokenizer, data.target_tokenizer, config.decoding,
-                                config.data.max_source_length)
-        return cls(translator, [corpus.source[i] for i in picks], [corpus.target[i] for i in picks])
+        translator = (predictor_class or Translator)(model, data.source_tokenizer, data.target_tokenizer,
+                                                     config.decoding, config.data.max_source_length)
+        return cls(translator, [corpus.source[i] for i in picks], [corpus.target[i] for i in picks], **options)
 
     def __call__(self, trainer, epoch, valid_loss):
         if not self.sources:
             return
         hypotheses = self.translator.translate(self.sources)
-        rows = ["| source | reference | translation |", "|---|---|---|"]
+        rows = [self.header, "|---|---|---|"]
         for source, reference, hypothesis in zip(self.sources, self.references, hypotheses):
             logger.info("sample: %s => %s (reference: %s)", source, hypothesis, reference)
             rows.append(f"| {_cell(source)} | {_cell(reference)} | {_cell(hypothesis)} |")
         with trainer.writers["valid"].as_default(step=trainer.step):
-            tf.summary.text("sample_translations", "\n".join(rows))
+            tf.summary.text(self.tag, "\n".join(rows))
             for index, source in enumerate(self.sources[: self.heatmaps]):
                 image = attention_heatmap(*self.translator.attention(source)[:3])
                 tf.summary.image(f"attention/{index}", np.asarray(image)[np.newaxis])

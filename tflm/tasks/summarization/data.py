@@ -1,0 +1,111 @@
+"""A summarization run's data: documents and summaries of a `{split}.source` / `{split}.target` folder,
+tokenized with one joint vocabulary, long documents truncated (and counted), batched by length."""
+
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from tflm import config as config_lib
+from tflm.data.parallel import DropReport, read_parallel
+from tflm.data.pipeline import Batching, TokenizedPairs, num_batches, tokenize_texts, translation_dataset
+from tflm.data.registry import dataset_info, find_dataset, split_file
+from tflm.tasks.base import TaskData
+from tflm.tasks.translation.data import prepare_vocabularies
+
+logger = logging.getLogger("tflm")
+
+SUFFIXES = ("source", "target")
+
+
+def split_files(data_config, split):
+    """(source_path, target_path) of a split: explicit files, a registered corpus, or a `data_dir` folder."""
+    explicit = getattr(data_config, f"{split}_files")
+    if explicit:
+        if len(explicit) != 2:
+            raise config_lib.ConfigError(f"data.{split}_files must be [source_path, target_path]; got {explicit}.")
+        return explicit[0], explicit[1]
+    if data_config.dataset is None:
+        if not data_config.data_dir:
+            raise config_lib.ConfigError(f"No data for the {split} split: set data.dataset, data.data_dir or "
+                                         f"data.{split}_files.")
+        directory = data_config.data_dir
+    else:
+        info = dataset_info(data_config.dataset)
+        if info.task != "summarization":
+            raise config_lib.ConfigError(f"Dataset {info.name!r} is a {info.task} corpus, not a summarization one; "
+                                         "pick one with `tflm data list` or give data.data_dir.")
+        directory = find_dataset(data_config.dataset, data_config.data_dir)
+    return tuple(split_file(directory, split, suffix) for suffix in SUFFIXES)
+
+
+def read_split(data_config, split, max_pairs=None):
+    """One split as a `ParallelCorpus` (`.source`: documents, `.target`: summaries)."""
+    return read_parallel(*split_files(data_config, split), max_pairs=max_pairs)
+
+
+def tokenize_documents(corpus, tokenizer, max_source_length, max_target_length=None):
+    """Tokenizes documents and summaries: sources longer than `max_source_length` tokens (EOS included) are
+    truncated to their first tokens, summaries longer than `max_target_length` are dropped (when given);
+    both are counted and logged with their first line numbers.
+
+    Returns:
+        `TokenizedPairs`.
+    """
+    source = tokenize_texts(corpus.source, tokenizer)
+    target = tokenize_texts(corpus.target, tokenizer)
+    line_numbers = np.asarray(corpus.line_numbers, dtype=np.int64)
+    where = f"{corpus.source_path} / {corpus.target_path}"
+    lengths = source.row_lengths().numpy() + 1
+    truncated = DropReport(where)
+    for number, length in zip(line_numbers[lengths > max_source_length], lengths[lengths > max_source_length]):
+        truncated.add(f"source longer than {max_source_length} tokens", int(number))
+    if truncated.total():
+        logger.info("truncated %s", truncated.summary())
+    source = source[:, : max_source_length - 1]
+    if max_target_length:
+        dropped = DropReport(where)
+        over = target.row_lengths().numpy() + 1 > max_target_length
+        for number in line_numbers[over]:
+            dropped.add(f"summary longer than {max_target_length} tokens", int(number))
+        dropped.log("dropped")
+        keep = ~over
+        source, target = tf.ragged.boolean_mask(source, keep), tf.ragged.boolean_mask(target, keep)
+        line_numbers = line_numbers[keep]
+    pairs = TokenizedPairs(source, target, line_numbers)
+    pairs.truncated = truncated.total()
+    return pairs
+
+
+def prepare_data(config, run_dir):
+    """Reads the train and valid splits, builds (or loads) the vocabulary, tokenizes, truncates, batches.
+
+    Returns a `TaskData` whose tokenizers are `(source, target)`; its extra parts: `source_tokenizer`,
+    `target_tokenizer`, `train_pairs`, `valid_pairs`, `valid_corpus`, `batching`.
+    """
+    data = config.data
+    train_corpus = read_split(data, "train", max_pairs=data.max_train_pairs)
+    source_tokenizer, target_tokenizer = prepare_vocabularies(config.vocabulary, run_dir, train_corpus)
+    train_pairs = tokenize_documents(train_corpus, source_tokenizer, data.max_source_length, data.max_target_length)
+    if not len(train_pairs):
+        raise ValueError(f"No training pairs are left in {train_corpus.source_path}: every summary is longer than "
+                         f"data.max_target_length={data.max_target_length} tokens; raise it.")
+    valid_corpus = read_split(data, "valid")
+    valid_pairs = tokenize_documents(valid_corpus, target_tokenizer, data.max_source_length, data.max_target_length)
+    batching = Batching(batch_tokens=data.batch_tokens, batch_size=data.batch_size,
+                        fixed_shapes=config.training.jit_compile,
+                        bucket_growth=1.5 if config.training.jit_compile else 1.2)
+    steps = num_batches(train_pairs, batching)
+    seed = config.training.seed
+    truncated = f", {train_pairs.truncated} sources truncated to {data.max_source_length} tokens" \
+        if train_pairs.truncated else ""
+    return TaskData(
+        tokenizers=(source_tokenizer, target_tokenizer),
+        train_dataset=lambda epoch: translation_dataset(train_pairs, batching, seed=seed, epoch=epoch),
+        steps_per_epoch=steps,
+        valid=translation_dataset(valid_pairs, batching, shuffle=False),
+        summary=f"{len(train_pairs)} training pairs{truncated}, {steps} batches per epoch",
+        batch_units=data.batch_tokens or data.batch_size,
+        extra=dict(source_tokenizer=source_tokenizer, target_tokenizer=target_tokenizer, train_pairs=train_pairs,
+                   valid_pairs=valid_pairs, valid_corpus=valid_corpus, batching=batching),
+    )
