@@ -1,4 +1,4 @@
-"""The commands that use a trained run: evaluate, translate, generate, predict, attention."""
+"""The commands that use a trained run: evaluate, translate, summarize, generate, predict, attention."""
 
 import dataclasses
 import json
@@ -12,7 +12,7 @@ from tflm.cli._common import decoding_options, echo_json, main, require_command,
 
 # Options of `evaluate` that some tasks take (`Task.evaluation_options`); a task refuses the others.
 _TASK_EVALUATION_OPTIONS = ("stride", "memory_length", "dynamic_lr", "dynamic_decay", "dynamic_streams", "cache_size",
-                            "cache_theta", "cache_mix")
+                            "cache_theta", "cache_mix", "baseline")
 
 
 @main.command()
@@ -40,12 +40,16 @@ _TASK_EVALUATION_OPTIONS = ("stride", "memory_length", "dynamic_lr", "dynamic_de
                                                 "[default: 0.05].")
 @click.option("--cache-mix", type=click.FloatRange(0, 1),
               help="Neural cache: its weight in the mixture with the model's probabilities [default: 0.2].")
+@click.option("--baseline", help="Summarization: score a baseline instead of the model, by the same code on the same "
+                                 "split: lead-1 (the first sentence; lead-K) or first-10 (the first words; first-N).")
 @decoding_options
 def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
     """Evaluate a run on a split of its corpus, and print the scores as JSON.
 
     Scores by task. Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes
-    RUN_DIR/eval/SPLIT.CHECKPOINT.STRATEGY.hyp and .json. Language models: loss, perplexity, bits per
+    RUN_DIR/eval/SPLIT.CHECKPOINT.STRATEGY.hyp and .json. Summarization: summarize and score with ROUGE-1/2/L
+    (rouge-score F1, stemmed, Unicode-safe tokens, 95% bootstrap intervals); --baseline lead-1 or first-10
+    scores a baseline instead (RUN_DIR/eval/SPLIT.best.BASELINE.json). Language models: loss, perplexity, bits per
     character (character models) and word-level perplexity; writes RUN_DIR/eval/SPLIT.CHECKPOINT.json
     (--stride, --memory-length: more context than training had; --dynamic-lr, --cache-size: adaptive
     evaluation, its settings chosen on the valid split; each noted in the file's name). A task refuses the
@@ -99,19 +103,55 @@ def translate(sentences, run_dir, server, model_name, protocol, input_file, outp
     unless options choose otherwise: e.g. --beam-size 4, or --sample --top-p 0.9 --seed 1.
     """
     setup_logging(verbose=False)
-    lines = _input_lines(sentences, input_file)
+    _decode_command("translate", sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
+                    batch_size, options)
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help="A trained run to summarize with.")
+@click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT.")
+@click.option("--model", "model_name", help="With --server: the model's name.")
+@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
+              help="With --server: REST (port 8501 by default) or gRPC (8500).")
+@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
+              help="File of documents, one per line ('-' for stdin). Default: the arguments, else stdin.")
+@click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
+              help="Where the summaries go, one line per input line. Default: stdout.")
+@click.option("--checkpoint", default="best", show_default=True,
+              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
+@click.option("--batch-size", type=int, help="Documents per decoding batch.")
+@decoding_options
+def summarize(texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
+              **options):
+    """Summarize TEXTS (or a file of documents, one per line, or stdin) with a summarization run.
+
+    One summary line out per document line in; an empty line gives an empty line. Decoding is the run's
+    (beam 4 with repeated-trigram blocking unless configured) unless options choose otherwise: e.g.
+    --no-repeat-ngram 0, --min-length 4, --max-length 24, --length-penalty 1.0, --beam-size 1.
+    """
+    setup_logging(verbose=False)
+    _decode_command("summarize", texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
+                    batch_size, options)
+
+
+def _decode_command(command, arguments, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
+                    batch_size, options):
+    """`tflm translate` and `tflm summarize`: the lines in, one output line per line (n-best: index, score, text)."""
+    lines = _input_lines(arguments, input_file)
     if server:
         _translate_with_server(server, model_name, protocol, lines, output_file, batch_size or 32)
         return
     if not run_dir:
         raise click.UsageError("Give --run-dir RUN, or --server HOST:PORT --model NAME.")
     task = task_of(run_dir)
-    require_command(task, run_dir, "translate")
+    require_command(task, run_dir, command)
     decoding = run_decoding(run_dir, options)
     translator = task.load_predictor(run_dir, checkpoint, decoding=decoding)
     n_best = decoding.num_hypotheses > 1
     chunk = 1024
-    with click.progressbar(length=len(lines), label="Translating", file=sys.stderr,
+    label = {"translate": "Translating", "summarize": "Summarizing"}[command]
+    with click.progressbar(length=len(lines), label=label, file=sys.stderr,
                            hidden=len(lines) <= chunk or not sys.stderr.isatty()) as bar:
         for start in range(0, len(lines), chunk):
             batch = lines[start: start + chunk]
