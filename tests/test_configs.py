@@ -32,6 +32,7 @@ def _encoded(width):
 
 
 ENCODED_8, ENCODED_16 = _encoded(8), _encoded(16)
+LOGITS_40 = rng.normal(size=(2, 4, 40)).astype("float32") * 3
 SEQ2SEQ_INPUTS = {"source_ids": IDS, "target_ids": TARGETS}
 
 
@@ -57,6 +58,9 @@ CASES = {
                                                              position_embedding="learned", max_sequence_length=32,
                                                              tie_output_embeddings=False),
                            lambda m: m(TARGETS, ENCODED_16)),
+    "CopyAttention": (lambda: layers.CopyAttention(6, coverage_loss_weight=0.5),
+                      lambda m: m(X[:, :4], X[:, :4, :5], LOGITS_40, m.static_state(
+                          {"memory": X, "memory_mask": MASK, "source_ids": IDS}))),
     "AttentionDecoder": (lambda: layers.AttentionDecoder(8, num_layers=2, attention="bahdanau", input_feeding=False,
                                                          dropout=0.1), _decoder_outputs),
     "TokenEmbedding": (lambda: layers.TokenEmbedding(50, 8, scale=True), lambda m: m(IDS)),
@@ -79,13 +83,15 @@ CASES = {
                                                                  num_encoder_layers=2, num_decoder_layers=1,
                                                                  bidirectional=False, attention="luong_dot",
                                                                  input_feeding=False, dropout=0.1,
-                                                                 share_embeddings=True),
+                                                                 share_embeddings=True, copy_attention=True,
+                                                                 coverage_loss_weight=0.5),
                              lambda m: m({"source_ids": IDS, "target_ids": TARGETS})),
     "TransformerSeq2Seq": (lambda: models.TransformerSeq2Seq(40, 40, hidden_dim=16, intermediate_dim=24, num_heads=2,
                                                              num_encoder_layers=1, num_decoder_layers=2, dropout=0.1,
                                                              normalize_first=False, position_embedding="learned",
                                                              max_sequence_length=32, share_embeddings=True,
-                                                             tie_output_embeddings=False),
+                                                             tie_output_embeddings=False, copy_attention=True,
+                                                             coverage_loss_weight=0.5),
                            lambda m: m({"source_ids": IDS, "target_ids": TARGETS})),
     "GRUAttentionSeq2Seq": (lambda: models.GRUAttentionSeq2Seq(40, 40, embedding_dim=8, hidden_dim=12,
                                                                num_encoder_layers=1, num_decoder_layers=2,
