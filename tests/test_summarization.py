@@ -219,6 +219,9 @@ def test_a_summarization_run_trains_evaluates_with_rouge_and_scores_the_baseline
         words = line.split()
         trigrams = [tuple(words[i: i + 3]) for i in range(len(words) - 2)]
         assert len(trigrams) == len(set(trigrams)), line
+    unblocked = json.loads(cli("evaluate", "--run-dir", run_dir, "--no-repeat-ngram", "0", "--max-length", "12"))
+    assert unblocked["decoding"]["no_repeat_ngram_size"] == 0  # another setting, another file: none overwritten
+    assert (run_dir / "eval" / "test.best.beam4.ngram0.max12.json").exists()
     lead = json.loads(cli("evaluate", "--run-dir", run_dir, "--baseline", "lead-1"))
     first = json.loads(cli("evaluate", "--run-dir", run_dir, "--baseline", "first-10"))
     assert lead["baseline"] == "lead-1" and (run_dir / "eval" / "test.best.lead-1.json").exists()

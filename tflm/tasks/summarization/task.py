@@ -20,6 +20,17 @@ from tflm.tasks.translation.translator import SampleTranslations
 logger = logging.getLogger("tflm")
 
 
+def decoding_setting(options, configured):
+    """The part of an evaluation's file name that says how it decoded: `.beam4` (the strategy), then each
+    constraint that differs from the run's configuration, e.g. `.beam4.ngram0.lp1.0.min3.max24`."""
+    setting = "." + {"greedy": "greedy", "beam": f"beam{options.beam_size}", "sample": "sample"}[options.strategy]
+    for field, short in (("no_repeat_ngram_size", "ngram"), ("length_penalty", "lp"), ("min_length", "min"),
+                         ("max_length", "max")):
+        if getattr(options, field) != getattr(configured, field):
+            setting += f".{short}{getattr(options, field)}"
+    return setting
+
+
 @register_task
 class SummarizationTask(TranslationTask):
     """Summarization: `tflm train --task summarization`, `tflm evaluate` (ROUGE; `--baseline lead-1` or
@@ -74,8 +85,7 @@ class SummarizationTask(TranslationTask):
             summaries = summarizer.summarize(corpus.source)
             seconds = time.monotonic() - started
             options = summarizer.decoding
-            setting = "." + {"greedy": "greedy", "beam": f"beam{options.beam_size}",
-                             "sample": "sample"}[options.strategy]
+            setting = decoding_setting(options, config.decoding)
             scores.update(checkpoint=checkpoint, decoding=dataclasses.asdict(options))
         scores.update(corpus_rouge(summaries, corpus.target))
         scores.update(seconds=round(seconds, 2), documents_per_second=round(len(summaries) / max(seconds, 1e-9), 1),
