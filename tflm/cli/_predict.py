@@ -42,8 +42,10 @@ _TASK_EVALUATION_OPTIONS = ("stride", "memory_length", "dynamic_lr", "dynamic_de
               help="Neural cache: its weight in the mixture with the model's probabilities [default: 0.2].")
 @click.option("--baseline", help="Summarization: score a baseline instead of the model, by the same code on the same "
                                  "split: lead-1 (the first sentence; lead-K) or first-10 (the first words; first-N).")
+@click.option("--profile", metavar="START:STOP", help="Trace decoding batches START to STOP (excluded; batch 0 is the "
+              "warm-up) with the TensorFlow profiler into RUN_DIR/logs (TensorBoard's Profile tab).")
 @decoding_options
-def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
+def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, profile, **options):
     """Evaluate a run on a split of its corpus, and print the scores as JSON.
 
     Scores by task. Translation: translate and score with sacreBLEU (BLEU 13a, chrF); writes
@@ -62,7 +64,7 @@ def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, **options):
         _set_run_data_dir(task, run_dir, data_dir)
     try:
         scores = task.evaluate(run_dir, split=split, checkpoint=checkpoint, max_examples=max_pairs,
-                               decoding=run_decoding(run_dir, options), **task_options)
+                               decoding=run_decoding(run_dir, options), profile=profile, **task_options)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     echo_json(scores)

@@ -63,7 +63,9 @@ _TRAIN_OPTIONS = {
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
               help="Set any configuration field, e.g. --set model.params.hidden_dim=256 (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress bar; warnings only on the console.")
-def train(run_dir, task, config_file, overrides, quiet, **options):
+@click.option("--profile", metavar="START:STOP", help="Trace optimizer steps START to STOP (excluded) with the "
+              "TensorFlow profiler into RUN_DIR/logs (TensorBoard's Profile tab).")
+def train(run_dir, task, config_file, overrides, quiet, profile, **options):
     """Train a model of a task (translation, language modelling, ...) in RUN_DIR (or resume the run there).
 
     Writes config.json, vocab/, checkpoints/ (last N and best on validation), logs/ for TensorBoard
@@ -87,7 +89,14 @@ def train(run_dir, task, config_file, overrides, quiet, **options):
         logging.getLogger("tflm").info("This process is worker %s of %d%s", index, count, " (the chief)" * chief)
     task = task_of(run_dir, task)
     config = run_config(task, run_dir, config_file, overrides, options)
-    result = task.train(config, run_dir, verbose=not quiet)
+    if profile:
+        from tflm.training.profiling import parse_profile_range
+
+        try:
+            parse_profile_range(profile)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from None
+    result = task.train(config, run_dir, verbose=not quiet, profile=profile)
     click.echo(json.dumps(train_summary(run_dir, result)))
 
 

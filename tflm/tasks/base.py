@@ -30,6 +30,7 @@ from typing import Callable, Optional
 from tflm import config as config_lib
 from tflm.tasks import runs
 from tflm.training.checkpoints import restore_model
+from tflm.training.profiling import StepProfiler, parse_profile_range, profiling
 from tflm.training.reporting import flat_hparams, write_metrics
 from tflm.training.steps import accumulation_steps_for
 from tflm.training.strategies import make_strategy
@@ -143,8 +144,9 @@ class Task:
 
     # ------------------------------------------------------------------ the driver
 
-    def train(self, config, run_dir, verbose=True):
-        """Trains (or resumes) a run of this task in `run_dir`; returns the `TrainResult`.
+    def train(self, config, run_dir, verbose=True, profile=None):
+        """Trains (or resumes) a run of this task in `run_dir`; returns the `TrainResult`. `profile`
+        ("START:STOP") traces those optimizer steps with the TensorFlow profiler into `run_dir/logs`.
 
         Saves (or checks) the configuration, creates the distribution strategy (before any TensorFlow op:
         MultiWorkerMirroredStrategy configures collectives at program start), prepares the data (training
@@ -155,6 +157,8 @@ class Task:
         strategy = make_strategy(config.training.strategy, config.training.devices)
         data = self.prepare_data(config, run_dir)
         trainer = self.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
+        if profile:
+            trainer.profiler = StepProfiler(os.path.join(run_dir, "logs"), *parse_profile_range(profile))
         data = self.training_data(config, data, trainer.model)
         training = config.training
         return trainer.fit(
@@ -225,17 +229,20 @@ class Task:
         return runs.save_averaged_checkpoint(run_dir, self.build_model(config, self.load_tokenizers(run_dir)),
                                              count)
 
-    def evaluate(self, run_dir, split="test", checkpoint="best", max_examples=None, decoding=None, **options):
+    def evaluate(self, run_dir, split="test", checkpoint="best", max_examples=None, decoding=None, profile=None,
+                 **options):
         """Scores the run on a split; writes `eval/<split>.<checkpoint><setting>.json` (and `.hyp` for
-        outputs) and returns the scores. `options` are the task's own (`evaluation_options`)."""
+        outputs) and returns the scores. `options` are the task's own (`evaluation_options`). `profile`
+        ("START:STOP") traces those batches of a predictor's loop (`tflm.training.profiling.tick`)."""
         given = {name: value for name, value in options.items() if value is not None}
         unknown = sorted(set(given) - set(self.evaluation_options))
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an evaluation option of {self.name} runs "
                              f"({run_dir}); they take {', '.join(self.evaluation_options) or 'none'}.")
         config = self.load_config(run_dir)
-        result = self.evaluate_split(run_dir, config, split, checkpoint, max_examples=max_examples,
-                                     decoding=decoding, **given)
+        with profiling(os.path.join(run_dir, "logs"), profile):
+            result = self.evaluate_split(run_dir, config, split, checkpoint, max_examples=max_examples,
+                                         decoding=decoding, **given)
         directory = os.path.join(run_dir, "eval")
         os.makedirs(directory, exist_ok=True)
         name = f"{split}.{os.path.basename(str(checkpoint))}{result.setting}"

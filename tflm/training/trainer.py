@@ -112,6 +112,7 @@ class Trainer:
         self.save_every_epoch = save_every_epoch
         self.jit_compile = jit_compile
         self.verbose = verbose
+        self.profiler = None  # a tflm.training.profiling.StepProfiler: traces some steps (`tflm train --profile`)
         self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
         self.best_dir = os.path.join(self.checkpoint_dir, "best")
         self._is_chief = is_chief(self.strategy)
@@ -248,6 +249,8 @@ class Trainer:
             stopped_by, valid_loss = self._end_epoch(epoch, finished, stopped_by, (epochs, max_steps, time_budget),
                                                      valid_data, on_epoch_end)
             last_valid = last_valid if valid_loss is None else valid_loss
+        if self.profiler is not None:
+            self.profiler.close()  # a run that stopped inside the profiled steps
         if self.hparams is not None:
             self.log_final_metrics({"best_valid_loss": float(self.best_valid_loss.numpy()),
                                     "last_valid_loss": last_valid, "step": self.step})
@@ -290,7 +293,11 @@ class Trainer:
     def _train_batch(self, batch, started, max_steps, time_budget):
         """Trains on one batch of the dataset (an optimizer step, or one more batch accumulated); after an
         optimizer step, returns the stopping criterion met, if any."""
+        if self.profiler is not None:
+            self.profiler.before(self.step)
         loss_sum, nll_sum, count, norm = self.steps.train_batch(batch)
+        if self.profiler is not None and norm is not None:
+            self.profiler.after(self.step)
         if not math.isfinite(loss_sum):
             self._write_progress()
             raise FloatingPointError(

@@ -11,6 +11,7 @@ from tflm.decoding.common import DecodeResult, lengths_of
 from tflm.decoding.search import DecodingOptions, search, search_by_controls
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.training.profiling import tick
 from tflm.visualization import attention_heatmap
 
 logger = logging.getLogger("tflm")
@@ -194,7 +195,7 @@ class Translator(Predictor):
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start: start + batch_size]
-            yield chunk, function(tf.constant([sentences[i] for i in chunk], dtype=tf.string))
+            yield chunk, tick(function, tf.constant([sentences[i] for i in chunk], dtype=tf.string))
 
     def translate(self, sentences, batch_size=None):
         """Translates a list of str (any size) to a list of str; order is kept."""
