@@ -82,21 +82,35 @@ def _set_run_data_dir(task, run_dir, data_dir):
 # ----------------------------------------------------------------------------------------- translate
 
 
+def _decoding_command_options(what, rows, outputs):
+    """The options `tflm translate` and `tflm summarize` share: a run or a server, the input and output files."""
+    options = [
+        click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help=f"A trained run to {what} with."),
+        click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT."),
+        click.option("--model", "model_name", help="With --server: the model's name."),
+        click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
+                     help="With --server: REST (port 8501 by default) or gRPC (8500)."),
+        click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
+                     help=f"File of {rows}, one per line ('-' for stdin). Default: the arguments, else stdin."),
+        click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
+                     help=f"Where the {outputs} go, one line per input line. Default: stdout."),
+        click.option("--checkpoint", default="best", show_default=True,
+                     help="best, last, averaged (see `tflm average`), or a checkpoint path."),
+        click.option("--batch-size", type=int, help=f"{rows.capitalize()} per decoding batch."),
+        decoding_options,
+    ]
+
+    def decorate(function):
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
 @main.command()
 @click.argument("sentences", nargs=-1)
-@click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help="A trained run to translate with.")
-@click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT.")
-@click.option("--model", "model_name", help="With --server: the model's name.")
-@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
-              help="With --server: REST (port 8501 by default) or gRPC (8500).")
-@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
-              help="File of sentences, one per line ('-' for stdin). Default: the arguments, else stdin.")
-@click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
-              help="Where the translations go, one line per input line. Default: stdout.")
-@click.option("--checkpoint", default="best", show_default=True,
-              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
-@click.option("--batch-size", type=int, help="Sentences per decoding batch.")
-@decoding_options
+@_decoding_command_options("translate", "sentences", "translations")
 def translate(sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
               **options):
     """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
@@ -111,19 +125,7 @@ def translate(sentences, run_dir, server, model_name, protocol, input_file, outp
 
 @main.command()
 @click.argument("texts", nargs=-1)
-@click.option("--run-dir", type=click.Path(exists=True, file_okay=False), help="A trained run to summarize with.")
-@click.option("--server", help="Or a TF Serving (tflm serve or the real one) at HOST:PORT.")
-@click.option("--model", "model_name", help="With --server: the model's name.")
-@click.option("--protocol", type=click.Choice(["rest", "grpc"]), default="rest", show_default=True,
-              help="With --server: REST (port 8501 by default) or gRPC (8500).")
-@click.option("--input", "-i", "input_file", type=click.File("r", encoding="utf-8"),
-              help="File of documents, one per line ('-' for stdin). Default: the arguments, else stdin.")
-@click.option("--output", "-o", "output_file", type=click.File("w", encoding="utf-8"), default="-",
-              help="Where the summaries go, one line per input line. Default: stdout.")
-@click.option("--checkpoint", default="best", show_default=True,
-              help="best, last, averaged (see `tflm average`), or a checkpoint path.")
-@click.option("--batch-size", type=int, help="Documents per decoding batch.")
-@decoding_options
+@_decoding_command_options("summarize", "documents", "summaries")
 def summarize(texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
               **options):
     """Summarize TEXTS (or a file of documents, one per line, or stdin) with a summarization run.

@@ -11,7 +11,7 @@ from tflm.data.parallel import DropReport, read_parallel
 from tflm.data.pipeline import Batching, TokenizedPairs, num_batches, tokenize_texts, translation_dataset
 from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.tasks.base import TaskData
-from tflm.tasks.translation.data import prepare_vocabularies
+from tflm.tasks.translation.data import explicit_split_files, prepare_vocabularies
 
 logger = logging.getLogger("tflm")
 
@@ -20,11 +20,9 @@ SUFFIXES = ("source", "target")
 
 def split_files(data_config, split):
     """(source_path, target_path) of a split: explicit files, a registered corpus, or a `data_dir` folder."""
-    explicit = getattr(data_config, f"{split}_files")
+    explicit = explicit_split_files(data_config, split)
     if explicit:
-        if len(explicit) != 2:
-            raise config_lib.ConfigError(f"data.{split}_files must be [source_path, target_path]; got {explicit}.")
-        return explicit[0], explicit[1]
+        return explicit
     if data_config.dataset is None:
         if not data_config.data_dir:
             raise config_lib.ConfigError(f"No data for the {split} split: set data.dataset, data.data_dir or "

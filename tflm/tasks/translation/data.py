@@ -15,13 +15,21 @@ from tflm.text.vocab import train_tokenizer
 logger = logging.getLogger("tflm")
 
 
+def explicit_split_files(data_config, split):
+    """`data.<split>_files` as (source_path, target_path), or None when the configuration names none."""
+    explicit = getattr(data_config, f"{split}_files")
+    if not explicit:
+        return None
+    if len(explicit) != 2:
+        raise config_lib.ConfigError(f"data.{split}_files must be [source_path, target_path]; got {explicit}.")
+    return explicit[0], explicit[1]
+
+
 def split_files(data_config, split):
     """(source_path, target_path) of a split."""
-    explicit = getattr(data_config, f"{split}_files")
+    explicit = explicit_split_files(data_config, split)
     if explicit:
-        if len(explicit) != 2:
-            raise config_lib.ConfigError(f"data.{split}_files must be [source_path, target_path]; got {explicit}.")
-        return explicit[0], explicit[1]
+        return explicit
     if data_config.dataset is None:
         raise config_lib.ConfigError(f"No data for the {split} split: set data.dataset or data.{split}_files.")
     info = dataset_info(data_config.dataset)
