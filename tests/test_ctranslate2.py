@@ -262,3 +262,24 @@ def test_a_trained_gpt_run_converts_and_generates_as_tflm_does(tmp_path):
     generator = language_modeling.Generator.from_run_dir(run_dir, decoding=DecodingOptions(
         strategy="greedy", max_length=16, max_length_a=0.0))
     assert_generation_parity(generator, path, ["ROMEO:", "But, soft", "It is"], 16)
+
+
+def test_tflm_export_format_ctranslate2_writes_a_versioned_model_and_refuses_what_it_cannot_hold(trained_run, tmp_path):
+    from click.testing import CliRunner
+
+    from tflm.cli import main
+
+    base = tmp_path / "models"
+    result = CliRunner().invoke(main, ["export", trained_run, "--name", "ct2", "--base-dir", str(base), "--format",
+                                       "ctranslate2", "--quantization", "int8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    path = result.output.strip().splitlines()[-1]
+    assert path == str(base / "ct2" / "1") and os.path.exists(os.path.join(path, "model.bin"))
+    assert json.load(open(os.path.join(path, METADATA_FILE)))["quantization"] == "int8"
+    ctranslate2.Translator(path, device="cpu")  # loads
+    again = CliRunner().invoke(main, ["export", trained_run, "--name", "ct2", "--base-dir", str(base), "--format",
+                                      "ctranslate2"], catch_exceptions=False)
+    assert again.exit_code == 0 and again.output.strip().splitlines()[-1] == str(base / "ct2" / "2")
+    refused = CliRunner().invoke(main, ["export", trained_run, "--name", "x", "--base-dir", str(base),
+                                        "--quantization", "int8"])
+    assert refused.exit_code == 2 and "--format ctranslate2" in refused.output

@@ -1,5 +1,6 @@
 """The commands between a trained run and its users: export, check, serve."""
 
+import os
 import sys
 
 import click
@@ -72,7 +73,14 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
               help="Limit: largest max_length (translation) / max_new_tokens (language models).")
 @click.option("--max-input-tokens", type=click.IntRange(min=1), default=2048, show_default=True,
               help="Limit: longest prompt or scored text of a language model, in tokens.")
-def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, length_penalty, **limits):
+@click.option("--format", "export_format", type=click.Choice(["saved_model", "ctranslate2"]), default="saved_model",
+              show_default=True, help="A SavedModel for TF Serving, or a CTranslate2 model (Transformer "
+              "encoder-decoders and GPT; the run's tokenizers are saved next to it).")
+@click.option("--quantization", type=click.Choice(["int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                                                   "float16", "bfloat16", "float32"]),
+              help="With --format ctranslate2: the weights' type (default: float32).")
+def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, length_penalty, export_format,
+           quantization, **limits):
     """Export RUN_DIR as a SavedModel for TensorFlow Serving: strings in, strings out.
 
     The version is checked (ops in TF Serving 2.20's op set, loads through the TF1 session loader, same
@@ -83,11 +91,32 @@ def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, le
     decoding control) before decoding, so TF Serving answers a request outside them with INVALID_ARGUMENT.
     """
     setup_logging()
+    if export_format == "ctranslate2":
+        click.echo(_export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization))
+        return
+    if quantization:
+        raise click.UsageError("--quantization applies to --format ctranslate2 only.")
     from tflm.export import ServingLimits, export_run
 
     decoding = run_decoding(run_dir, {"beam_size": beam_size, "length_penalty": length_penalty})
     click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
                           decoding=decoding, limits=ServingLimits(**limits)))
+
+
+def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization):
+    """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/; a clear error for a model it cannot hold."""
+    from tflm.export import next_version
+    from tflm.export.ctranslate2 import convert_run
+    from tflm.tasks import task_of_run
+
+    if average:
+        task_of_run(run_dir).average(run_dir, average)
+        checkpoint = "averaged"
+    path = os.path.join(base_dir, name, str(next_version(os.path.join(base_dir, name))))
+    try:
+        return convert_run(run_dir, path, checkpoint=checkpoint, quantization=quantization)
+    except (ValueError, ImportError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 @main.command()
