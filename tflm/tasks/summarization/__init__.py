@@ -18,8 +18,9 @@ from tflm.tasks.summarization.config import (
 )
 from tflm.tasks.summarization.data import prepare_data, read_split, split_files, tokenize_documents
 from tflm.tasks.summarization.summarizer import Summarizer
-from tflm.tasks.summarization.task import SummarizationTask
+from tflm.tasks.summarization.task import SummarizationTask, decoding_setting
 
 __all__ = ["ModelConfig", "SummarizationConfig", "SummarizationDataConfig", "SummarizationTask",
            "SummarizationVocabularyConfig", "Summarizer", "TrainingConfig", "count_parameters",
-           "default_summary_decoding", "prepare_data", "read_split", "split_files", "tokenize_documents"]
+           "decoding_setting", "default_summary_decoding", "prepare_data", "read_split", "split_files",
+           "tokenize_documents"]
