@@ -8,10 +8,9 @@ import tensorflow as tf
 
 from tflm import config as config_lib
 from tflm.data.parallel import DropReport, read_parallel
-from tflm.data.pipeline import Batching, TokenizedPairs, num_batches, tokenize_texts, translation_dataset
+from tflm.data.pipeline import TokenizedPairs, tokenize_texts
 from tflm.data.registry import dataset_info, find_dataset, split_file
-from tflm.tasks.base import TaskData
-from tflm.tasks.translation.data import explicit_split_files, prepare_vocabularies
+from tflm.tasks.translation.data import explicit_split_files, prepare_vocabularies, seq2seq_task_data
 
 logger = logging.getLogger("tflm")
 
@@ -42,16 +41,17 @@ def read_split(data_config, split, max_pairs=None):
     return read_parallel(*split_files(data_config, split), max_pairs=max_pairs)
 
 
-def tokenize_documents(corpus, tokenizer, max_source_length, max_target_length=None):
+def tokenize_documents(corpus, tokenizer, max_source_length, max_target_length=None, target_tokenizer=None):
     """Tokenizes documents and summaries: sources longer than `max_source_length` tokens (EOS included) are
     truncated to their first tokens, summaries longer than `max_target_length` are dropped (when given);
-    both are counted and logged with their first line numbers.
+    both are counted and logged with their first line numbers. Summaries are tokenized with `target_tokenizer`
+    when given (separate vocabularies), else with `tokenizer`.
 
     Returns:
         `TokenizedPairs`.
     """
     source = tokenize_texts(corpus.source, tokenizer)
-    target = tokenize_texts(corpus.target, tokenizer)
+    target = tokenize_texts(corpus.target, target_tokenizer or tokenizer)
     line_numbers = np.asarray(corpus.line_numbers, dtype=np.int64)
     where = f"{corpus.source_path} / {corpus.target_path}"
     lengths = source.row_lengths().numpy() + 1
@@ -84,26 +84,15 @@ def prepare_data(config, run_dir):
     data = config.data
     train_corpus = read_split(data, "train", max_pairs=data.max_train_pairs)
     source_tokenizer, target_tokenizer = prepare_vocabularies(config.vocabulary, run_dir, train_corpus)
-    train_pairs = tokenize_documents(train_corpus, source_tokenizer, data.max_source_length, data.max_target_length)
+    train_pairs = tokenize_documents(train_corpus, source_tokenizer, data.max_source_length, data.max_target_length,
+                                     target_tokenizer)
     if not len(train_pairs):
         raise ValueError(f"No training pairs are left in {train_corpus.source_path}: every summary is longer than "
                          f"data.max_target_length={data.max_target_length} tokens; raise it.")
     valid_corpus = read_split(data, "valid")
-    valid_pairs = tokenize_documents(valid_corpus, target_tokenizer, data.max_source_length, data.max_target_length)
-    batching = Batching(batch_tokens=data.batch_tokens, batch_size=data.batch_size,
-                        fixed_shapes=config.training.jit_compile,
-                        bucket_growth=1.5 if config.training.jit_compile else 1.2)
-    steps = num_batches(train_pairs, batching)
-    seed = config.training.seed
+    valid_pairs = tokenize_documents(valid_corpus, source_tokenizer, data.max_source_length, data.max_target_length,
+                                     target_tokenizer)
     truncated = f", {train_pairs.truncated} sources truncated to {data.max_source_length} tokens" \
         if train_pairs.truncated else ""
-    return TaskData(
-        tokenizers=(source_tokenizer, target_tokenizer),
-        train_dataset=lambda epoch: translation_dataset(train_pairs, batching, seed=seed, epoch=epoch),
-        steps_per_epoch=steps,
-        valid=translation_dataset(valid_pairs, batching, shuffle=False),
-        summary=f"{len(train_pairs)} training pairs{truncated}, {steps} batches per epoch",
-        batch_units=data.batch_tokens or data.batch_size,
-        extra=dict(source_tokenizer=source_tokenizer, target_tokenizer=target_tokenizer, train_pairs=train_pairs,
-                   valid_pairs=valid_pairs, valid_corpus=valid_corpus, batching=batching),
-    )
+    return seq2seq_task_data(config, source_tokenizer, target_tokenizer, train_pairs, valid_pairs, valid_corpus,
+                             note=truncated)

@@ -105,6 +105,12 @@ def prepare_data(config, run_dir):
         raise ValueError("No training pairs are left after filtering; check the data and the length limits.")
     valid_corpus = read_split(config.data, "valid")
     valid_pairs = tokenize_pairs(valid_corpus, source_tokenizer, target_tokenizer, **limits)
+    return seq2seq_task_data(config, source_tokenizer, target_tokenizer, train_pairs, valid_pairs, valid_corpus)
+
+
+def seq2seq_task_data(config, source_tokenizer, target_tokenizer, train_pairs, valid_pairs, valid_corpus, note=""):
+    """The `TaskData` of an encoder-decoder task (translation, summarization): length-bucketed batches of the
+    tokenized pairs, the order fixed by the seed and epoch; `note` is added to the log's summary line."""
     batching = Batching(batch_tokens=config.data.batch_tokens, batch_size=config.data.batch_size,
                         fixed_shapes=config.training.jit_compile,
                         bucket_growth=1.5 if config.training.jit_compile else 1.2)
@@ -115,7 +121,7 @@ def prepare_data(config, run_dir):
         train_dataset=lambda epoch: translation_dataset(train_pairs, batching, seed=seed, epoch=epoch),
         steps_per_epoch=steps,
         valid=translation_dataset(valid_pairs, batching, shuffle=False),
-        summary=f"{len(train_pairs)} training pairs, {steps} batches per epoch",
+        summary=f"{len(train_pairs)} training pairs{note}, {steps} batches per epoch",
         batch_units=config.data.batch_tokens or config.data.batch_size,
         extra=dict(source_tokenizer=source_tokenizer, target_tokenizer=target_tokenizer, train_pairs=train_pairs,
                    valid_pairs=valid_pairs, valid_corpus=valid_corpus, batching=batching),
