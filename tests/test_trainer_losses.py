@@ -32,6 +32,35 @@ def test_class_zero_is_a_label_and_negative_labels_are_ignored():
     np.testing.assert_allclose(float(nll_sum), -(log_probs[0, 0] + log_probs[2, 0] + log_probs[3, 1]), rtol=1e-6)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_token_loss_gradient_is_autodiffs_of_the_plain_formula(smoothing):
+    """The written-out gradient of the token loss (and of its nll) equals TensorFlow's gradient of the
+    straightforward log-softmax formula, PAD masked, for both outputs at once."""
+    rng = np.random.default_rng(2)
+    logits = tf.constant(rng.normal(size=(3, 4, 7)) * 3, tf.float32)
+    labels = tf.constant(rng.integers(1, 7, size=(3, 4)), tf.int32)
+    labels = tf.tensor_scatter_nd_update(labels, [[0, 3], [2, 2]], [0, 0])  # two PAD positions
+
+    def reference(x):
+        log_probs = tf.nn.log_softmax(x)
+        mask = tf.cast(labels != 0, tf.float32)
+        nll = -tf.gather(log_probs, labels, batch_dims=2)
+        smooth = -tf.reduce_mean(log_probs, axis=-1)
+        return tf.reduce_sum(((1 - smoothing) * nll + smoothing * smooth) * mask), tf.reduce_sum(nll * mask)
+
+    for function in (lambda x: token_cross_entropy(labels, x, smoothing)[:2], reference):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(logits)
+            loss_sum, nll_sum = function(logits)
+            mixed = 0.7 * loss_sum + 0.3 * nll_sum
+        results = [loss_sum, nll_sum] + [tape.gradient(y, logits) for y in (loss_sum, nll_sum, mixed)]
+        if function is reference:
+            for got, want in zip(ours, results):
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+        ours = results
+    assert float(tf.reduce_max(tf.abs(ours[2][0, 3]))) == 0.0  # a PAD position gets no gradient
+
+
 def test_class_label_smoothing_and_the_unsmoothed_nll_for_evaluation():
     logits = tf.constant(np.random.default_rng(1).normal(size=(3, 5)), tf.float32)
     log_probs = tf.nn.log_softmax(logits).numpy()
