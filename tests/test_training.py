@@ -118,11 +118,15 @@ def test_mirrored_strategies_made_one_after_another_in_one_process_do_not_share_
             np.testing.assert_allclose(total.numpy(), np.full([size], 2.0))
 
 
-def test_mirrored_strategy_matches_one_device(small_pairs, sample_tokenizer, tmp_path):
+@pytest.mark.parametrize("fused", [False, True])
+def test_mirrored_strategy_matches_one_device(small_pairs, sample_tokenizer, tmp_path, fused):
+    from tflm.training.optimizers import FusedAdam
+
     inputs, labels = next(iter(translation_dataset(small_pairs, Batching(batch_size=16), seed=0)))
     size = sample_tokenizer.vocabulary_size
-    single = make_trainer(tmp_path / "single", size)
-    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES))
+    optimizer = (lambda: FusedAdam(WarmupInverseSqrt(1e-2, warmup_steps=4))) if fused else None
+    single = make_trainer(tmp_path / "single", size, optimizer=optimizer)
+    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES), optimizer=optimizer)
     assert mirrored.strategy.num_replicas_in_sync == 2
     for variable, value in zip(mirrored.model.weights, single.model.weights):
         variable.assign(value)
@@ -203,11 +207,46 @@ def test_adamw_decays_the_weights_and_adam_does_not():
 
     for weight_decay, expected in ((0.1, 1.0 - 1e-2 * 0.1), (0.0, 1.0)):
         optimizer = build_optimizer(TrainingConfig(learning_rate=1e-2, weight_decay=weight_decay))
-        assert type(optimizer).__name__ == ("AdamW" if weight_decay else "Adam")
+        assert type(optimizer).__name__ == "FusedAdam" and optimizer.weight_decay == (weight_decay or None)
         variable = keras.Variable(np.full((3,), 2.0, "float32"))
         optimizer.build([variable])
         optimizer.apply([np.zeros((3,), "float32")], [variable])  # no gradient: only the decay moves it
         np.testing.assert_allclose(np.asarray(variable), 2.0 * expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("weight_decay", [None, 0.01])
+def test_fused_adam_takes_the_steps_of_keras_adam(weight_decay):
+    """The fused update (dense gradients) and Keras' own (the embedding's sparse gradient) give Keras' Adam's
+    weights and slots, with a schedule and weight decay, in a tf.function as the trainer runs it."""
+    from tflm.training.optimizers import FusedAdam
+
+    def train(optimizer_class):
+        keras.utils.set_random_seed(0)
+        embedding, dense = keras.layers.Embedding(50, 16), keras.layers.Dense(16)
+        embedding.build((None,))
+        dense.build((None, 16))
+        variables = embedding.trainable_variables + dense.trainable_variables
+        optimizer = optimizer_class(keras.optimizers.schedules.InverseTimeDecay(1e-2, 10, 0.5), beta_2=0.98,
+                                    weight_decay=weight_decay)
+        ids = tf.constant(np.random.default_rng(0).integers(0, 50, (8, 5)))
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(dense(embedding(ids)) ** 2)
+            optimizer.apply(tape.gradient(loss, variables), variables)
+
+        start = np.asarray(dense.kernel)
+        for _ in range(4):
+            step()
+        assert np.abs(np.asarray(dense.kernel) - start).max() > 1e-3  # the weights did move
+        moments = [v for v in optimizer.variables if v.path.endswith(("_momentum", "_velocity"))]
+        return [np.asarray(v) for v in variables + moments]
+
+    fused, reference = train(FusedAdam), train(keras.optimizers.Adam)
+    assert len(fused) == 3 + 2 * 3  # weights, then the two moments of each
+    for got, want in zip(fused, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
 def test_cosine_schedule_warms_up_linearly_then_decays_to_its_floor():

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tflm import config as config_lib
 from tflm.training.checkpoints import average_checkpoints, checkpoint_paths, model_checkpoint
-from tflm.training.optimizers import Muon
+from tflm.training.optimizers import FusedAdam, Muon
 from tflm.training.schedules import make_schedule
 from tflm.training.strategies import worker_role
 from tflm.training.trainer import set_seed
@@ -216,8 +216,8 @@ def check_optimizer(name):
 
 
 def build_optimizer(training_config, total_steps=None):
-    """Adam (AdamW with `weight_decay`), or Muon: orthogonalized momentum for the 2-D weights of the Transformer
-    blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to Adam's size so that
+    """Adam (AdamW with `weight_decay`; both `FusedAdam`), or Muon: orthogonalized momentum for the 2-D weights of
+    the Transformer blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to Adam's size so that
     the two share one learning rate and schedule)."""
     schedule = make_schedule(training_config.schedule, training_config.learning_rate,
                              training_config.warmup_steps, total_steps)
@@ -229,10 +229,8 @@ def build_optimizer(training_config, total_steps=None):
         newton_schulz_dtype = "bfloat16" if training_config.mixed_precision == "bfloat16" else "float32"
         optimizer = Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,
                          exclude_layers=["/logits/"], newton_schulz_dtype=newton_schulz_dtype)
-    elif training_config.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=training_config.weight_decay, beta_2=0.98)
-    else:
-        optimizer = keras.optimizers.Adam(schedule, beta_2=0.98)
+    else:  # Keras' Adam (AdamW: with decoupled weight decay), its dense updates fused
+        optimizer = FusedAdam(schedule, weight_decay=training_config.weight_decay or None, beta_2=0.98)
     if training_config.mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -24,3 +24,31 @@ class Muon(keras.optimizers.Muon):
 
     def get_config(self):
         return {**super().get_config(), "newton_schulz_dtype": self.newton_schulz_dtype}
+
+
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' `Adam` whose update of a dense gradient is one fused TensorFlow kernel (`ResourceApplyAdam`).
+
+    Keras' update is about a dozen element-wise ops per variable (the two moments, the square root, the
+    division, the three assignments), each a full pass over the variable and a dispatch: for the 133 variables
+    of a 3+3-layer Transformer that is 1,600 ops per step, the largest cost of a CPU training step after the
+    matmuls. `ResourceApplyAdam` computes the same update, `m += (g - m)(1 - b1)`, `v += (g² - v)(1 - b2)`,
+    `w -= lr·sqrt(1 - b2^t)/(1 - b1^t) · m/(sqrt(v) + eps)`, in one pass. Sparse gradients (`IndexedSlices`
+    of an embedding lookup), AMSGrad and non-TensorFlow variables take Keras' own update. The slots are Keras',
+    so checkpoints are interchangeable with `keras.optimizers.Adam`'s.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        import tensorflow as tf
+
+        handle = getattr(variable, "handle", None)
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or handle is None:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        index = self._get_variable_index(variable)
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        tf.raw_ops.ResourceApplyAdam(
+            var=handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))

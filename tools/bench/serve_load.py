@@ -8,6 +8,10 @@ send one-sentence REST predict requests back to back (sentences drawn in turn fr
 `--seconds`. Reported: requests/s, p50 and p99 latency, errors, and the batching / no-batching ratio of
 requests/s at each N, all from this one run.
 
+`--model A,B` compares models served by the same server (e.g. a SavedModel and the CTranslate2 export of
+the same run, `tflm export --format ctranslate2`): they take turns at each point, and each model after the
+first gets its requests/s and p99 as ratios against the first.
+
 `--baseline DIR` also runs the server of another checkout of tflm (e.g. a `git worktree` of an older commit),
 taking turns with this one at each point, and prints this server's requests/s and p99 against it. `--batching`
 picks the modes (`on`, `off` or `on,off`). A record goes to docs/results/ (`--name`).
@@ -32,7 +36,7 @@ from machine import describe  # noqa: E402
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-dir", default="saved_models")
-    parser.add_argument("--model", required=True)
+    parser.add_argument("--model", required=True, help="the served model's name, or several: A,B (A is the base)")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--sentences", required=True, help="a text file, one sentence per line")
@@ -63,8 +67,9 @@ def start_server(args, batching, checkout=None):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            status, body = call(port, "GET", f"/v1/models/{args.model}")
-            if status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE":
+            states = [call(port, "GET", f"/v1/models/{name}") for name in args.model.split(",")]
+            if all(status == 200 and body["model_version_status"][0]["state"] == "AVAILABLE"
+                   for status, body in states):
                 return process, port
         except OSError:
             pass
@@ -125,6 +130,7 @@ def main():
     clients = [int(n) for n in args.clients.split(",")]
     modes = [mode.strip() == "on" for mode in args.batching.split(",")]
     servers = ["this"] + (["baseline"] if args.baseline else [])
+    models = args.model.split(",")
     print(f"machine: {describe()}")
     print(f"model {args.model} in {args.base_dir}; {len(sentences)} sentences; {args.seconds:.0f}s per point; "
           f"servers: {', '.join(servers)}" + (f" (baseline: {args.baseline})" if args.baseline else ""))
@@ -134,12 +140,16 @@ def main():
                    for name in servers}
         try:
             for name, (_, port) in running.items():  # warm-up at the highest concurrency: every batch size seen
-                load(port, args.model, sentences, max(clients), 10.0)
+                for model in models:
+                    load(port, model, sentences, max(clients), 10.0)
             for index, n in enumerate(clients):
-                order = list(running) if index % 2 == 0 else list(running)[::-1]  # who goes first alternates
-                for name in order:  # the servers take turns at each point
-                    r = results[name, batching, index] = load(running[name][1], args.model, sentences, n, args.seconds)
-                    print(f"{name:8} batching={'on ' if batching else 'off'} clients={n:3d}: "
+                turns = [(name, model) for name in running for model in models]
+                order = turns if index % 2 == 0 else turns[::-1]  # who goes first alternates
+                for name, model in order:  # the servers (and models) take turns at each point
+                    r = results[name, model, batching, index] = load(running[name][1], model, sentences, n,
+                                                                     args.seconds)
+                    label = name if len(models) == 1 else f"{name} {model}"
+                    print(f"{label:8} batching={'on ' if batching else 'off'} clients={n:3d}: "
                           f"{r['requests_per_second']:7.1f} requests/s  p50 {r['p50'] * 1000:6.0f} ms  "
                           f"p99 {r['p99'] * 1000:6.0f} ms  errors {r['errors']}  ({r['requests']} requests)",
                           flush=True)
@@ -148,20 +158,29 @@ def main():
                 process.terminate()
                 process.wait(timeout=30)
     metrics = {}
-    for (name, batching, index), r in results.items():
+    for (name, model, batching, index), r in results.items():
         key = f"{name}_batching_{'on' if batching else 'off'}_point{index + 1}_{clients[index]}_clients"
+        key = key if len(models) == 1 else f"{model}_{key}"
         metrics[f"{key}_requests_per_second"] = r["requests_per_second"]
         metrics[f"{key}_p99_seconds"] = r["p99"]
         metrics[f"{key}_errors"] = r["errors"]
     for index, n in enumerate(clients):
         point = f"point{index + 1}_{n}_clients"
+        first = models[0]
         if len(modes) == 2:
-            ratio = results["this", True, index]["requests_per_second"] / \
-                results["this", False, index]["requests_per_second"]
+            ratio = results["this", first, True, index]["requests_per_second"] / \
+                results["this", first, False, index]["requests_per_second"]
             metrics[f"batching_over_no_batching_{point}"] = ratio
             print(f"clients={n:3d}: batching / no batching = x{ratio:.2f} requests/s")
+        for model in models[1:]:
+            for batching in modes:
+                this, base = results["this", model, batching, index], results["this", first, batching, index]
+                ratio = this["requests_per_second"] / base["requests_per_second"]
+                metrics[f"{model}_over_{first}_batching_{'on' if batching else 'off'}_{point}"] = ratio
+                print(f"clients={n:3d} batching={'on' if batching else 'off'}: {model} / {first} = x{ratio:.2f} "
+                      f"requests/s, p99 {this['p99'] * 1000:.0f} vs {base['p99'] * 1000:.0f} ms")
         for batching in modes if args.baseline else ():
-            this, base = results["this", batching, index], results["baseline", batching, index]
+            this, base = results["this", first, batching, index], results["baseline", first, batching, index]
             ratio = this["requests_per_second"] / base["requests_per_second"]
             metrics[f"this_over_baseline_batching_{'on' if batching else 'off'}_{point}"] = ratio
             print(f"clients={n:3d} batching={'on' if batching else 'off'}: this / baseline = x{ratio:.2f} "
