@@ -126,7 +126,8 @@ def test_mirrored_strategy_matches_one_device(small_pairs, sample_tokenizer, tmp
     size = sample_tokenizer.vocabulary_size
     optimizer = (lambda: FusedAdam(WarmupInverseSqrt(1e-2, warmup_steps=4))) if fused else None
     single = make_trainer(tmp_path / "single", size, optimizer=optimizer)
-    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES), optimizer=optimizer)
+    mirrored = make_trainer(tmp_path / "mirrored", size, tf.distribute.MirroredStrategy(CPU_DEVICES),
+                            optimizer=optimizer)
     assert mirrored.strategy.num_replicas_in_sync == 2
     for variable, value in zip(mirrored.model.weights, single.model.weights):
         variable.assign(value)

@@ -217,8 +217,8 @@ def check_optimizer(name):
 
 def build_optimizer(training_config, total_steps=None):
     """Adam (AdamW with `weight_decay`; both `FusedAdam`), or Muon: orthogonalized momentum for the 2-D weights of
-    the Transformer blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to Adam's size so that
-    the two share one learning rate and schedule)."""
+    the Transformer blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to
+    Adam's size so that the two share one learning rate and schedule)."""
     schedule = make_schedule(training_config.schedule, training_config.learning_rate,
                              training_config.warmup_steps, total_steps)
     check_optimizer(training_config.optimizer)
