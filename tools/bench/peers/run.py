@@ -390,8 +390,14 @@ def main():
     report(args, train, flops, decoding, len(sources), machine)
 
 
+TARGETS = {"train": 1.5, "beam4": 2.0, "greedy": 1.0}  # issue 25: tflm's best against OpenNMT-tf
+
+
 def report(args, train, flops, decoding, sentences, machine):
+    """Prints the figures with their ratios and the targets, writes the records and `WORK_DIR/table.md`."""
+    table = [f"machine: {machine}; commit {tflm.results.commit()}", ""]
     base = train["opennmt_tf"]["target_tokens_per_second"]
+    table += ["| training | target tokens/s | x OpenNMT-tf | target tokens/step | MFU |", "|---|---|---|---|---|"]
     command = "python tools/bench/peers/run.py " + " ".join(sys.argv[1:])
     dataset = f"{DATASET} en-es"
     print(f"\nTraining, steps {args.timed}, {args.batch_tokens}-token batches (target tokens/s):")
@@ -412,11 +418,20 @@ def report(args, train, flops, decoding, sentences, machine):
             tflm.results.write_record(f"peers-train-{name.replace('_', '-')}", "translation", dataset, MODEL_NAME,
                                       metrics, args.results_dir, command)
         print(line)
+        mfu = f"{metrics['mfu_percent']:.1f}% of {metrics['matmul_peak_gflops']:.0f} GFLOP/s" \
+            if "mfu_percent" in metrics else "–"
+        table.append(f"| {name} | {result['target_tokens_per_second']:,.0f} | x{ratio:.2f} | "
+                     f"{result['target_tokens_per_step']:,.0f} | {mfu} |")
+    best = max(train["tflm_fp32"]["target_tokens_per_second"], train["tflm_bf16"]["target_tokens_per_second"]) / base
+    print(_target("training", best, TARGETS["train"]))
     for mode, results in decoding.items():
         base = results["opennmt_tf"]["sentences_per_second"]
         print(f"\n{mode}, {sentences} test sentences in batches of {args.batch_size} (sentences/s):")
+        table += ["", f"| {mode} | sentences/s | x OpenNMT-tf | BLEU | characters/sentence |", "|---|---|---|---|---|"]
         for name, result in results.items():
             ratio = result["sentences_per_second"] / base
+            table.append(f"| {name} | {result['sentences_per_second']:,.1f} | x{ratio:.2f} | {result['bleu']:.2f} | "
+                         f"{result['mean_output_characters']:.1f} |")
             print(f"  {name:<30} {result['sentences_per_second']:8.1f}  x{ratio:.2f}  BLEU {result['bleu']:.2f}"
                   f"  {result['mean_output_characters']:.1f} characters/sentence")
             if name != "opennmt_tf":
@@ -426,6 +441,17 @@ def report(args, train, flops, decoding, sentences, machine):
                      "ratio_vs_opennmt_tf": ratio, "bleu": result["bleu"],
                      "opennmt_tf_bleu": results["opennmt_tf"]["bleu"],
                      "batch_size": args.batch_size, "sentences": sentences}, args.results_dir, command)
+        best = max(results[name]["sentences_per_second"] for name in ("tflm", "tflm_savedmodel")) / base
+        print(_target(f"{mode} decoding in TensorFlow (in process or SavedModel)", best, TARGETS[mode]))
+    path = os.path.join(os.path.abspath(args.work_dir), "table.md")
+    with open(path, "w") as f:
+        f.write("\n".join(table) + "\n")
+    print(f"\ntable: {path}")
+
+
+def _target(what, ratio, target):
+    met = "met" if ratio >= target else "NOT met"
+    return f"  target for {what}: x{target:.1f} OpenNMT-tf; tflm's best x{ratio:.2f}: {met}"
 
 
 if __name__ == "__main__":
