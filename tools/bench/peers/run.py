@@ -146,6 +146,9 @@ def tflm_train(args, run_dir, steps, mixed_precision, timed, vocab_from=None):
         shutil.copytree(os.path.join(vocab_from, "vocab"), os.path.join(run_dir, "vocab"), dirs_exist_ok=True)
     data = translation.prepare_data(config, run_dir)
     trainer = translation.build_trainer(config, run_dir, data, verbose=False)
+    if timed is None:  # a model to decode: no timing, and an interrupted run resumes where it stopped
+        result = trainer.fit(data.train_dataset, max_steps=steps)
+        return {"steps": steps, "train_seconds": result.train_seconds}
     start, stop = timed
     first = trainer.fit(data.train_dataset, max_steps=start)
     second = trainer.fit(data.train_dataset, max_steps=stop)
@@ -292,7 +295,7 @@ def main():
     print(f"machine: {machine}")
 
     # the models that are decoded, trained to --steps (tflm's trainer resumes an interrupted run by itself)
-    stages.run("models/tflm", lambda: tflm_train(args, run_dir, args.steps, "bfloat16", timed))
+    stages.run("models/tflm", lambda: tflm_train(args, run_dir, args.steps, "bfloat16", None))
     stages.run("data/onmt", lambda: write_onmt_data(args, run_dir, onmt_dir))
 
     def onmt_train(model_dir, steps):
