@@ -26,8 +26,10 @@ from tflm.cli._common import main, run_decoding, setup_logging
 @click.option("--shutdown-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0),
               help="On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish.")
 @click.option("--log-requests", is_flag=True, help="Log every request (default: only failed ones).")
+@click.option("--ctranslate2-threads", type=click.IntRange(min=1),
+              help="CPU threads of each CTranslate2 export served (default: every CPU).")
 def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_timeout_ms, max_body_bytes,
-          poll_seconds, max_pending, request_timeout, shutdown_timeout, log_requests):
+          poll_seconds, max_pending, request_timeout, shutdown_timeout, log_requests, ctranslate2_threads):
     """Serve every model under BASE_DIR with TF Serving's REST and gRPC APIs.
 
     New versions dropped into BASE_DIR/NAME/ are loaded and swapped in without failing requests; a version
@@ -47,7 +49,7 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
     run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
                max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
                poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
-               shutdown_timeout=shutdown_timeout)
+               shutdown_timeout=shutdown_timeout, ctranslate2_threads=ctranslate2_threads)
 
 
 # ----------------------------------------------------------------------------------------- average

@@ -82,6 +82,37 @@ def _set_run_data_dir(task, run_dir, data_dir):
 # ----------------------------------------------------------------------------------------- translate
 
 
+# CTranslate2's compute types (`tflm.export.ctranslate2_engine.COMPUTE_TYPES`, not imported: it loads TensorFlow)
+_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
+                  "bfloat16", "float32")
+
+
+def _engine_options():
+    """--engine and --compute-type: decode a run with tflm's graph (TensorFlow) or a CTranslate2 conversion."""
+    return [
+        click.option("--engine", type=click.Choice(["tensorflow", "ctranslate2"]), default="tensorflow",
+                     show_default=True, help="Decode with tflm's TensorFlow graph, or with CTranslate2 (the run's "
+                     "checkpoint converted once into RUN_DIR/ctranslate2/; Transformer encoder-decoders without "
+                     "copy attention and GPT models)."),
+        click.option("--compute-type", type=click.Choice(_COMPUTE_TYPES), default="default", show_default=True,
+                     help="With --engine ctranslate2: CTranslate2's compute type (int8 quantizes as it loads)."),
+    ]
+
+
+def _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type):
+    """The CTranslate2 engine of a run's checkpoint (converted once, again when the checkpoint is newer); a
+    click error naming the model type for a run CTranslate2 cannot decode."""
+    from tflm.export.ctranslate2_engine import convert_run_cached, load_engine
+
+    try:
+        path = convert_run_cached(run_dir, checkpoint)
+        return load_engine(path, compute_type=compute_type, decoding=decoding)
+    except ImportError as error:
+        raise click.ClickException(f"{error} Or decode with --engine tensorflow.") from None
+    except ValueError as error:
+        raise click.ClickException(f"{error} Decode this run with --engine tensorflow (the default).") from None
+
+
 def _decoding_command_options(what, rows, outputs):
     """The options `tflm translate` and `tflm summarize` share: a run or a server, the input and output files."""
     options = [
@@ -97,6 +128,7 @@ def _decoding_command_options(what, rows, outputs):
         click.option("--checkpoint", default="best", show_default=True,
                      help="best, last, averaged (see `tflm average`), or a checkpoint path."),
         click.option("--batch-size", type=int, help=f"{rows.capitalize()} per decoding batch."),
+        *_engine_options(),
         decoding_options,
     ]
 
@@ -111,8 +143,8 @@ def _decoding_command_options(what, rows, outputs):
 @main.command()
 @click.argument("sentences", nargs=-1)
 @_decoding_command_options("translate", "sentences", "translations")
-def translate(sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
-              **options):
+def translate(sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size, engine,
+              compute_type, **options):
     """Translate SENTENCES (or a file, or stdin) with a trained run: one line out per line in.
 
     An empty input line gives an empty output line. Decoding is the run's (greedy unless configured)
@@ -120,14 +152,14 @@ def translate(sentences, run_dir, server, model_name, protocol, input_file, outp
     """
     setup_logging(verbose=False)
     _decode_command("translate", sentences, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
-                    batch_size, options)
+                    batch_size, options, engine, compute_type)
 
 
 @main.command()
 @click.argument("texts", nargs=-1)
 @_decoding_command_options("summarize", "documents", "summaries")
-def summarize(texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size,
-              **options):
+def summarize(texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint, batch_size, engine,
+              compute_type, **options):
     """Summarize TEXTS (or a file of documents, one per line, or stdin) with a summarization run.
 
     One summary line out per document line in; an empty line gives an empty line. Decoding is the run's
@@ -136,12 +168,17 @@ def summarize(texts, run_dir, server, model_name, protocol, input_file, output_f
     """
     setup_logging(verbose=False)
     _decode_command("summarize", texts, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
-                    batch_size, options)
+                    batch_size, options, engine, compute_type)
 
 
 def _decode_command(command, arguments, run_dir, server, model_name, protocol, input_file, output_file, checkpoint,
-                    batch_size, options):
+                    batch_size, options, engine="tensorflow", compute_type="default"):
     """`tflm translate` and `tflm summarize`: the lines in, one output line per line (n-best: index, score, text)."""
+    if engine == "ctranslate2" and server:
+        raise click.UsageError("--engine ctranslate2 decodes a run here (--run-dir); a --server decodes with its own "
+                               "model (serve a CTranslate2 export with `tflm serve` instead).")
+    if compute_type != "default" and engine != "ctranslate2":
+        raise click.UsageError("--compute-type applies to --engine ctranslate2 only.")
     lines = _input_lines(arguments, input_file)
     if server:
         _translate_with_server(server, model_name, protocol, lines, output_file, batch_size or 32)
@@ -151,7 +188,10 @@ def _decode_command(command, arguments, run_dir, server, model_name, protocol, i
     task = task_of(run_dir)
     require_command(task, run_dir, command)
     decoding = run_decoding(run_dir, options)
-    translator = task.load_predictor(run_dir, checkpoint, decoding=decoding)
+    if engine == "ctranslate2":
+        translator = _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type)
+    else:
+        translator = task.load_predictor(run_dir, checkpoint, decoding=decoding)
     n_best = decoding.num_hypotheses > 1
     chunk = 1024
     label = {"translate": "Translating", "summarize": "Summarizing"}[command]
@@ -205,9 +245,16 @@ def _translate_with_server(server, model_name, protocol, lines, output_file, bat
 @click.option("--jit-compile", is_flag=True,
               help="XLA-compile the decoding (faster after a compilation per batch shape; samples may differ).")
 @click.option("--stream/--no-stream", default=None,
-              help="Print the text as it is produced (default: for a single prompt, without beam search).")
+              help="Print the text as it is produced (default: for a single prompt, without beam search; "
+                   "TensorFlow engine only).")
+@click.option("--engine", type=click.Choice(["tensorflow", "ctranslate2"]), default="tensorflow", show_default=True,
+              help="Generate with tflm's TensorFlow graph, or with CTranslate2 (GPT runs; the checkpoint converted "
+                   "once into RUN_DIR/ctranslate2/).")
+@click.option("--compute-type", type=click.Choice(_COMPUTE_TYPES), default="default", show_default=True,
+              help="With --engine ctranslate2: CTranslate2's compute type.")
 @decoding_options
-def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, stream, **options):
+def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, stream, engine, compute_type,
+             **options):
     """Continue PROMPTS (or stdin lines) with a language-model run.
 
     Greedy, beam (--beam-size), or sampling (--sample, --temperature, --top-k, --top-p, --seed), with
@@ -215,6 +262,10 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
     streams to the console.
     """
     setup_logging(verbose=False)
+    if engine == "ctranslate2" and (stream or jit_compile):
+        raise click.UsageError("--stream and --jit-compile apply to --engine tensorflow only.")
+    if compute_type != "default" and engine != "ctranslate2":
+        raise click.UsageError("--compute-type applies to --engine ctranslate2 only.")
     task = task_of(run_dir)
     require_command(task, run_dir, "generate")
     if not prompts:
@@ -224,7 +275,11 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
         decoding = dataclasses.replace(decoding, strategy="greedy")
     if max_new_tokens:
         decoding = dataclasses.replace(decoding, max_length=max_new_tokens)
-    generator = task.load_predictor(run_dir, checkpoint, decoding=decoding, jit_compile=jit_compile)
+    if engine == "ctranslate2":
+        generator = _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type)
+        stream = False
+    else:
+        generator = task.load_predictor(run_dir, checkpoint, decoding=decoding, jit_compile=jit_compile)
     if stream is None:
         stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.num_hypotheses == 1
     if stream:

@@ -45,7 +45,9 @@ pieces are truncated by tflm, not by CTranslate2 (`max_input_length`, default 10
 
 The run's tokenizer files are written next to the model (`source.model` / `target.model`, or
 `tokenizer.model` for a language model; the suffix is the tokenizer kind's) so a client can tokenize, and
-`tflm_ctranslate2.json` records the source run, checkpoint, model type, tokenizer files and quantization.
+`tflm_ctranslate2.json` records the source run, checkpoint, model type, tokenizer files and quantization, and the
+run's decoding options and serving limits: `tflm.export.ctranslate2_engine` decodes such a directory strings in,
+strings out, as tflm does (`tflm translate --engine ctranslate2`, `tflm serve`).
 
 Example:
 >>> path = convert_run("runs/quickstart", "ct2/quickstart", quantization="int8")
@@ -388,13 +390,21 @@ def _save_tokenizers(model, tokenizers, output_dir):
     return files
 
 
-def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force=False):
+def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force=False, decoding=None, limits=None):
     """Converts a trained run's checkpoint to a CTranslate2 model directory; returns its path.
 
     The directory holds CTranslate2's `model.bin`, `config.json` and vocabularies, the run's tokenizer files
     (`source.model`/`target.model` for translation, `tokenizer.model` for a language model; the suffix is the
     tokenizer kind's) and `tflm_ctranslate2.json` (the source run, checkpoint, model type, tokenizer files,
-    quantization and how to load it).
+    quantization and how to load it), written last and atomically: a directory holding it is complete.
+
+    The metadata also records what `tflm.export.ctranslate2_engine` needs to decode as the run does: the run's
+    `decoding` options (`DecodingOptions` fields), the serving `limits` (`ServingLimits`, the defaults unless
+    given), the resolved `checkpoint_path`; for an encoder-decoder `max_source_length` and
+    `max_target_positions` (a learned position table's size, else null); for a language model
+    `max_new_tokens` (the run's `decoding.max_length`), `max_sequence_length` (the model's positions) and
+    `separator` (`{"id", "piece"}`: the token an empty prompt starts from, a line break or EOS, as tflm's
+    `Generator.encode_prompt`).
 
     Args:
         run_dir: str. A trained tflm run.
@@ -403,11 +413,19 @@ def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force
         quantization: None or one of `QUANTIZATIONS` (weights quantized at save); a float32 model can also be
             quantized when loaded, with CTranslate2's `compute_type=`.
         force: bool. Replace an existing `output_dir` (else a `FileExistsError`).
+        decoding: optional `DecodingOptions` to record (default: the run's configured decoding).
+        limits: optional `ServingLimits` to record for serving (default: `ServingLimits()`).
     Raises:
         ValueError: for a model CTranslate2 cannot run (LSTM/GRU encoder-decoders, Transformer-XL, copy
             attention, ...), naming its type and what converts.
     """
+    import dataclasses
+
+    from tflm.export.limits import ServingLimits
+    from tflm.models.language_model import LanguageModel
     from tflm.tasks import task_of_run
+    from tflm.tasks.runs import resolve_run_checkpoint
+    from tflm.training.checkpoints import resolve_checkpoint
 
     _check_options(output_dir, quantization, force)
     task = task_of_run(run_dir)
@@ -416,27 +434,41 @@ def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force
     if model_type in ("lstm", "gru", "transformer_xl"):  # refused before the checkpoint is read
         raise _unsupported(model_type, "CTranslate2 has no recurrent encoder-decoders and no Transformer-XL "
                                        "(relative attention with memory)")
+    checkpoint_path = resolve_checkpoint(resolve_run_checkpoint(run_dir, checkpoint))
     tokenizers = task.load_tokenizers(run_dir)
-    model = task.load_model(run_dir, checkpoint, config, tokenizers)
+    model = task.load_model(run_dir, checkpoint_path, config, tokenizers)
     convert_model(model, tokenizers, output_dir, quantization=quantization, force=force)
     files = _save_tokenizers(model, tokenizers, output_dir)
-    from tflm.models.language_model import LanguageModel
-
+    decoding = decoding if decoding is not None else task.decoding(config)
+    language_model = isinstance(model, LanguageModel)
     metadata = {
         "source_run": os.path.abspath(run_dir),
         "checkpoint": checkpoint,
+        "checkpoint_path": os.path.abspath(checkpoint_path),
         "task": task.name,
         "model_type": model_type,
-        "ctranslate2_class": "Generator" if isinstance(model, LanguageModel) else "Translator",
+        "ctranslate2_class": "Generator" if language_model else "Translator",
         "tokenizer_kind": (tokenizers[0] if isinstance(tokenizers, (tuple, list)) else tokenizers).kind,
         "tokenizer_files": files,
         "quantization": quantization,
         "special_tokens": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
+        "decoding": dataclasses.asdict(decoding) if decoding is not None else None,
+        "limits": (limits or ServingLimits()).to_dict(),
     }
-    if not isinstance(model, LanguageModel):
+    predictor = task.make_predictor(config, model, tokenizers, decoding)
+    if language_model:
+        tokenizer = predictor.tokenizer
+        metadata["max_new_tokens"] = int(predictor.decoding.max_length)
+        metadata["max_sequence_length"] = getattr(model, "max_sequence_length", None)
+        metadata["separator"] = {"id": int(predictor.separator), "piece": tokenizer.pieces[predictor.separator]}
+    else:
         metadata["source_eos_added_by_ctranslate2"] = True
         metadata["max_source_length"] = getattr(config.data, "max_source_length", None)
-    with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+        positions = predictor.max_target_positions()
+        metadata["max_target_positions"] = positions if positions < 100_000 else None
+    temporary = os.path.join(output_dir, f".{METADATA_FILE}.tmp")
+    with open(temporary, "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
         f.write("\n")
+    os.replace(temporary, os.path.join(output_dir, METADATA_FILE))  # last, whole: the directory is complete
     return output_dir

@@ -1,4 +1,9 @@
-"""The models a server serves: every `<base_dir>/<name>/<version>/` SavedModel, reloaded as versions appear.
+"""The models a server serves: every `<base_dir>/<name>/<version>/` SavedModel or CTranslate2 export (a
+version holding `tflm_ctranslate2.json`, from `tflm export --format ctranslate2`), reloaded as versions appear.
+
+A CTranslate2 version answers behind the same REST and gRPC API as a SavedModel of the same run: the same
+signature names, inputs, outputs, dtypes and shapes (`tflm.export.ctranslate2_engine`), the export's limits
+checked by the same checks with the same messages (INVALID_ARGUMENT), and metadata listing its signatures.
 
 Like TF Serving's default version policy, the newest version of each model serves requests that name no
 version. A poller thread scans the directory; a new version is loaded (and answers its warm-up requests)
@@ -90,6 +95,59 @@ class LoadedVersion:
         return count
 
 
+class CTranslate2Version:
+    """One loaded CTranslate2 export: its engine (`tflm.export.ctranslate2_engine`) behind `LoadedVersion`'s
+    interface (`signature`, `input_specs`, `run`, `warm_up`, `signature_defs`, `info`).
+
+    The model runs one batch at a time (`inter_threads=1`, concurrent requests queue) over `threads` CPU
+    threads (default: every CPU)."""
+
+    def __init__(self, name, version, path, threads=None):
+        from tflm.export.ctranslate2_engine import load_engine
+
+        self.name = name
+        self.version = version
+        self.path = path
+        self.engine = load_engine(path, intra_threads=threads, inter_threads=1)
+        self.signature_defs = self.engine.signature_defs()
+        self.info = dict(self.engine.metadata, engine="ctranslate2", limits=self.engine.limits.to_dict(),
+                         signatures=[signature.name for signature in self.engine.signatures()])
+
+    def signature(self, signature_name):
+        try:
+            return self.engine.signature(signature_name)
+        except KeyError as error:
+            raise ServingError("INVALID_ARGUMENT", error.args[0]) from None
+
+    def input_specs(self, signature_name):
+        self.signature(signature_name)
+        return self.engine.input_specs(signature_name)
+
+    def run(self, signature_name, inputs):
+        """Runs a signature on numpy inputs (name -> array); returns name -> numpy array. A request outside
+        the export's limits is an INVALID_ARGUMENT `ServingError` with the SavedModel's message."""
+        from tflm.serving.core import graph_error_message
+
+        self.signature(signature_name)
+        try:
+            return self.engine.run(signature_name, inputs)
+        except tf.errors.InvalidArgumentError as error:
+            raise ServingError("INVALID_ARGUMENT", graph_error_message(error.message)) from None
+
+    def warm_up(self):
+        """Decodes a short input through each decoding signature once; returns how many requests ran."""
+        return self.engine.warm_up()
+
+
+def load_version(name, version, path, ctranslate2_threads=None):
+    """The loaded version at `path`: a `CTranslate2Version` for a CTranslate2 export, else a `LoadedVersion`."""
+    from tflm.export.ctranslate2 import METADATA_FILE
+
+    if not os.path.exists(os.path.join(path, "saved_model.pb")) and os.path.exists(os.path.join(path, METADATA_FILE)):
+        return CTranslate2Version(name, version, path, ctranslate2_threads)
+    return LoadedVersion(name, version, path)
+
+
 class VersionStatus:
     """A version's state as TF Serving reports it: START, LOADING, AVAILABLE, UNLOADING, END, with an error."""
 
@@ -104,15 +162,18 @@ class ModelRepository:
     """Loads and serves the models under `base_dir`; thread-safe.
 
     Args:
-        base_dir: the folder of models (`<name>/<version>/saved_model.pb`).
+        base_dir: the folder of models (`<name>/<version>/saved_model.pb`, or `<name>/<version>/` of a
+            CTranslate2 export with its `tflm_ctranslate2.json`).
         poll_seconds: how often to look for new versions (0: only when `refresh()` is called).
+        ctranslate2_threads: CPU threads of each CTranslate2 model (default: every CPU).
     """
 
-    def __init__(self, base_dir, poll_seconds=2.0):
+    def __init__(self, base_dir, poll_seconds=2.0, ctranslate2_threads=None):
         self.base_dir = os.path.abspath(base_dir)
         if not os.path.isdir(self.base_dir):
             raise FileNotFoundError(f"{base_dir}: no such directory of models (export one with `tflm export`).")
         self.poll_seconds = poll_seconds
+        self.ctranslate2_threads = ctranslate2_threads
         self._lock = threading.Lock()
         self._serving = {}  # name -> {version: LoadedVersion}
         self._statuses = {}  # name -> {version: VersionStatus}
@@ -165,13 +226,15 @@ class ModelRepository:
     # ------------------------------------------------------------------ loading
 
     def _on_disk(self):
+        from tflm.export.ctranslate2 import METADATA_FILE
+
         found = {}
         for name in os.listdir(self.base_dir):
             directory = os.path.join(self.base_dir, name)
             if name.startswith(".") or not NAME_PATTERN.match(name) or not os.path.isdir(directory):
                 continue
-            versions = [int(v) for v in os.listdir(directory)
-                        if v.isdigit() and os.path.exists(os.path.join(directory, v, "saved_model.pb"))]
+            versions = [int(v) for v in os.listdir(directory) if v.isdigit() and any(
+                os.path.exists(os.path.join(directory, v, marker)) for marker in ("saved_model.pb", METADATA_FILE))]
             if versions:
                 found[name] = versions
         return found
@@ -191,7 +254,8 @@ class ModelRepository:
             self._set_status(name, newest, "LOADING")
             started = time.monotonic()
             try:
-                loaded = LoadedVersion(name, newest, os.path.join(self.base_dir, name, str(newest)))
+                loaded = load_version(name, newest, os.path.join(self.base_dir, name, str(newest)),
+                                      self.ctranslate2_threads)
                 warmups = loaded.warm_up()
             except Exception as error:  # noqa: BLE001  (any load failure: report it, keep the old version)
                 self._failed.add((name, newest))

@@ -27,6 +27,7 @@ class Server:
         max_pending: most predictions queued or running at once; more get UNAVAILABLE / 503.
         request_timeout: seconds a prediction may take, queueing included; DEADLINE_EXCEEDED / 504 after.
         shutdown_timeout: on `stop()`, seconds that requests in flight may take to finish.
+        ctranslate2_threads: CPU threads of each CTranslate2 export served (default: every CPU).
     Example:
     >>> server = Server("saved_models", rest_port=0, grpc_port=0).start()
     >>> server.rest_port, server.grpc_port
@@ -34,12 +35,13 @@ class Server:
 
     def __init__(self, base_dir, host="127.0.0.1", rest_port=8501, grpc_port=8500, batching=True,
                  max_batch_size=32, batch_timeout_ms=10.0, max_body_bytes=1 << 20, poll_seconds=2.0,
-                 max_pending=128, request_timeout=30.0, shutdown_timeout=30.0):
+                 max_pending=128, request_timeout=30.0, shutdown_timeout=30.0, ctranslate2_threads=None):
         self.base_dir = base_dir
         self.host = host
         self.requested_ports = (rest_port, grpc_port)
-        self.core = ServingCore(ModelRepository(base_dir, poll_seconds), batching, max_batch_size,
-                                batch_timeout_ms, max_pending=max_pending, request_timeout=request_timeout)
+        repository = ModelRepository(base_dir, poll_seconds, ctranslate2_threads)
+        self.core = ServingCore(repository, batching, max_batch_size, batch_timeout_ms, max_pending=max_pending,
+                                request_timeout=request_timeout)
         self.max_body_bytes = max_body_bytes
         self.shutdown_timeout = shutdown_timeout
         self.rest = None
