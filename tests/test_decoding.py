@@ -167,3 +167,49 @@ def test_xla_and_graph_decoding_agree(transformer):
 def test_length_penalty():
     np.testing.assert_allclose(length_penalty(7, 0.6).numpy(), (12 / 6) ** 0.6)
     np.testing.assert_allclose(length_penalty(7, 0.0).numpy(), 1.0)
+
+
+def _while_body_casts(concrete):
+    """Cast ops inside the while loops of a traced function (the per-step work)."""
+    graph_def = concrete.graph.as_graph_def()
+    bodies = {node.attr["body"].func.name for node in graph_def.node if node.op in ("While", "StatelessWhile")}
+    return sum(node.op == "Cast" for f in graph_def.library.function if f.signature.name in bodies
+               for node in f.node_def)
+
+
+def test_mixed_precision_decoding_casts_the_matrices_once_and_decodes_the_same(trained_run):
+    """Under bfloat16 mixed precision, `Predictor.compute_weights` casts kernels and embeddings before the
+    decoding loop instead of at every step: fewer casts per step, the same hypotheses and scores."""
+    import dataclasses
+
+    import keras
+
+    from tflm.decoding import DecodingOptions
+    from tflm.tasks import get_task
+    from tflm.tasks.predictor import Predictor
+
+    task = get_task("translation")
+    config = task.load_config(trained_run)
+    config = dataclasses.replace(config, training=dataclasses.replace(config.training, mixed_precision="bfloat16"))
+    sentences = tf.constant(["Where is the train station?", "I love you.", "Tom is reading a book today."])
+    results, casts = {}, {}
+    for hoisted in (True, False):
+        original = Predictor.compute_weights
+        if not hoisted:  # Keras' own reads: a cast at every step
+            Predictor.compute_weights = lambda self: __import__("contextlib").nullcontext()
+        try:
+            translator = task.load_predictor(trained_run, "last", config=config,
+                                             decoding=DecodingOptions(strategy="beam", beam_size=3))
+            assert translator.model.dtype_policy.compute_dtype == "bfloat16"
+            concrete = translator.translate_batch.get_concrete_function(sentences)
+            results[hoisted] = {k: np.asarray(v) for k, v in translator.translate_batch(sentences).items()}
+            casts[hoisted] = _while_body_casts(concrete)
+        finally:
+            Predictor.compute_weights = original
+    assert casts[True] + 10 <= casts[False]  # every layer's kernels no longer cast per step
+    assert list(results[True]["outputs"]) == list(results[False]["outputs"])
+    np.testing.assert_allclose(results[True]["scores"], results[False]["scores"], rtol=1e-6)
+    matrix = next(v for v in translator.model.weights if len(v.shape) == 2)
+    with translator.compute_weights():  # inside the scope a kernel reads as bfloat16; outside, float32 again
+        assert keras.backend.standardize_dtype(matrix.value.dtype) == "bfloat16"
+    assert keras.backend.standardize_dtype(matrix.value.dtype) == "float32"

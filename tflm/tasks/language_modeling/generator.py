@@ -108,16 +108,17 @@ class Generator(Predictor):
         """Decodes from encoded prompts; `max_length` sizes the buffers, `prefix_length` positions are
         read first in one pass (None: none), `row_max_length` limits every row (default: `max_length`)."""
         batch_size = tf.shape(start)[0]
-        state = self.model.initial_state(batch_size, max_length)
-        if prefix_length is not None:
-            positions = tf.concat([start[:, tf.newaxis], forced_ids], axis=1)[:, :prefix_length]
-            if isinstance(prefix_length, int):  # a fixed length (XLA)
-                state = self.model.prefill(positions, state) if prefix_length > 0 else state
-            else:
-                state = tf.cond(prefix_length > 0, lambda: self.model.prefill(positions, state), lambda: state)
-        result = search(self.model.decode_step, state, batch_size, self.decoding, start_ids=start,
-                        forced=(forced_ids, forced_lengths), prefix_length=prefix_length, max_length=max_length,
-                        row_max_length=row_max_length, **overrides)
+        with self.compute_weights():
+            state = self.model.initial_state(batch_size, max_length)
+            if prefix_length is not None:
+                positions = tf.concat([start[:, tf.newaxis], forced_ids], axis=1)[:, :prefix_length]
+                if isinstance(prefix_length, int):  # a fixed length (XLA)
+                    state = self.model.prefill(positions, state) if prefix_length > 0 else state
+                else:
+                    state = tf.cond(prefix_length > 0, lambda: self.model.prefill(positions, state), lambda: state)
+            result = search(self.model.decode_step, state, batch_size, self.decoding, start_ids=start,
+                            forced=(forced_ids, forced_lengths), prefix_length=prefix_length, max_length=max_length,
+                            row_max_length=row_max_length, **overrides)
         prompt_part = tf.range(max_length)[tf.newaxis, tf.newaxis, :] < forced_lengths[:, tf.newaxis, tf.newaxis]
         token_ids = tf.where(prompt_part, PAD_ID, result.token_ids)
         return DecodeResult(token_ids, lengths_of(token_ids), result.scores)

@@ -84,9 +84,10 @@ class Translator(Predictor):
         batch_size = tf.shape(source_ids)[0]
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         max_length = overrides.pop("max_length", self.buffer_length(source_lengths))
-        state = self.model.initial_state(self.model.encode(source_ids), max_length)
-        return search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
-                      max_length=max_length, **overrides)
+        with self.compute_weights():
+            state = self.model.initial_state(self.model.encode(source_ids), max_length)
+            return search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
+                          max_length=max_length, **overrides)
 
     def buffer_length(self, source_lengths):
         """The decoding buffers' length for a batch: the absolute limit, or less when the relative limit
@@ -154,15 +155,16 @@ class Translator(Predictor):
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         max_length = tf.clip_by_value(tf.minimum(tf.cast(max_length, tf.int32), self.buffer_length(source_lengths)),
                                       1, self.max_target_positions())
-        state = self.model.initial_state(self.model.encode(source_ids), max_length)
+        with self.compute_weights():
+            state = self.model.initial_state(self.model.encode(source_ids), max_length)
 
-        def run(strategy, **settings):
-            result = search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
-                            strategy=strategy, max_length=max_length, **constraints, **settings)
-            return result.token_ids, result.scores
+            def run(strategy, **settings):
+                result = search(self.model.decode_step, state, batch_size, self.decoding, source_lengths,
+                                strategy=strategy, max_length=max_length, **constraints, **settings)
+                return result.token_ids, result.scores
 
-        token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k,
-                                               top_p, seed)
+            token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature,
+                                                   top_k, top_p, seed)
         return self._texts(text, DecodeResult(token_ids, lengths_of(token_ids), scores))
 
     def max_target_positions(self):
