@@ -278,8 +278,12 @@ def test_tflm_export_format_ctranslate2_writes_a_versioned_model_and_refuses_wha
     assert json.load(open(os.path.join(path, METADATA_FILE)))["quantization"] == "int8"
     ctranslate2.Translator(path, device="cpu")  # loads
     again = CliRunner().invoke(main, ["export", trained_run, "--name", "ct2", "--base-dir", str(base), "--format",
-                                      "ctranslate2"], catch_exceptions=False)
+                                      "ctranslate2", "--beam-size", "3", "--max-beam-size", "5"],
+                               catch_exceptions=False)
     assert again.exit_code == 0 and again.output.strip().splitlines()[-1] == str(base / "ct2" / "2")
+    metadata = json.load(open(base / "ct2" / "2" / METADATA_FILE))  # its decoding and limits, as a SavedModel has
+    assert (metadata["decoding"]["strategy"], metadata["decoding"]["beam_size"]) == ("beam", 3)
+    assert metadata["limits"]["max_beam_size"] == 5
     refused = CliRunner().invoke(main, ["export", trained_run, "--name", "x", "--base-dir", str(base),
                                         "--quantization", "int8"])
     assert refused.exit_code == 2 and "--format ctranslate2" in refused.output

@@ -93,20 +93,22 @@ def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, le
     decoding control) before decoding, so TF Serving answers a request outside them with INVALID_ARGUMENT.
     """
     setup_logging()
-    if export_format == "ctranslate2":
-        click.echo(_export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization))
-        return
-    if quantization:
-        raise click.UsageError("--quantization applies to --format ctranslate2 only.")
     from tflm.export import ServingLimits, export_run
 
     decoding = run_decoding(run_dir, {"beam_size": beam_size, "length_penalty": length_penalty})
+    if export_format == "ctranslate2":
+        click.echo(_export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization, decoding,
+                                       ServingLimits(**limits)))
+        return
+    if quantization:
+        raise click.UsageError("--quantization applies to --format ctranslate2 only.")
     click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
                           decoding=decoding, limits=ServingLimits(**limits)))
 
 
-def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization):
-    """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/; a clear error for a model it cannot hold."""
+def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization, decoding, limits):
+    """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/ (its default decoding and the request
+    limits as for a SavedModel); a clear error for a model it cannot hold."""
     from tflm.export import next_version
     from tflm.export.ctranslate2 import convert_run
     from tflm.tasks import task_of_run
@@ -116,7 +118,8 @@ def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantizati
         checkpoint = "averaged"
     path = os.path.join(base_dir, name, str(next_version(os.path.join(base_dir, name))))
     try:
-        return convert_run(run_dir, path, checkpoint=checkpoint, quantization=quantization)
+        return convert_run(run_dir, path, checkpoint=checkpoint, quantization=quantization, decoding=decoding,
+                           limits=limits)
     except (ValueError, ImportError) as error:
         raise click.ClickException(str(error)) from None
 
