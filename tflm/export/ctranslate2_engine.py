@@ -75,7 +75,7 @@ import tensorflow as tf
 from tflm.decoding.common import NEGATIVE
 from tflm.decoding.search import DecodingOptions
 from tflm.export.ctranslate2 import METADATA_FILE
-from tflm.export.limits import Range, ServingLimits, batch_check, check, checked, decoding_checks
+from tflm.export.limits import ServingLimits, checked, signature_checks
 from tflm.tasks.predictor import Signature, control_inputs, text_input
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 
@@ -409,18 +409,7 @@ class _Engine:
         limits, names = self.limits, list(signature.inputs)
 
         def checks(*args):
-            inputs = dict(zip(names, args))
-            found = []
-            if signature.rows:
-                found.append(batch_check(signature.row_name, tf.size(inputs[signature.rows]), limits))
-            for name in signature.token_limited:
-                counts = tf.cast(self._count_tokens(inputs[name]), tf.int64)
-                longest = tf.reduce_max(tf.concat([counts, [0]], 0))
-                found.append(check(f"{signature.row_name} length in tokens", longest,
-                                   Range(0, limits.max_input_tokens, why="max_input_tokens, set at export")))
-            if signature.length:
-                found += decoding_checks(inputs, limits, "num_hypotheses", signature.length,
-                                         signature.vocabulary_size)
+            found = signature_checks(signature, dict(zip(names, args)), limits, self._count_tokens)
             return checked({"ok": tf.constant(True)}, found)
 
         return tf.function(checks, input_signature=list(signature.inputs.values()))

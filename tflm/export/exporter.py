@@ -26,7 +26,7 @@ import uuid
 import keras
 import tensorflow as tf
 
-from tflm.export.limits import Range, ServingLimits, batch_check, check, checked, decoding_checks
+from tflm.export.limits import ServingLimits, checked, signature_checks
 from tflm.tasks.predictor import WARMUP_CONTROLS
 
 logger = logging.getLogger("tflm")
@@ -69,15 +69,7 @@ def _bounded(signature, predictor, limits):
 
     def endpoint(*args):
         inputs = dict(zip(names, args))
-        checks = []
-        if signature.rows:
-            checks.append(batch_check(signature.row_name, tf.size(inputs[signature.rows]), limits))
-        for name in signature.token_limited:
-            longest = tf.reduce_max(tf.concat([tf.cast(predictor.count_tokens(inputs[name]), tf.int64), [0]], 0))
-            checks.append(check(f"{signature.row_name} length in tokens", longest,
-                                Range(0, limits.max_input_tokens, why="max_input_tokens, set at export")))
-        if signature.length:
-            checks += decoding_checks(inputs, limits, "num_hypotheses", signature.length, signature.vocabulary_size)
+        checks = signature_checks(signature, inputs, limits, predictor.count_tokens)
         if checks:
             inputs = checked(inputs, checks)
         return signature.function(**inputs)

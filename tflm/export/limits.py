@@ -186,3 +186,20 @@ def constraint_checks(controls, limits, length_name=None):
         checks.append(check("no_repeat_ngram_size", controls["no_repeat_ngram_size"],
                             Range(2, MAX_NO_REPEAT_NGRAM_SIZE, also=0, why="0 turns n-gram blocking off")))
     return checks
+
+
+def signature_checks(signature, inputs, limits, count_tokens):
+    """The checks a predictor's `Signature` declares, on its inputs (name -> tensor): the rows against
+    `max_batch_size`, each token-limited text against `max_input_tokens` (`count_tokens(text)` -> tokens per
+    row), and with a length control every decoding control's range. The exported graph and the CTranslate2
+    engine run these same checks, so both refuse a request with the same message."""
+    found = []
+    if signature.rows:
+        found.append(batch_check(signature.row_name, tf.size(inputs[signature.rows]), limits))
+    for name in signature.token_limited:
+        longest = tf.reduce_max(tf.concat([tf.cast(count_tokens(inputs[name]), tf.int64), [0]], 0))
+        found.append(check(f"{signature.row_name} length in tokens", longest,
+                           Range(0, limits.max_input_tokens, why="max_input_tokens, set at export")))
+    if signature.length:
+        found += decoding_checks(inputs, limits, "num_hypotheses", signature.length, signature.vocabulary_size)
+    return found
