@@ -47,8 +47,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from machine import describe  # noqa: E402
 
 DATASET = "tatoeba-es-en"
-ONMT_PACKAGES = ["OpenNMT-tf==2.32.0", "tensorflow==2.13.1", "tensorflow-addons==0.21.0", "ctranslate2==4.8.*"]
-CT2_PACKAGES = ["ctranslate2==4.8.*"]
+# pip install steps of each venv. OpenNMT-tf 2.32 declares ctranslate2<4, so one resolution of both fails; its
+# `ctranslate2` exporters work with 4.8 (that is what converts its model here), installed in a second step.
+ONMT_PACKAGES = [["OpenNMT-tf==2.32.0", "tensorflow==2.13.1", "tensorflow-addons==0.21.0"], ["ctranslate2==4.8.*"]]
+CT2_PACKAGES = [["ctranslate2==4.8.*"]]
 MODEL = dict(num_layers=3, hidden_dim=256, num_heads=4, intermediate_dim=1024)
 MODEL_NAME = "transformer 3+3 layers, d 256, 4 heads, ff 1024, 8k+8k unigram"
 SPECIALS = {"<pad>", "<unk>", "<s>", "</s>"}
@@ -90,17 +92,19 @@ class Stages:
 # ------------------------------------------------------------------ environments
 
 
-def venv(work_dir, name, python, packages):
-    """A venv of its own for a peer, made once; returns its python."""
+def venv(work_dir, name, python, steps):
+    """A venv of its own for a peer, made once (`steps`: the package lists of successive pip installs);
+    returns its python."""
     directory = os.path.join(work_dir, "venvs", name)
-    marker = os.path.join(directory, "installed.txt")
-    if not os.path.exists(marker) or open(marker).read().split("\n") != packages:
-        print(f"[{time.strftime('%H:%M:%S')}] making the {name} venv: {' '.join(packages)}", flush=True)
+    marker = os.path.join(directory, "installed.json")
+    if not os.path.exists(marker) or json.load(open(marker)) != steps:
+        print(f"[{time.strftime('%H:%M:%S')}] making the {name} venv: {steps}", flush=True)
         subprocess.run([python, "-m", "venv", "--clear", directory], check=True)
-        subprocess.run([os.path.join(directory, "bin", "python"), "-m", "pip", "install", "--quiet", *packages],
-                       check=True)
+        for packages in steps:
+            subprocess.run([os.path.join(directory, "bin", "python"), "-m", "pip", "install", "--quiet", *packages],
+                           check=True)
         with open(marker, "w") as f:
-            f.write("\n".join(packages))
+            json.dump(steps, f)
     return os.path.join(directory, "bin", "python")
 
 
