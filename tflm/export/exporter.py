@@ -69,7 +69,7 @@ def _bounded(signature, predictor, limits):
 
     def endpoint(*args):
         inputs = dict(zip(names, args))
-        checks = signature_checks(signature, inputs, limits, predictor.count_tokens)
+        checks = signature_checks(signature, inputs, limits, lambda text: predictor.count_tokens(text))
         if checks:
             inputs = checked(inputs, checks)
         return signature.function(**inputs)

@@ -32,8 +32,9 @@ class FusedAdam(keras.optimizers.Adam):
     Keras' update is about a dozen element-wise ops per variable (the two moments, the square root, the
     division, the three assignments), each a full pass over the variable and a dispatch: for the 133 variables
     of a 3+3-layer Transformer about 1,600 ops per step (the element-wise `Mul`, `Sub`, `RealDiv` of the
-    TensorFlow profile of a CPU training step). `ResourceApplyAdam` computes the same update, `m += (g - m)(1 - b1)`, `v += (g² - v)(1 - b2)`,
-    `w -= lr·sqrt(1 - b2^t)/(1 - b1^t) · m/(sqrt(v) + eps)`, in one pass. Sparse gradients (`IndexedSlices`
+    TensorFlow profile of a CPU training step). `ResourceApplyAdam` computes the same update,
+    `m += (g - m)(1 - b1)`, `v += (g² - v)(1 - b2)`, `w -= lr·sqrt(1 - b2^t)/(1 - b1^t) · m/(sqrt(v) + eps)`,
+    in one pass. Sparse gradients (`IndexedSlices`
     of an embedding lookup), AMSGrad and non-TensorFlow variables take Keras' own update. The slots are Keras',
     so checkpoints are interchangeable with `keras.optimizers.Adam`'s.
     """
