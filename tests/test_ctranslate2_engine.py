@@ -258,6 +258,12 @@ def test_a_ctranslate2_export_answers_rest_and_grpc_as_the_saved_model(served):
         assert status == 200, controlled
         status, metadata = rest(served, "GET", f"/v1/models/{name}/metadata")
         answers[name] = default, controlled, metadata["metadata"]["signature_def"]["signature_def"]
+        tokenized = rest(served, "POST", f"/v1/models/{name}:predict",
+                         {"signature_name": "tokenize", "inputs": {"text": SENTENCES}})
+        detokenized = rest(served, "POST", f"/v1/models/{name}:predict",
+                           {"signature_name": "detokenize",
+                            "inputs": {"token_ids": [[5, 6, 7, 3, 0], [8, 9, 0, 0, 0]]}})
+        answers[name, "tokens"] = tokenized, detokenized
     (saved_default, saved_controlled, saved_defs), (default, controlled, defs) = answers["saved"], answers["ct2"]
     assert [p["outputs"] for p in default["predictions"]] == [p["outputs"] for p in saved_default["predictions"]]
     assert default["predictions"][2] == {"outputs": "", "scores": 0.0}
@@ -266,6 +272,8 @@ def test_a_ctranslate2_export_answers_rest_and_grpc_as_the_saved_model(served):
     assert controlled["outputs"]["outputs"] == saved_controlled["outputs"]["outputs"]
     assert np.asarray(controlled["outputs"]["scores"]).shape == (len(SENTENCES), 1)
     assert set(defs) == set(saved_defs) == {"serving_default", "translate", "tokenize", "detokenize", "score"}
+    assert answers["ct2", "tokens"] == answers["saved", "tokens"]  # tokenize and detokenize: status and answer
+    assert answers["ct2", "tokens"][0][0] == 200 and answers["ct2", "tokens"][0][1]["outputs"]["lengths"][0] > 0
     for name, definition in defs.items():
         for kind in ("inputs", "outputs"):
             shapes = {key: (info["dtype"], info["tensor_shape"]) for key, info in definition[kind].items()}

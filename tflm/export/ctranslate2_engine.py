@@ -72,11 +72,11 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
-from tflm.decoding.common import NEGATIVE
+from tflm.decoding.common import NEGATIVE, row_max_lengths
 from tflm.decoding.search import DecodingOptions
 from tflm.export.ctranslate2 import METADATA_FILE
 from tflm.export.limits import ServingLimits, checked, signature_checks
-from tflm.tasks.predictor import Signature, control_inputs, text_input
+from tflm.tasks.predictor import Signature, control_inputs, text_input, token_signatures
 from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, load_tokenizer
 
 COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
@@ -254,13 +254,10 @@ class Search:
 
 
 def row_limits(source_lengths, max_length, max_length_a=0.0, max_length_b=None):
-    """tflm's per-row output limits (EOS included): `min(max_length, ceil(a * source_length) + b)`, at least
-    1, when `a > 0` (in float32, as `tflm.decoding.row_max_lengths`); `source_lengths` count EOS."""
-    lengths = np.asarray(source_lengths, np.int64)
-    if not max_length_a:
-        return [int(max_length)] * len(lengths)
-    relative = np.ceil(np.float32(max_length_a) * lengths.astype(np.float32)).astype(np.int64) + int(max_length_b or 0)
-    return [int(v) for v in np.minimum(int(max_length), np.maximum(relative, 1))]
+    """tflm's per-row output limits (EOS included), a list of int: `tflm.decoding.row_max_lengths`, the
+    graph's own function; `source_lengths` count EOS."""
+    return [int(v) for v in np.asarray(row_max_lengths(tf.constant(list(source_lengths), tf.int32), max_length,
+                                                       max_length_a, max_length_b))]
 
 
 def gnmt_penalty(length, alpha):
@@ -469,20 +466,18 @@ def _string_array(rows, width=None):
     return texts
 
 
-def _token_outputs(tokenizer, texts):
-    rows = _Engine._token_ids(tokenizer, _strings(texts))
-    width = max((len(r) for r in rows), default=0)
-    ids = np.zeros((len(rows), width), np.int32)
-    for index, row in enumerate(rows):
-        ids[index, : len(row)] = row
-    return {"token_ids": ids, "lengths": np.array([len(r) for r in rows], np.int32)}
+def _token_signatures(tokenizer, detokenizer):
+    """The SavedModel's `tokenize` and `detokenize` signatures (`tflm.tasks.predictor.token_signatures`, the
+    same functions), answering with NumPy arrays as the engine's other signatures do."""
 
+    def on_numpy(signature):
+        def function(**inputs):
+            tensors = {name: tf.constant(inputs[name], spec.dtype) for name, spec in signature.inputs.items()}
+            return {key: np.asarray(value) for key, value in signature.function(**tensors).items()}
 
-def _detokenize(tokenizer, token_ids):
-    token_ids = np.asarray(token_ids, np.int32)
-    if token_ids.shape[0] == 0:
-        return {"text": np.empty((0,), dtype=object)}
-    return {"text": np.asarray(tokenizer.detokenize(tf.constant(token_ids)), dtype=object)}
+        return dataclasses.replace(signature, function=function)
+
+    return [on_numpy(signature) for signature in token_signatures(tokenizer, detokenizer)]
 
 
 def _scalar(value):
@@ -666,9 +661,7 @@ class CTranslate2Translator(_Engine):
             Signature(name, self._decode_signature, {**text_input("text"), **control_inputs(*controls)},
                       length="max_length", vocabulary_size=self.target_tokenizer.vocabulary_size, warmup=True,
                       **rows),
-            Signature("tokenize", lambda text: _token_outputs(self.source_tokenizer, text), text_input("text")),
-            Signature("detokenize", lambda token_ids: _detokenize(self.target_tokenizer, token_ids),
-                      {"token_ids": tf.TensorSpec([None, None], tf.int32, name="token_ids")}),
+            *_token_signatures(self.source_tokenizer, self.target_tokenizer),
             Signature("score", lambda source, target: self.score(_strings(source), _strings(target)),
                       {**text_input("source"), **text_input("target")}),
         ]
@@ -785,9 +778,7 @@ class CTranslate2Generator(_Engine):
             Signature("serving_default", self._serving_default, text_input("prompt"), **prompt),
             Signature("generate", self._generate_signature, {**text_input("prompt"), **control_inputs(*CONTROLS)},
                       length="max_new_tokens", vocabulary_size=self.tokenizer.vocabulary_size, warmup=True, **prompt),
-            Signature("tokenize", lambda text: _token_outputs(self.tokenizer, text), text_input("text")),
-            Signature("detokenize", lambda token_ids: _detokenize(self.tokenizer, token_ids),
-                      {"token_ids": tf.TensorSpec([None, None], tf.int32, name="token_ids")}),
+            *_token_signatures(self.tokenizer, self.tokenizer),
             Signature("score", lambda text: self.score(_strings(text)), text_input("text"), rows="text",
                       row_name="text", token_limited=("text",)),
         ]
