@@ -28,7 +28,7 @@ import time
 from typing import Optional
 
 from tflm import config as config_lib
-from tflm.tasks import DEFAULT_TASK, get_task, runs
+from tflm.tasks import DEFAULT_TASK, get_task, registry, runs
 from tflm.training.checkpoints import checkpoint_paths
 
 logger = logging.getLogger("tflm")
@@ -81,7 +81,8 @@ def load_pipeline(path, run_dir=None, overrides=()):
     steps = config_lib.from_dict(PipelineConfig, values.pop("pipeline", {}) or {}, f"{path}: pipeline")
     if steps.export is not None and not steps.export.get("name"):
         raise config_lib.ConfigError(f"{path}: pipeline.export needs a name (the model's name under base_dir).")
-    config = config_lib.from_dict(task.config_class, values, path).validate()
+    values["task"] = task.name  # (the file may name a plug-in task by its import path)
+    config = task.config_from_dict(values, path)  # the file's sections merged into the task's defaults
     return Pipeline(task, config, run_dir, steps)
 
 
@@ -110,7 +111,7 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
         report(f"[{index}/{len(STAGES)}] {name}: {describe(output)} ({time.monotonic() - started:.0f}s)")
         return output
 
-    config = runs.start_run(pipeline.config, run_dir)
+    config = runs.start_run(pipeline.config, run_dir, registry.task_class_path(task))
     values = config_lib.to_dict(config)
     stage(1, "vocabulary", {"data": values.get("data"), "vocabulary": values.get("vocabulary")},
           lambda output: os.path.isdir(os.path.join(run_dir, "vocab")),
@@ -129,7 +130,7 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
     if pipeline.steps.average:
         used = checkpoints[-pipeline.steps.average:]
         stage(3, "average", {"checkpoints": _files(used)}, lambda output: bool(output) and os.path.exists(
-            output + ".index"), lambda: task.average(run_dir, pipeline.steps.average),
+            output + ".index"), lambda: task.average(run_dir, pipeline.steps.average, config=config),
             lambda output: f"{len(used)} checkpoints into {output}")
     else:
         report(f"[3/{len(STAGES)}] average: off (pipeline.average is 0), using the best checkpoint")
@@ -141,7 +142,7 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
             4, f"evaluate {split}", {"weights": weights, "split": split,
                                      "decoding": dataclasses.asdict(decoding) if decoding else None},
             lambda output: output is not None,
-            lambda split=split: task.evaluate(run_dir, split, pipeline.checkpoint, decoding=decoding),
+            lambda split=split: task.evaluate(run_dir, split, pipeline.checkpoint, decoding=decoding, config=config),
             lambda output: _short(output))
     if pipeline.steps.export is None:
         report(f"[5/{len(STAGES)}] export: off (no pipeline.export)")

@@ -39,17 +39,24 @@ def main(verbose):
     """tflm: train, evaluate, export and serve language models with TensorFlow and Keras 3."""
 
 
-def task_of(run_dir, task=None):
-    """The task of the run in `run_dir` (its config.json decides), or the task named `task` for a new run."""
-    from tflm.tasks import DEFAULT_TASK, get_task, task_of_run
-    from tflm.tasks.runs import CONFIG_FILE
+def open_run(run_dir, task=None):
+    """The run in `run_dir`, read once (`tflm.tasks.Run`): its configuration, its task (a plug-in task found
+    again by the import path it recorded). `task`: a --task the user gave, which must be the run's."""
+    from tflm.tasks import Run
 
-    if run_dir and os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
-        existing = task_of_run(run_dir)
-        if task and task != existing.name:
-            raise click.UsageError(f"{run_dir} is a {existing.name} run; --task {task} does not apply to it.")
-        return existing
-    return get_task(task or DEFAULT_TASK)
+    return Run.open(run_dir, task)
+
+
+def task_for_new_run(run_dir, task=None):
+    """(task, config.json's values or None): the task of `run_dir`'s run, or the task named `task` (default:
+    translation) for a new run. Resolves a plug-in task before anything is written."""
+    from tflm.tasks import DEFAULT_TASK, Run, get_task
+    from tflm.tasks.runs import is_run, read_run_file
+
+    if is_run(run_dir):
+        run = Run.open(run_dir, task)
+        return run.task, read_run_file(run_dir)
+    return get_task(task or DEFAULT_TASK), None
 
 
 def require_command(task, run_dir, command):
@@ -87,12 +94,16 @@ def decoding_options(function):
     return function
 
 
-def run_decoding(run_dir, options):
+def run_decoding(run, options):
     """The run's decoding settings with the command-line choices applied (None for a task that does not
-    decode)."""
-    task = task_of(run_dir)
-    decoding = task.decoding(task.load_config(run_dir))
+    decode: there a decoding option is an error, not silently ignored)."""
+    decoding = run.decoding()
+    given = sorted(name for name, value in options.items() if value not in (None, False))
     if decoding is None:
+        if given:
+            flags = ", ".join("--" + ("sample" if name == "use_sampling" else name.replace("_", "-")) for name in given)
+            raise click.UsageError(f"{flags}: {run.run_dir} is a {run.task.name} run, which does not decode; "
+                                   "decoding options apply to tasks that generate text.")
         return None
     changes = {key: options[name] for key, name in [
         ("length_penalty", "length_penalty"), ("temperature", "temperature"), ("top_k", "top_k"),

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from tflm.cli._common import main, setup_logging, task_of
+from tflm.cli._common import main, open_run, setup_logging
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
@@ -47,7 +47,7 @@ def average(run_dir, count):
     averaged in evaluate, translate, generate and export.
     """
     setup_logging()
-    click.echo(task_of(run_dir).average(run_dir, count))
+    click.echo(open_run(run_dir).average(count))
 
 
 # ----------------------------------------------------------------------------------------- attention

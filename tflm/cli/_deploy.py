@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from tflm.cli._common import main, run_decoding, setup_logging
+from tflm.cli._common import main, open_run, run_decoding, setup_logging
 
 @main.command()
 @click.argument("base_dir", type=click.Path(exists=True, file_okay=False), default="saved_models")
@@ -95,30 +95,30 @@ def export(run_dir, name, base_dir, checkpoint, average, no_check, beam_size, le
     setup_logging()
     from tflm.export import ServingLimits, export_run
 
-    decoding = run_decoding(run_dir, {"beam_size": beam_size, "length_penalty": length_penalty})
+    run = open_run(run_dir)
+    decoding = run_decoding(run, {"beam_size": beam_size, "length_penalty": length_penalty})
     if export_format == "ctranslate2":
-        click.echo(_export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization, decoding,
+        click.echo(_export_ctranslate2(run, name, base_dir, checkpoint, average, quantization, decoding,
                                        ServingLimits(**limits)))
         return
     if quantization:
         raise click.UsageError("--quantization applies to --format ctranslate2 only.")
-    click.echo(export_run(run_dir, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
+    click.echo(export_run(run, name, base_dir, checkpoint=checkpoint, average=average, check=not no_check,
                           decoding=decoding, limits=ServingLimits(**limits)))
 
 
-def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantization, decoding, limits):
+def _export_ctranslate2(run, name, base_dir, checkpoint, average, quantization, decoding, limits):
     """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/ (its default decoding and the request
     limits as for a SavedModel); a clear error for a model it cannot hold."""
     from tflm.export import next_version
     from tflm.export.ctranslate2 import convert_run
-    from tflm.tasks import task_of_run
 
     if average:
-        task_of_run(run_dir).average(run_dir, average)
+        run.average(average)
         checkpoint = "averaged"
     path = os.path.join(base_dir, name, str(next_version(os.path.join(base_dir, name))))
     try:
-        return convert_run(run_dir, path, checkpoint=checkpoint, quantization=quantization, decoding=decoding,
+        return convert_run(run.run_dir, path, checkpoint=checkpoint, quantization=quantization, decoding=decoding,
                            limits=limits)
     except (ValueError, ImportError) as error:
         raise click.ClickException(str(error)) from None

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from tflm.cli._common import decoding_options, echo_json, main, require_command, run_decoding, setup_logging, task_of
+from tflm.cli._common import decoding_options, echo_json, main, open_run, require_command, run_decoding, setup_logging
 
 
 # Options of `evaluate` that some tasks take (`Task.evaluation_options`); a task refuses the others.
@@ -59,24 +59,15 @@ def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, profile, **options
     """
     task_options = {name: options.pop(name) for name in _TASK_EVALUATION_OPTIONS}
     setup_logging()
-    task = task_of(run_dir)
+    run = open_run(run_dir)
     if data_dir:
-        _set_run_data_dir(task, run_dir, data_dir)
+        run = run.with_data_dir(data_dir)  # for this command only: config.json stays as it is
     try:
-        scores = task.evaluate(run_dir, split=split, checkpoint=checkpoint, max_examples=max_pairs,
-                               decoding=run_decoding(run_dir, options), profile=profile, **task_options)
+        scores = run.evaluate(split=split, checkpoint=checkpoint, max_examples=max_pairs,
+                              decoding=run_decoding(run, options), profile=profile, **task_options)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     echo_json(scores)
-
-
-def _set_run_data_dir(task, run_dir, data_dir):
-    from tflm import config as config_lib
-    from tflm.tasks.runs import CONFIG_FILE
-
-    config = task.load_config(run_dir)
-    config.data.data_dir = data_dir
-    config_lib.save_file(config, os.path.join(run_dir, CONFIG_FILE))
 
 
 # ----------------------------------------------------------------------------------------- translate
@@ -185,13 +176,13 @@ def _decode_command(command, arguments, run_dir, server, model_name, protocol, i
         return
     if not run_dir:
         raise click.UsageError("Give --run-dir RUN, or --server HOST:PORT --model NAME.")
-    task = task_of(run_dir)
-    require_command(task, run_dir, command)
-    decoding = run_decoding(run_dir, options)
+    run = open_run(run_dir)
+    require_command(run.task, run_dir, command)
+    decoding = run_decoding(run, options)
     if engine == "ctranslate2":
         translator = _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type)
     else:
-        translator = task.load_predictor(run_dir, checkpoint, decoding=decoding)
+        translator = run.load_predictor(checkpoint, decoding=decoding)
     n_best = decoding.num_hypotheses > 1
     chunk = 1024
     label = {"translate": "Translating", "summarize": "Summarizing"}[command]
@@ -266,11 +257,11 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
         raise click.UsageError("--stream and --jit-compile apply to --engine tensorflow only.")
     if compute_type != "default" and engine != "ctranslate2":
         raise click.UsageError("--compute-type applies to --engine ctranslate2 only.")
-    task = task_of(run_dir)
-    require_command(task, run_dir, "generate")
+    run = open_run(run_dir)
+    require_command(run.task, run_dir, "generate")
     if not prompts:
         prompts = [line.rstrip("\n") for line in click.open_file("-", encoding="utf-8")]
-    decoding = run_decoding(run_dir, options)
+    decoding = run_decoding(run, options)
     if greedy:
         decoding = dataclasses.replace(decoding, strategy="greedy")
     if max_new_tokens:
@@ -279,7 +270,7 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
         generator = _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type)
         stream = False
     else:
-        generator = task.load_predictor(run_dir, checkpoint, decoding=decoding, jit_compile=jit_compile)
+        generator = run.load_predictor(checkpoint, decoding=decoding, jit_compile=jit_compile)
     if stream is None:
         stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.num_hypotheses == 1
     if stream:
@@ -309,8 +300,8 @@ def predict(inputs, run_dir, input_file, checkpoint, **options):
     What an answer holds is the task's: a translation, continuations, a label and its scores, ...
     """
     setup_logging(verbose=False)
-    task = task_of(run_dir)
-    predictor = task.load_predictor(run_dir, checkpoint, decoding=run_decoding(run_dir, options))
+    run = open_run(run_dir)
+    predictor = run.load_predictor(checkpoint, decoding=run_decoding(run, options))
     for answer in predictor.predict(_input_lines(inputs, input_file)):
         click.echo(json.dumps(answer, ensure_ascii=False))
 
@@ -326,7 +317,7 @@ def attention(run_dir, sentence, output, checkpoint):
     setup_logging(verbose=False)
     from tflm.visualization import attention_heatmap
 
-    translator = task_of(run_dir).load_predictor(run_dir, checkpoint)
+    translator = open_run(run_dir).load_predictor(checkpoint)
     weights, source_pieces, target_pieces, text = translator.attention(sentence)
     attention_heatmap(weights, source_pieces, target_pieces).save(output)
     click.echo(f"{text}\n{output}: {len(target_pieces)} x {len(source_pieces)} attention weights")

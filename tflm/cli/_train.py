@@ -5,31 +5,7 @@ import os
 
 import click
 
-from tflm.cli._common import main, setup_logging, task_of
-
-_TRAIN_OPTIONS = {
-    # option name: configuration field it sets
-    "dataset": "data.dataset",
-    "data_dir": "data.data_dir",
-    "source_lang": "data.source_language",
-    "target_lang": "data.target_language",
-    "batch_tokens": "data.batch_tokens",
-    "max_train_pairs": "data.max_train_pairs",
-    "sequence_length": "data.sequence_length",
-    "batch_size": "data.batch_size",
-    "vocab_type": "vocabulary.type",
-    "vocab_size": "vocabulary.size",
-    "model": "model.type",
-    "preset": "model.preset",
-    "epochs": "training.epochs",
-    "max_steps": "training.max_steps",
-    "time_budget": "training.time_budget",
-    "learning_rate": "training.learning_rate",
-    "strategy": "training.strategy",
-    "mixed_precision": "training.mixed_precision",
-    "seed": "training.seed",
-}
-
+from tflm.cli._common import main, setup_logging, task_for_new_run
 
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False),
@@ -74,6 +50,11 @@ def train(run_dir, task, config_file, overrides, quiet, profile, **options):
     """
     from tflm.training.strategies import worker_role
 
+    task, saved = task_for_new_run(run_dir, task)  # a plug-in task's module found (or one clear error) first
+    if click.get_current_context().get_parameter_source("data_dir") == click.core.ParameterSource.ENVIRONMENT \
+            and "data_dir" not in task.option_fields:
+        options["data_dir"] = None  # $TFLM_DATA_DIR is for the tasks that read a corpus folder
+    config = run_config(task, run_dir, saved, config_file, overrides, options)
     index, count, chief = worker_role()
     if chief:
         setup_logging(not quiet, os.path.join(run_dir, "train.log"))
@@ -87,8 +68,6 @@ def train(run_dir, task, config_file, overrides, quiet, profile, **options):
         import logging
 
         logging.getLogger("tflm").info("This process is worker %s of %d%s", index, count, " (the chief)" * chief)
-    task = task_of(run_dir, task)
-    config = run_config(task, run_dir, config_file, overrides, options)
     if profile:
         from tflm.training.profiling import parse_profile_range
 
@@ -96,7 +75,7 @@ def train(run_dir, task, config_file, overrides, quiet, profile, **options):
             parse_profile_range(profile)
         except ValueError as error:
             raise click.UsageError(str(error)) from None
-    result = task.train(config, run_dir, verbose=not quiet, profile=profile)
+    result = task.train(config, run_dir, verbose=not quiet, profile=profile, saved_values=saved)
     click.echo(json.dumps(train_summary(run_dir, result)))
 
 
@@ -107,34 +86,23 @@ def train_summary(run_dir, result):
             "best_valid_loss": round(result.best_valid_loss, 4)}
 
 
-def run_config(task, run_dir, config_file, overrides, options):
-    """The configuration of a run: the saved one (resuming), the file's, or the task's defaults; then the
-    options and `--set` overrides."""
-    import dataclasses
-
+def run_config(task, run_dir, saved, config_file, overrides, options):
+    """The configuration of a run: the saved one (resuming; `saved`: config.json's values), the file's (merged
+    into the task's defaults), or the task's defaults; then the options (through the task: an option applies
+    where its configuration has the field) and `--set` overrides."""
     from tflm import config as config_lib
-    from tflm.tasks.runs import CONFIG_FILE
 
-    if os.path.exists(os.path.join(run_dir, CONFIG_FILE)):
+    if saved is not None:
         if config_file:
             raise config_lib.ConfigError(
                 f"{run_dir} already has its configuration; to resume, leave out --config (or use a new --run-dir)."
             )
-        config = task.load_config(run_dir)
+        config = task.load_config(run_dir, saved)
     elif config_file:
-        config = config_lib.from_dict(task.config_class, config_lib.load_file(config_file), config_file)
+        config = task.config_from_dict(config_lib.load_file(config_file), config_file)
     else:
         config = task.default_config()
-    flags = []
-    for name, field in _TRAIN_OPTIONS.items():
-        if options.get(name) is None:
-            continue
-        section, key = field.split(".")
-        part = getattr(config, section, None)
-        if part is None or key not in {f.name for f in dataclasses.fields(part)}:
-            raise click.UsageError(f"--{name.replace('_', '-')} does not apply to a {config.task} run.")
-        flags.append(f"{field}={json.dumps(options[name])}")
-    return config_lib.apply_overrides(config, flags + list(overrides)).validate()
+    return task.apply_options(config, options, overrides)
 
 
 @main.command("run")

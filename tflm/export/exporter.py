@@ -89,13 +89,14 @@ def next_version(model_dir):
 
 
 def export_predictor(predictor, base_dir, name, run_dir=None, checkpoint=None, warmup_inputs=(), version=None,
-                     check_inputs=None, limits=None, task=None):
+                     check_inputs=None, limits=None, task=None, config_values=None):
     """Writes `predictor` as version `version` (default: the next one) of `base_dir/name`; returns its path.
 
     With `check_inputs` (inputs of `serving_default`), the export is checked (`tflm.export.check`) before it
     is moved into place, with the in-memory predictor as the reference; a failed check raises
     `ExportCheckError` and leaves no version. `limits` (`ServingLimits`, default: its defaults) bound every
-    request, checked in the graph. `task` (its name) is recorded in tflm.json.
+    request, checked in the graph. `task` (its name) is recorded in tflm.json; `config_values` (the run's
+    configuration, as config.json holds it) is saved as `assets/config.json`.
     """
     limits = limits or ServingLimits()
     if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
@@ -109,7 +110,7 @@ def export_predictor(predictor, base_dir, name, run_dir=None, checkpoint=None, w
     temporary = os.path.join(base_dir, f".{name}.{version}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         build_archive(predictor, limits).write_out(temporary, verbose=False)
-        _write_assets(temporary, predictor, run_dir)
+        _write_assets(temporary, predictor, config_values)
         _write_extra(temporary, name, predictor, run_dir, checkpoint, list(warmup_inputs), limits, task)
         if check_inputs is not None:
             from tflm.export.check import check_saved_model
@@ -135,13 +136,14 @@ def export_translator(translator, base_dir, name, run_dir=None, checkpoint=None,
                             limits=limits)
 
 
-def _write_assets(directory, predictor, run_dir):
+def _write_assets(directory, predictor, config_values):
     assets = os.path.join(directory, "assets")
     os.makedirs(assets, exist_ok=True)
     for name, tokenizer in predictor.tokenizers().items():
         tokenizer.save(os.path.join(assets, name + tokenizer.file_suffix))
-    if run_dir and os.path.exists(os.path.join(run_dir, "config.json")):
-        shutil.copy(os.path.join(run_dir, "config.json"), os.path.join(assets, "config.json"))
+    if config_values is not None:
+        with open(os.path.join(assets, "config.json"), "w", encoding="utf-8") as f:
+            json.dump(config_values, f, indent=2)
 
 
 def versions():
@@ -230,33 +232,34 @@ def write_models_config(base_dir, container_base="/models"):
     return path
 
 
-def export_run(run_dir, name, base_dir="saved_models", checkpoint="best", average=0, check=True,
-               check_sentences=16, decoding=None, limits=None):
+def export_run(run, name, base_dir="saved_models", checkpoint="best", average=0, check=True, check_sentences=16,
+               decoding=None, limits=None):
     """Exports a trained run (of any task) as the next version of `base_dir/name` and updates models.config.
 
     Args:
-        run_dir: the run directory.
+        run: a `tflm.tasks.Run` (read once by the caller), or a run directory.
         name: the model's name under `base_dir` (TF Serving's model name).
         checkpoint: "best", "last", "averaged" or a checkpoint path.
         average: int. If > 0, first average the run's last `average` checkpoints and export that.
-        check: bool. Check servability (ops, TF1 loader, parity on the task's `export_inputs`: validation
-            sentences, fixed prompts, ...) before the version appears; a failed check leaves no version.
+        check: bool. Check servability (ops, TF1 loader, every signature's parity with the in-memory predictor
+            on the task's `export_inputs`: validation sentences, fixed prompts, ...) before the version
+            appears; a failed check leaves no version.
         check_sentences: int. How many inputs the check uses (and four as warm-up requests).
         decoding: optional `DecodingOptions` for `serving_default` (default: the run's).
         limits: optional `ServingLimits`: the most one request may ask (checked in the graph).
     Returns:
         The path of the new version.
     """
-    from tflm.tasks import task_of_run
+    from tflm.tasks import Run
 
-    task = task_of_run(run_dir)
+    run = run if isinstance(run, Run) else Run.open(run)
     if average:
-        task.average(run_dir, average)
+        run.average(average)
         checkpoint = "averaged"
-    predictor = task.load_predictor(run_dir, checkpoint, decoding=decoding)
-    inputs = task.export_inputs(task.load_config(run_dir), check_sentences)
-    path = export_predictor(predictor, base_dir, name, run_dir=run_dir, checkpoint=str(checkpoint),
+    predictor = run.load_predictor(checkpoint, decoding=decoding)
+    inputs = run.export_inputs(check_sentences)
+    path = export_predictor(predictor, base_dir, name, run_dir=run.run_dir, checkpoint=str(checkpoint),
                             warmup_inputs=inputs[:4], check_inputs=inputs if check else None, limits=limits,
-                            task=task.name)
+                            task=run.task.name, config_values=run.config_values())
     write_models_config(base_dir)
     return path

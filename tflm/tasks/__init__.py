@@ -1,65 +1,49 @@
 """Tasks: end-to-end runs composed of data, text, models, training, decoding and metrics.
 
-Each task is a `Task` subclass registered by name (`register_task`); a run's task is read once from its
-`config.json` (`task_of_run`). Besides the built-in tasks, `get_task` finds tasks registered by an imported
-module, named as `package.module:ClassName`, or published by an installed package under the entry-point
-group `tflm.tasks`.
+A task is a `Task` subclass: the run driver is written once, a task supplies only what differs (its
+configuration, data, model, predictor, evaluation; see `tflm.tasks.base`). Besides the built-in tasks, a task
+may live in a module of your own and is a first-class citizen there:
+
+    # case_tagging.py, in a folder on PYTHONPATH (or an installed package)
+    import dataclasses
+    from tflm.tasks import DataConfig, ModelConfig, Task, TrainingConfig
+
+    @dataclasses.dataclass
+    class CaseTaggingConfig:
+        task: str = "case_tagging"
+        data: DataConfig = dataclasses.field(default_factory=DataConfig)
+        model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(type="word_tagger"))
+        training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+
+        def validate(self):
+            return self
+
+    class CaseTagging(Task):
+        name, config_class = "case_tagging", CaseTaggingConfig
+        ...  # prepare_data, load_tokenizers, build_model, make_predictor, evaluate_split
+
+    $ PYTHONPATH=. tflm train --task case_tagging:CaseTagging --run-dir runs/case
+    $ tflm evaluate --run-dir runs/case        # (PYTHONPATH still set) the run recorded case_tagging:CaseTagging
+
+The run records the task's import path in config.json (`task_class`), so every later command finds it; a
+package can instead publish the task under the entry-point group `tflm.tasks` (then `--task case_tagging`).
+tests/plugins/word_pairs.py is a whole example with two text inputs and a per-word output.
 """
 
-import importlib
-
 from tflm.tasks.base import Evaluation, Task, TaskData
-from tflm.tasks.predictor import Predictor, Signature
+from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input
+from tflm.tasks.registry import BUILTIN_TASKS, TaskNotFoundError, get_task, register_task, task_names
+from tflm.tasks.run import Run
+from tflm.tasks.sections import DataConfig, ModelConfig, TrainingConfig, validate_common
 
 DEFAULT_TASK = "translation"  # what `tflm train` trains without --task
-BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
-                 "summarization": "tflm.tasks.summarization"}
-_TASKS = {}
-
-
-def register_task(cls):
-    """Class decorator: registers a `Task` subclass under its `name` (a later registration replaces it)."""
-    if not (isinstance(cls, type) and issubclass(cls, Task)) or not cls.name or cls.config_class is None:
-        raise TypeError(f"{cls!r}: a task is a Task subclass with a name and a config_class.")
-    _TASKS[cls.name] = cls()
-    return cls
-
-
-def get_task(name):
-    """The registered task called `name` (a built-in, a registered one, or `module:Class`)."""
-    if name not in _TASKS and name in BUILTIN_TASKS:
-        importlib.import_module(BUILTIN_TASKS[name])
-    if name not in _TASKS and ":" in name:
-        module, _, class_name = name.partition(":")
-        cls = getattr(importlib.import_module(module), class_name)
-        _TASKS[name] = cls()
-    if name not in _TASKS:
-        _load_entry_points()
-    if name not in _TASKS:
-        known = sorted(set(BUILTIN_TASKS) | set(_TASKS))
-        raise ValueError(f"Unknown task {name!r}; known: {', '.join(known)} (or give package.module:ClassName).")
-    return _TASKS[name]
-
-
-def task_names():
-    return sorted(set(BUILTIN_TASKS) | set(_TASKS))
 
 
 def task_of_run(run_dir):
     """The task of the run in `run_dir`, from its config.json ("translation" for runs that predate the field)."""
-    from tflm.tasks.runs import task_name
-
-    return get_task(task_name(run_dir))
+    return Run.open(run_dir).task
 
 
-def _load_entry_points():
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="tflm.tasks"):
-        if entry.name not in _TASKS:
-            cls = entry.load()
-            _TASKS[entry.name] = cls()
-
-
-__all__ = ["Evaluation", "Predictor", "Signature", "Task", "TaskData", "get_task", "register_task", "task_names",
-           "task_of_run", "DEFAULT_TASK"]
+__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "DataConfig", "Evaluation", "ModelConfig", "Predictor", "Run",
+           "Signature", "Task", "TaskData", "TaskNotFoundError", "TrainingConfig", "control_inputs", "get_task",
+           "register_task", "task_names", "task_of_run", "text_input", "validate_common"]

@@ -28,7 +28,7 @@ import os
 from typing import Callable, Optional
 
 from tflm import config as config_lib
-from tflm.tasks import runs
+from tflm.tasks import registry, runs
 from tflm.training.checkpoints import restore_model
 from tflm.training.profiling import StepProfiler, parse_profile_range, profiling
 from tflm.training.reporting import flat_hparams, write_metrics
@@ -133,27 +133,71 @@ class Task:
 
     # ------------------------------------------------------------------ configuration
 
+    # Which `tflm train` option sets which configuration field. An option applies to a run only where the
+    # task's section has that field (a dataclass field, or a key of a plain-dict section); a task may change
+    # the mapping (e.g. `{**Task.option_fields, "batch_size": "data.sentences_per_batch"}`).
+    option_fields = {
+        "dataset": "data.dataset", "data_dir": "data.data_dir", "batch_size": "data.batch_size",
+        "batch_tokens": "data.batch_tokens", "max_train_pairs": "data.max_train_pairs",
+        "source_lang": "data.source_language", "target_lang": "data.target_language",
+        "sequence_length": "data.sequence_length", "vocab_type": "vocabulary.type", "vocab_size": "vocabulary.size",
+        "model": "model.type", "preset": "model.preset", "epochs": "training.epochs",
+        "max_steps": "training.max_steps", "time_budget": "training.time_budget",
+        "learning_rate": "training.learning_rate", "strategy": "training.strategy",
+        "mixed_precision": "training.mixed_precision", "seed": "training.seed",
+    }
+
     def default_config(self):
         return self.config_class()
 
-    def load_config(self, run_dir):
-        return runs.load_config(run_dir, self.config_class)
+    def load_config(self, run_dir, values=None):
+        """The run's configuration (`values`: config.json's, when read already: a command reads it once)."""
+        return runs.load_config(run_dir, self.config_class, values)
 
     def config_from_dict(self, values, where="config"):
-        return config_lib.from_dict(self.config_class, values, where).validate()
+        """A configuration from a file's or a pipeline's values, merged into the task's defaults: a section the
+        file gives in part keeps the task's other defaults (also in a plain-dict section)."""
+        values = {key: value for key, value in values.items() if key != runs.TASK_CLASS}
+        merged = _merge(config_lib.to_dict(self.default_config()), values)
+        return config_lib.from_dict(self.config_class, merged, where).validate()
+
+    def apply_options(self, config, options, overrides=()):
+        """`config` with command-line options ({option name: value}, None for not given; `option_fields` says
+        which field each sets) and `section.field=value` overrides applied. An option whose field this task's
+        configuration lacks is an error naming the option."""
+        flags = []
+        for name, value in options.items():
+            if value is None:
+                continue
+            field = self.option_fields.get(name)
+            if field is None or not _has_field(config, field):
+                raise config_lib.ConfigError(f"--{name.replace('_', '-')} does not apply to a {self.name} run "
+                                             f"(its configuration has no {field or name} field).")
+            flags.append(f"{field}={json.dumps(value)}")
+        return config_lib.apply_overrides(config, flags + list(overrides)).validate()
+
+    def with_data_dir(self, config, data_dir):
+        """`config` reading its corpus from `data_dir` (`tflm evaluate --data-dir`; only in memory)."""
+        from tflm.tasks.run import replace_data_field
+
+        if not _has_field(config, "data.data_dir"):
+            raise config_lib.ConfigError(f"--data-dir does not apply to a {self.name} run (its data section has no "
+                                         "data_dir field).")
+        return replace_data_field(config, "data_dir", data_dir)
 
     # ------------------------------------------------------------------ the driver
 
-    def train(self, config, run_dir, verbose=True, profile=None):
+    def train(self, config, run_dir, verbose=True, profile=None, saved_values=None):
         """Trains (or resumes) a run of this task in `run_dir`; returns the `TrainResult`. `profile`
         ("START:STOP") traces those optimizer steps with the TensorFlow profiler into `run_dir/logs`.
+        `saved_values`: the run's config.json values when the caller read them already (resuming).
 
         Saves (or checks) the configuration, creates the distribution strategy (before any TensorFlow op:
         MultiWorkerMirroredStrategy configures collectives at program start), prepares the data (training
         the vocabularies on first use), builds the model and optimizer under the strategy, and trains with
         checkpoints, validation and samples after each epoch.
         """
-        config = runs.start_run(config, run_dir)
+        config = runs.start_run(config, run_dir, registry.task_class_path(self), saved_values)
         strategy = make_strategy(config.training.strategy, config.training.devices)
         data = self.prepare_data(config, run_dir)
         trainer = self.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
@@ -216,36 +260,40 @@ class Task:
         restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
         return model
 
-    def load_predictor(self, run_dir, checkpoint="best", decoding=None, config=None, **options):
+    def load_predictor(self, run_dir, checkpoint="best", decoding=None, config=None, tokenizers=None, **options):
         """The run's predictor (what `tflm predict`/`translate`/`generate` run and export saves)."""
         config = config or self.load_config(run_dir)
-        tokenizers = self.load_tokenizers(run_dir)
+        tokenizers = tokenizers if tokenizers is not None else self.load_tokenizers(run_dir)
         model = self.load_model(run_dir, checkpoint, config, tokenizers)
         return self.make_predictor(config, model, tokenizers, decoding or self.decoding(config), **options)
 
-    def average(self, run_dir, count=5):
+    def average(self, run_dir, count=5, config=None, tokenizers=None):
         """Averages the last `count` training checkpoints into `checkpoints/averaged/`; returns its path."""
-        config = self.load_config(run_dir)
-        return runs.save_averaged_checkpoint(run_dir, self.build_model(config, self.load_tokenizers(run_dir)),
-                                             count)
+        config = config or self.load_config(run_dir)
+        tokenizers = tokenizers if tokenizers is not None else self.load_tokenizers(run_dir)
+        return runs.save_averaged_checkpoint(run_dir, self.build_model(config, tokenizers), count)
 
     def evaluate(self, run_dir, split="test", checkpoint="best", max_examples=None, decoding=None, profile=None,
-                 **options):
+                 config=None, **options):
         """Scores the run on a split; writes `eval/<split>.<checkpoint><setting>.json` (and `.hyp` for
         outputs) and returns the scores. `options` are the task's own (`evaluation_options`). `profile`
-        ("START:STOP") traces those batches of a predictor's loop (`tflm.training.profiling.tick`)."""
+        ("START:STOP") traces those batches of a predictor's loop (`tflm.training.profiling.tick`).
+        `max_examples` evaluates the first N only, and the file's name says so (`.first100`)."""
         given = {name: value for name, value in options.items() if value is not None}
         unknown = sorted(set(given) - set(self.evaluation_options))
         if unknown:
             raise ValueError(f"{', '.join(unknown)}: not an evaluation option of {self.name} runs "
                              f"({run_dir}); they take {', '.join(self.evaluation_options) or 'none'}.")
-        config = self.load_config(run_dir)
+        config = config or self.load_config(run_dir)
         with profiling(os.path.join(run_dir, "logs"), profile):
             result = self.evaluate_split(run_dir, config, split, checkpoint, max_examples=max_examples,
                                          decoding=decoding, **given)
         directory = os.path.join(run_dir, "eval")
         os.makedirs(directory, exist_ok=True)
-        name = f"{split}.{os.path.basename(str(checkpoint))}{result.setting}"
+        setting = result.setting
+        if max_examples and f".first{max_examples}" not in setting:
+            setting += f".first{max_examples}"  # a partial evaluation never overwrites the whole split's scores
+        name = f"{split}.{os.path.basename(str(checkpoint))}{setting}"
         if result.outputs is not None:
             with open(os.path.join(directory, name + ".hyp"), "w", encoding="utf-8") as f:
                 f.writelines(line + "\n" for line in result.outputs)
@@ -272,3 +320,25 @@ class Task:
         writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs"))
         write_metrics(writer, step, scores)
         writer.close()
+
+
+def _merge(defaults, values):
+    """`values` (nested dicts) laid over `defaults`: a mapping merges key by key, anything else replaces."""
+    merged = dict(defaults)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _has_field(config, dotted):
+    """Whether `config` has the field `section.field` (a dataclass field or a key of a plain-dict section)."""
+    section_name, _, field = dotted.partition(".")
+    section = getattr(config, section_name, None)
+    if section is None:
+        return False
+    if isinstance(section, dict):
+        return field in section
+    return dataclasses.is_dataclass(section) and field in {f.name for f in dataclasses.fields(section)}

@@ -150,3 +150,37 @@ def average_checkpoints(model, paths):
     for variable, total in zip(model.weights, totals):
         variable.assign((total / len(paths)).astype(variable.dtype))
     logger.info("Averaged %d checkpoints: %s", len(paths), ", ".join(os.path.basename(p) for p in paths))
+
+
+def save_averaged_checkpoint(run_dir, model, count=5):
+    """Averages the last `count` training checkpoints of a run into `model` and saves the result in
+    `run_dir/checkpoints/averaged/` (replacing an earlier average); returns its path."""
+    if count < 1:
+        raise ValueError(f"Average at least one checkpoint (got {count}).")
+    paths = checkpoint_paths(os.path.join(run_dir, "checkpoints"))
+    if not paths:
+        raise FileNotFoundError(f"{run_dir}/checkpoints: no training checkpoints to average; was this run trained?")
+    if len(paths) < count:
+        logger.warning("%s has %d training checkpoints; averaging them all (asked for %d).", run_dir, len(paths),
+                       count)
+    paths = paths[-count:]
+    average_checkpoints(model, paths)
+    manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(run_dir, "checkpoints", "averaged"),
+                                         max_to_keep=1, checkpoint_name="averaged")
+    step = int(os.path.basename(paths[-1]).split("-")[-1])
+    return manager.save(checkpoint_number=step)
+
+
+def resolve_run_checkpoint(run_dir, checkpoint):
+    """A checkpoint path from `"best"`, `"last"`, `"averaged"` or a path."""
+    if checkpoint == "averaged":
+        return os.path.join(run_dir, "checkpoints", "averaged")
+    if checkpoint in ("best", None):
+        best = os.path.join(run_dir, "checkpoints", "best")
+        if tf.train.latest_checkpoint(best):
+            return best
+        logger.info("%s has no best checkpoint yet; using the last one.", run_dir)
+        return os.path.join(run_dir, "checkpoints")
+    if checkpoint == "last":
+        return os.path.join(run_dir, "checkpoints")
+    return checkpoint

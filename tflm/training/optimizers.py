@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from tflm.training.schedules import make_schedule
+
 
 class Muon(keras.optimizers.Muon):
     """Keras' `Muon` with its Newton–Schulz orthogonalization computed in `newton_schulz_dtype`.
@@ -53,3 +55,33 @@ class FusedAdam(keras.optimizers.Adam):
             var=handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
             beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+
+OPTIMIZERS = ("adam", "muon")  # the values of a configuration's training.optimizer
+
+
+def check_optimizer(name):
+    """Checked when a configuration is validated, so that a typo fails before data preparation."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
+
+
+def build_optimizer(training_config, total_steps=None):
+    """Adam (AdamW with `weight_decay`; both `FusedAdam`), or Muon: orthogonalized momentum for the 2-D weights of
+    the Transformer blocks, Adam for embeddings, biases and norms (Keras' `Muon`, whose update is rescaled to
+    Adam's size so that the two share one learning rate and schedule)."""
+    schedule = make_schedule(training_config.schedule, training_config.learning_rate,
+                             training_config.warmup_steps, total_steps)
+    check_optimizer(training_config.optimizer)
+    if training_config.optimizer == "muon":
+        # Embedding tables (paths with "embedding"; GPT's output projection is tied to one) and the LSTM model's
+        # untied output layer (".../logits/kernel") stay with Adam, as the Muon authors advise. Under bfloat16 mixed
+        # precision the Newton–Schulz iterations run in bfloat16 too (float16's range is too small for them).
+        newton_schulz_dtype = "bfloat16" if training_config.mixed_precision == "bfloat16" else "float32"
+        optimizer = Muon(schedule, adam_beta_2=0.98, weight_decay=training_config.weight_decay or None,
+                         exclude_layers=["/logits/"], newton_schulz_dtype=newton_schulz_dtype)
+    else:  # Keras' Adam (AdamW: with decoupled weight decay), its dense updates fused
+        optimizer = FusedAdam(schedule, weight_decay=training_config.weight_decay or None, beta_2=0.98)
+    if training_config.mixed_precision == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
