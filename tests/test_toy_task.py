@@ -39,7 +39,8 @@ def test_a_toy_task_trains_evaluates_exports_checks_and_serves_through_the_cli(t
     assert resumed["step"] == 45  # the run's task comes from its config.json
 
     scores = json.loads(cli("evaluate", "--run-dir", run_dir, "--split", "valid"))
-    assert scores["accuracy"] > 90 and scores["examples"] == 500  # "?" is easy to see
+    # "?" is easy to see: clearly better than the constant answer (87% of the sentences are statements)
+    assert scores["accuracy"] > scores["majority_baseline"] + 5 and scores["examples"] == 500
     assert json.loads((run_dir / "eval" / "valid.best.json").read_text()) == scores
     from tensorboard.plugins.hparams import metadata
     from test_trainer_hparams import read_events

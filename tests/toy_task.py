@@ -10,7 +10,8 @@ import numpy as np
 import tensorflow as tf
 
 from tflm.data import read_lines
-from tflm.tasks import Evaluation, Predictor, Signature, Task, TaskData, register_task, runs
+from tflm.tasks import Evaluation, ModelConfig, Predictor, Signature, Task, TaskData, TrainingConfig, register_task
+from tflm.tasks.workers import save_vocabulary
 from tflm.tasks.predictor import text_input
 from tflm.text import load_tokenizer, train_tokenizer
 from tflm.training import ClassCrossEntropy
@@ -23,8 +24,8 @@ LABELS = ["statement", "question"]
 class ToyConfig:
     task: str = "toy_questions"
     data: dict = dataclasses.field(default_factory=lambda: {"max_examples": 2000, "batch_size": 64})
-    model: runs.ModelConfig = dataclasses.field(default_factory=lambda: runs.ModelConfig(type="bag_of_pieces"))
-    training: runs.TrainingConfig = dataclasses.field(default_factory=lambda: runs.TrainingConfig(samples=0))
+    model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(type="bag_of_pieces"))
+    training: TrainingConfig = dataclasses.field(default_factory=lambda: TrainingConfig(samples=0))
 
     def validate(self):
         return self
@@ -60,7 +61,7 @@ class ToyQuestions(Task):
     def prepare_data(self, config, run_dir):
         path = os.path.join(run_dir, "vocab", "tokenizer.vocab")
         if not os.path.exists(path):
-            runs.save_vocabulary({path: train_tokenizer(read_lines(os.path.join(SAMPLE, "train.en.gz")), "wordpiece",
+            save_vocabulary({path: train_tokenizer(read_lines(os.path.join(SAMPLE, "train.en.gz")), "wordpiece",
                                                         300)})
         tokenizer, size = self.load_tokenizers(run_dir), config.data["batch_size"]
         _, ids, labels = examples("train", tokenizer, config.data["max_examples"])
@@ -88,4 +89,6 @@ class ToyQuestions(Task):
         predictor = self.load_predictor(run_dir, checkpoint, config=config)
         texts, _, labels = examples(split, predictor.tokenizer, max_examples or 500)
         predicted = [LABELS.index(label.decode()) for label in predictor.serving_default(texts)["label"]]
-        return Evaluation({"accuracy": 100 * float(np.mean(np.array(predicted) == labels)), "examples": len(texts)})
+        majority = 100 * max(float(np.mean(labels)), 1 - float(np.mean(labels)))  # what a constant answer gets
+        return Evaluation({"accuracy": 100 * float(np.mean(np.array(predicted) == labels)),
+                           "majority_baseline": majority, "examples": len(texts)})

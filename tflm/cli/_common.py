@@ -65,6 +65,18 @@ def require_command(task, run_dir, command):
         raise click.UsageError(f"{run_dir} is a {task.name} run; use `tflm {task.command}` (or `tflm predict`).")
 
 
+def parse_row(line):
+    """An input row: a JSON object (`{"text_a": ..., "text_b": ...}`) for a signature with several inputs, else
+    the text itself."""
+    if line.startswith("{"):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            return line
+        return value if isinstance(value, dict) else line
+    return line
+
+
 def echo_json(values):
     click.echo(json.dumps(values, indent=1, ensure_ascii=False))
 

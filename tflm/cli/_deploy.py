@@ -1,11 +1,12 @@
 """The commands between a trained run and its users: export, check, serve."""
 
+import json
 import os
 import sys
 
 import click
 
-from tflm.cli._common import main, open_run, run_decoding, setup_logging
+from tflm.cli._common import main, open_run, parse_row, run_decoding, setup_logging
 
 @main.command()
 @click.argument("base_dir", type=click.Path(exists=True, file_okay=False), default="saved_models")
@@ -127,7 +128,8 @@ def _export_ctranslate2(run, name, base_dir, checkpoint, average, quantization, 
 @main.command()
 @click.argument("saved_model", type=click.Path(exists=True, file_okay=False))
 @click.option("--sentences", "sentences_file", type=click.File("r", encoding="utf-8"),
-              help="Inputs of serving_default for the check, one per line (default: a few built-in sentences).")
+              help="Inputs of serving_default for the check, one per line: a text, or a JSON object naming the "
+                   "inputs of a signature with several (default: a few built-in sentences).")
 def check(saved_model, sentences_file):
     """Check that stock TF Serving 2.20 can serve SAVED_MODEL (a version directory).
 
@@ -138,7 +140,7 @@ def check(saved_model, sentences_file):
     setup_logging(verbose=False)
     from tflm.export.check import DEFAULT_SENTENCES, check_saved_model
 
-    sentences = [line.rstrip("\n") for line in sentences_file] if sentences_file else DEFAULT_SENTENCES
+    sentences = [parse_row(line.rstrip("\n")) for line in sentences_file] if sentences_file else DEFAULT_SENTENCES
     report = check_saved_model(saved_model, sentences)
     click.echo(report.summary())
     sys.exit(0 if report.ok else 1)

@@ -7,7 +7,9 @@ import sys
 
 import click
 
-from tflm.cli._common import decoding_options, echo_json, main, open_run, require_command, run_decoding, setup_logging
+from tflm.cli._common import (
+    decoding_options, echo_json, main, open_run, parse_row, require_command, run_decoding, setup_logging,
+)
 
 
 # Options of `evaluate` that some tasks take (`Task.evaluation_options`); a task refuses the others.
@@ -297,12 +299,14 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
 def predict(inputs, run_dir, input_file, checkpoint, **options):
     """Answer INPUTS (or a file, or stdin) with a run of any task: one JSON line per input.
 
-    What an answer holds is the task's: a translation, continuations, a label and its scores, ...
+    An input is a text, or a JSON object naming the inputs of a task that takes several, e.g.
+    '{"text_a": "tom is here", "text_b": "Tom está aquí"}'. What an answer holds is the task's: a translation,
+    continuations, a label and its scores, a tag per word (exactly the row's own words), ...
     """
     setup_logging(verbose=False)
     run = open_run(run_dir)
     predictor = run.load_predictor(checkpoint, decoding=run_decoding(run, options))
-    for answer in predictor.predict(_input_lines(inputs, input_file)):
+    for answer in predictor.predict([parse_row(line) for line in _input_lines(inputs, input_file)]):
         click.echo(json.dumps(answer, ensure_ascii=False))
 
 

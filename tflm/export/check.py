@@ -7,8 +7,10 @@
 2. Loading: the SavedModel is loaded by the TF1 session loader TF Serving uses, in a fresh process that
    has only tensorflow-text's op libraries (`tf1_loader.py`), and answers `serving_default`; its warm-up
    requests are replayed. A Keras 3 model whose variables are not tracked explicitly fails here.
-3. Parity: the outputs through the TF1 loader equal those through `tf.saved_model.load`, and (when the
-   in-memory translator is given, as at export time) those of the in-memory model, exactly.
+3. Parity: every signature (not only `serving_default`) answers through the TF1 loader as it does through
+   `tf.saved_model.load` and (when the in-memory predictor is given, as at export time) as the in-memory
+   model's own function: texts exactly, numbers to 1e-4. Each signature gets the check inputs for its row
+   inputs (several named inputs too: rows given as dicts) and modest controls (`WARMUP_CONTROLS`).
 4. Limits: an export that records request limits (`tflm.json`'s "limits") must refuse, through the TF1
    loader, a request for one beam more than its `max_beam_size`.
 """
@@ -118,38 +120,75 @@ def run_tf1(path, signature="serving_default", inputs=None, timeout=600):
 
 
 def serving_input(path):
-    """The name of the string input of a SavedModel's `serving_default` (e.g. "text" or "prompt")."""
+    """The name of the first input of a SavedModel's `serving_default` (e.g. "text" or "prompt")."""
     signatures = saved_model_proto(path).meta_graphs[0].signature_def
     if "serving_default" not in signatures:
         raise ValueError(f"{path} has no serving_default signature, which TF Serving needs.")
-    inputs = list(signatures["serving_default"].inputs)
-    if len(inputs) != 1:
-        raise ValueError(f"{path}: serving_default takes {inputs}; the check sends one string input.")
-    return inputs[0]
+    return list(signatures["serving_default"].inputs)[0]
+
+
+# Values for the inputs of a signature that the check inputs do not give: decoding controls as the warm-up
+# requests ask (`WARMUP_CONTROLS`), any other scalar 1, a row of integers [1], a matrix of ids [[4, 5, 6]].
+_CONTROL_DEFAULTS = {"beam_size": 2, "num_hypotheses": 1, "max_length": 8, "max_new_tokens": 8, "length_penalty": 0.6,
+                     "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0, "min_length": 0,
+                     "no_repeat_ngram_size": 0}
+
+
+def signature_requests(path, rows):
+    """A request for every signature of the SavedModel at `path` ({"signature", "inputs"}, JSON-able), its
+    string inputs taken from `rows` (str, or dicts naming inputs: a row's value for an input of that name,
+    else its first text)."""
+    from tensorflow.core.framework import types_pb2
+
+    requests = []
+    signatures = saved_model_proto(path).meta_graphs[0].signature_def
+    names = ["serving_default"] + sorted(name for name in signatures if name != "serving_default")
+    for name in names:
+        if name not in signatures or name.startswith("__"):
+            continue
+        inputs = {}
+        for input_name, info in signatures[name].inputs.items():
+            rank = len(info.tensor_shape.dim) if not info.tensor_shape.unknown_rank else 1
+            if info.dtype == types_pb2.DT_STRING and rank == 1:
+                inputs[input_name] = [_text_of(row, input_name) for row in rows]
+            elif rank == 0:
+                inputs[input_name] = _CONTROL_DEFAULTS.get(input_name, 1)
+            elif rank == 1:
+                inputs[input_name] = [1] * len(rows)
+            else:
+                inputs[input_name] = [[4, 5, 6]] * len(rows)
+        requests.append({"signature": name, "inputs": inputs})
+    return requests
+
+
+def _text_of(row, name):
+    if isinstance(row, dict):
+        return str(row[name]) if name in row else str(next(iter(row.values()), ""))
+    return row
 
 
 def check_saved_model(path, sentences=DEFAULT_SENTENCES, predictor=None, translator=None):
     """Runs the four checks on the SavedModel at `path`; returns a `CheckReport`.
 
-    `sentences` are inputs of its `serving_default`; `predictor` is the in-memory predictor it was exported
-    from (any task's `tflm.tasks.Predictor`), if any (`translator`: its earlier name).
+    `sentences` are rows of its `serving_default` (str, or dicts naming its inputs); `predictor` is the
+    in-memory predictor it was exported from (any task's `tflm.tasks.Predictor`), if any (`translator`: its
+    earlier name). Every signature is run and compared, not only `serving_default`.
     """
     predictor = predictor or translator
     import tensorflow as tf
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise FileNotFoundError(f"{path}: no saved_model.pb; give a version directory, e.g. saved_models/NAME/1.")
-    sentences = list(sentences)
+    rows = list(sentences)
     problems, ops, functions = check_ops(path)
     report = CheckReport(path, problems, ops, functions)
-    input_name = serving_input(path)
+    serving_input(path)  # (a SavedModel without serving_default is an error)
     warmup = os.path.exists(os.path.join(path, "assets.extra", "tf_serving_warmup_requests"))
-    requests = [{"signature": "serving_default", "inputs": {input_name: sentences}}]
+    requests = signature_requests(path, rows)
     probe = limits_probe(path)
-    if probe is not None:
-        requests.append(probe[0])
-    result, error = run_tf1_requests(path, requests, warmup, keep_going=True)
-    error = error or (result["results"][0].get("error") if isinstance(result["results"][0], dict) else None)
+    result, error = run_tf1_requests(path, requests + ([probe[0]] if probe else []), warmup, keep_going=True)
+    answers = result["results"] if result else []
+    error = error or (answers[0].get("error") if isinstance(answers[0], dict) and "error" in answers[0] else None)
     if error:
         hint = ""
         if "Could not find variable" in error or "uninitialized" in error:
@@ -159,20 +198,29 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, predictor=None, transla
         report.problems.append(f"the TF1 session loader (as TF Serving loads models), with its warm-up "
                                f"requests, failed: {error}{hint}")
         return report
-    outputs = report.tf1_outputs = result["results"][0]
+    report.tf1_outputs = answers[0]
     report.warmup_requests = result["warmup_requests"]
     if probe is not None:
-        answer, expected_message = result["results"][1], probe[1]
+        answer, expected_message = answers[len(requests)], probe[1]
         if expected_message not in str(answer.get("error", "")):
             report.problems.append(f"signature {probe[0]['signature']!r} does not enforce the limits recorded in "
                                    f"tflm.json: beam_size {probe[0]['inputs']['beam_size']} should be refused "
                                    f"with '{expected_message}...' but gave {str(answer)[:300]}")
         else:
             report.limits_enforced = True
-    loaded = load(path).signatures["serving_default"](**{input_name: tf.constant(sentences, dtype=tf.string)})
-    _compare(report, "tf.saved_model.load", loaded, outputs)
-    if predictor is not None:
-        _compare(report, "the in-memory model", predictor.serving_default(sentences), outputs)
+    loaded = load(path)
+    own = {signature.name: signature for signature in predictor.signatures()} if predictor is not None else {}
+    for request, outputs in zip(requests, answers):
+        name = request["signature"]
+        if "error" in outputs:
+            report.problems.append(f"signature {name!r} failed through the TF1 session loader: {outputs['error']}")
+            continue
+        specs = loaded.signatures[name].structured_input_signature[1]
+        tensors = {key: tf.constant(value, dtype=specs[key].dtype) for key, value in request["inputs"].items()}
+        where = "" if name == "serving_default" else f" of signature {name!r}"
+        _compare(report, "tf.saved_model.load" + where, loaded.signatures[name](**tensors), outputs)
+        if name in own:
+            _compare(report, "the in-memory model" + where, own[name].function(**tensors), outputs)
     return report
 
 

@@ -170,14 +170,31 @@ def _write_extra(directory, name, predictor, run_dir, checkpoint, warmup_inputs,
         "task": task,
         "checkpoint": checkpoint,
         "model": type(predictor.model).__name__,
-        "decoding": _plain(predictor.decoding),
-        "limits": limits.to_dict(),
+        "limits": applicable_limits(limits, signatures),
         "signatures": [signature.name for signature in signatures],
+        # what `tflm serve` reads of each signature's declaration: its row inputs and per-row lengths
+        "signature_rows": {signature.name: {"rows": list(signature.row_inputs),
+                                            "row_lengths": dict(signature.row_lengths)}
+                           for signature in signatures},
     }
+    if predictor.decoding is not None:  # (a task that does not decode has no decoding settings to record)
+        info["decoding"] = _plain(predictor.decoding)
     with open(os.path.join(extra, "tflm.json"), "w") as f:
         json.dump(info, f, indent=1)
     if warmup_inputs:
         write_warmup_requests(os.path.join(extra, WARMUP_FILE), name, warmup_inputs, signatures)
+
+
+def applicable_limits(limits, signatures):
+    """The limits of `limits` that some signature is bounded by: the rows always, the decoding limits where a
+    signature decodes, `max_input_tokens` where a signature counts tokens."""
+    values = {"max_batch_size": limits.max_batch_size}
+    if any(signature.length for signature in signatures):
+        values.update(max_beam_size=limits.max_beam_size, max_hypotheses=limits.max_hypotheses,
+                      max_new_tokens=limits.max_new_tokens)
+    if any(signature.token_limited for signature in signatures):
+        values["max_input_tokens"] = limits.max_input_tokens
+    return values
 
 
 def _plain(options):
@@ -193,16 +210,17 @@ def write_warmup_requests(path, name, inputs, signatures):
 
     `serving_default` (the first of `signatures`) on the first input and on all of them, and each signature
     marked `warmup` on the first input with modest controls (`WARMUP_CONTROLS`), so that its first real
-    request does not pay for preparing its graph (a second or more).
+    request does not pay for preparing its graph (a second or more). `inputs` are rows of `serving_default`
+    (str, or dicts naming its row inputs).
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     default = signatures[0]
-    requests = [(default, {default.rows or next(iter(default.inputs)): batch}) for batch in (inputs[:1], inputs)]
+    requests = [(default, default.columns(batch)) for batch in (inputs[:1], inputs)]
     for signature in signatures[1:]:
         if signature.warmup:
             values = {key: WARMUP_CONTROLS[key] for key in signature.inputs if key in WARMUP_CONTROLS}
-            requests.append((signature, {signature.rows: inputs[:1], **values}))
+            requests.append((signature, {**signature.columns(inputs[:1]), **values}))
     with tf.io.TFRecordWriter(path) as writer:
         for signature, values in requests:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name,

@@ -190,12 +190,19 @@ def constraint_checks(controls, limits, length_name=None):
 
 def signature_checks(signature, inputs, limits, count_tokens):
     """The checks a predictor's `Signature` declares, on its inputs (name -> tensor): the rows against
-    `max_batch_size`, each token-limited text against `max_input_tokens` (`count_tokens(text)` -> tokens per
+    `max_batch_size` (and, for several row inputs, as many rows in each), each token-limited text against `max_input_tokens` (`count_tokens(text)` -> tokens per
     row), and with a length control every decoding control's range. The exported graph and the CTranslate2
     engine run these same checks, so both refuse a request with the same message."""
     found = []
-    if signature.rows:
-        found.append(batch_check(signature.row_name, tf.size(inputs[signature.rows]), limits))
+    row_inputs = signature.row_inputs
+    if row_inputs:
+        rows = tf.shape(inputs[row_inputs[0]], out_type=tf.int64)[0]
+        found.append(batch_check(signature.row_name, rows, limits))
+        for name in row_inputs[1:]:  # a text pair: as many rows in each
+            other = tf.shape(inputs[name], out_type=tf.int64)[0]
+            found.append(require(tf.equal(rows, other), f"{row_inputs[0]} has {{}} rows but {name} {{}}: each row "
+                                                        f"of the request needs all of {', '.join(row_inputs)}",
+                                 rows, other))
     for name in signature.token_limited:
         longest = tf.reduce_max(tf.concat([tf.cast(count_tokens(inputs[name]), tf.int64), [0]], 0))
         found.append(check(f"{signature.row_name} length in tokens", longest,

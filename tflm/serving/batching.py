@@ -5,7 +5,8 @@ milliseconds to gather the requests that arrive together answers many more of th
 worker thread takes the queued requests; once `max_batch_size` rows are waiting or `timeout_ms` have passed
 since the oldest arrived, it sorts them by the length of their text (so a batch holds sentences of similar
 length and pads little), cuts them into batches of at most `max_batch_size` rows, runs each batch and
-hands every request its own rows of the outputs. A request whose deadline passed while it waited is
+hands every request its own rows of the outputs (an output with a length per row, as the export declares
+it, padded to the request's own longest row: exactly what the request would get alone). A request whose deadline passed while it waited is
 answered DEADLINE_EXCEEDED and left out of the batch, so a backlog never costs work nobody waits for.
 """
 
@@ -38,6 +39,18 @@ def _length(inputs):
         if value.dtype.kind in ("O", "S", "U"):
             longest = max(longest, max((len(v) for v in value.reshape(-1)), default=0))
     return longest
+
+
+def own_rows(outputs, start, end, row_lengths):
+    """Rows `start:end` of a batch's outputs, as if the request had run alone: an output with a length per row
+    (`row_lengths`: output -> the output of lengths) is cut to the longest of these rows, so its padding never
+    depends on the other requests that shared the batch."""
+    own = {name: value[start:end] for name, value in outputs.items()}
+    for name, lengths_name in row_lengths.items():
+        if name in own and lengths_name in own and own[name].ndim >= 2:
+            longest = int(own[lengths_name].max()) if own[lengths_name].size else 0
+            own[name] = own[name][:, :longest]
+    return own
 
 
 class _Pending:
@@ -151,9 +164,10 @@ class Batcher:
             return
         self.batches += 1
         self.requests += len(group)
+        row_lengths = getattr(first.version, "row_lengths", lambda _: {})(first.signature)
         start = 0
         for pending in group:
             end = start + pending.rows
             if not pending.future.done():  # (a future cancelled by its waiter takes no result)
-                pending.future.set_result({name: value[start:end] for name, value in outputs.items()})
+                pending.future.set_result(own_rows(outputs, start, end, row_lengths))
             start = end

@@ -183,7 +183,7 @@ def validate_inputs(specs, inputs, max_batch_size):
     missing = sorted(set(specs) - set(inputs))
     if missing:
         raise ServingError("INVALID_ARGUMENT", f"missing input(s) {missing}; the signature needs {sorted(specs)}")
-    converted, batch = {}, None
+    converted, batch, first = {}, None, None
     for name, spec in specs.items():
         value = np.asarray(inputs[name], dtype=object) if spec.dtype == tf.string else np.asarray(inputs[name])
         if spec.dtype == tf.string:
@@ -212,8 +212,9 @@ def validate_inputs(specs, inputs, max_batch_size):
         if spec.shape.rank:
             rows = value.shape[0]
             if batch is not None and rows != batch:
-                raise ServingError("INVALID_ARGUMENT", f"inputs have different batch sizes ({batch} and {rows})")
-            batch = rows
+                raise ServingError("INVALID_ARGUMENT", f"inputs have different batch sizes: {first!r} has {batch} "
+                                                       f"rows, {name!r} {rows}; each row needs every input")
+            batch, first = rows, (first if batch is not None else name)
         converted[name] = value
     if batch is not None and batch > max_batch_size:
         raise ServingError("INVALID_ARGUMENT", f"batch of {batch} rows exceeds this server's maximum of "

@@ -73,6 +73,11 @@ class LoadedVersion:
     def input_specs(self, signature_name):
         return self.signature(signature_name).structured_input_signature[1]
 
+    def row_lengths(self, signature_name):
+        """{output: the output of each row's length} that the export declares for a signature (tflm.json)."""
+        declared = self.info.get("signature_rows", {}).get(signature_name or "serving_default", {})
+        return declared.get("row_lengths", {})
+
     def run(self, signature_name, inputs):
         """Runs a signature on numpy inputs (name -> array); returns name -> numpy array."""
         function = self.signature(signature_name)

@@ -2,9 +2,15 @@
 the export `Signature`s it declares.
 
 The exporter (`tflm.export`) builds, bounds and checks whatever signatures a predictor declares; it knows
-no task. A signature says which of its inputs carries the request's rows (bounded by `max_batch_size`),
-which are decoding controls (bounded by `max_beam_size`, `max_hypotheses`, `max_new_tokens`, ...) and which
-texts are bounded in tokens (`max_input_tokens`); the exporter turns that into in-graph checks.
+no task. A signature says which of its inputs carry the request's rows (one or several named inputs: a text,
+a text pair, integers; bounded by `max_batch_size`), which are decoding controls (bounded by `max_beam_size`,
+`max_hypotheses`, `max_new_tokens`, ...), which texts are bounded in tokens (`max_input_tokens`), and which
+outputs have a length per row (a padded `(batch, n)` output and the output giving each row's length). The
+exporter turns that into in-graph checks; `tflm check`, the warm-up file, `Predictor.predict` (`tflm predict`)
+and `tflm serve`'s batching read the same declaration.
+
+    Signature("serving_default", self.tag, text_input("text_a", "text_b"), rows=("text_a", "text_b"),
+              row_lengths={"words": "lengths", "tags": "lengths"})
 """
 
 import contextlib
@@ -37,15 +43,21 @@ class Signature:
 
     Attributes:
         name: the signature's name (`serving_default` first).
-        function: keyword inputs (tensors) -> dict of output tensors.
+        function: keyword inputs (tensors) -> dict of output tensors (None in a declaration that an engine
+            fills with its own function: `dataclasses.replace(SIGNATURE, function=...)`).
         inputs: input name -> `tf.TensorSpec` (in order).
-        rows: the string input `(batch,)` whose size is the request's number of rows (`max_batch_size`).
+        rows: the input `(batch,)` whose size is the request's number of rows (`max_batch_size`), or a tuple
+            of such inputs (a text pair: `("text_a", "text_b")`), which must have as many rows each.
         row_name: what one row is, in error messages ("sentence", "prompt", "text").
         length: the control that bounds the output length (`max_length` or `max_new_tokens`), if any:
             with it, every control of `CONTROL_DTYPES` the signature takes is range-checked.
         token_limited: string inputs whose length in tokens is bounded by `max_input_tokens`.
         vocabulary_size: the upper bound of `top_k`.
         warmup: whether the export's warm-up file runs this signature once (with `WARMUP_CONTROLS`).
+        row_lengths: output name -> the output holding each row's length along its axis 1 (e.g.
+            `{"tags": "lengths"}`): that output is padded to the longest row of the batch, and a served request
+            gets it padded to its own longest row, whatever else shared the batch; `predict` gives each row
+            exactly its own entries.
     """
 
     name: str
@@ -57,10 +69,54 @@ class Signature:
     token_limited: tuple = ()
     vocabulary_size: Optional[int] = None
     warmup: bool = False
+    row_lengths: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def row_inputs(self):
+        """The inputs that hold one entry per row (a tuple, possibly empty)."""
+        if not self.rows:
+            return ()
+        return (self.rows,) if isinstance(self.rows, str) else tuple(self.rows)
+
+    def columns(self, rows):
+        """The inputs of this signature for `rows`, a list with one entry per row: a str (for a signature with
+        one row input) or a dict naming each row input (`{"text_a": ..., "text_b": ...}`). Returns
+        {input name: list}; a row that misses an input is an error naming the row and the input."""
+        names = self.row_inputs or (next(iter(self.inputs)),)
+        columns = {name: [] for name in names}
+        for index, row in enumerate(rows):
+            if isinstance(row, dict):
+                missing = [name for name in names if name not in row]
+                unknown = sorted(set(row) - set(names))
+                if missing or unknown:
+                    raise ValueError(f"row {index}: {self.name} takes {', '.join(names)}"
+                                     + (f"; missing {', '.join(missing)}" if missing else "")
+                                     + (f"; unknown {', '.join(unknown)}" if unknown else "")
+                                     + ' (give each row as a JSON object, e.g. {"' + '": "...", "'.join(names)
+                                     + '": "..."})')
+                for name in names:
+                    columns[name].append(row[name])
+            elif len(names) == 1:
+                columns[names[0]].append(row)
+            else:
+                raise ValueError(f"row {index}: {self.name} takes {', '.join(names)}; give each row as a JSON "
+                                 f"object naming them, not {type(row).__name__} {row!r}")
+        return columns
+
+    def tensors(self, columns):
+        """{name: tensor} of `columns` ({name: list}) in the dtypes the signature takes."""
+        return {name: tf.constant(values, dtype=self.inputs[name].dtype) if len(values) else
+                tf.zeros([0], self.inputs[name].dtype) for name, values in columns.items()}
 
 
-def text_input(name):
-    return {name: tf.TensorSpec([None], tf.string, name=name)}
+def text_input(*names):
+    """String inputs `(batch,)` named `names` (a text, or a text pair: `text_input("text_a", "text_b")`)."""
+    return {name: tf.TensorSpec([None], tf.string, name=name) for name in names}
+
+
+def integer_input(*names):
+    """int32 inputs `(batch,)` named `names` (one integer per row, e.g. a position)."""
+    return {name: tf.TensorSpec([None], tf.int32, name=name) for name in names}
 
 
 def control_inputs(*names):
@@ -117,16 +173,29 @@ class Predictor(tf.Module):
         return tokenizer.tokenize(text).row_lengths()
 
     def serving_default(self, inputs):
-        """Runs `serving_default` (unbounded) on a list of str; returns its outputs as NumPy arrays."""
+        """Runs `serving_default` (unbounded) on a list of rows (str, or dicts naming several inputs); returns
+        its outputs as NumPy arrays."""
         signature = self.signatures()[0]
-        name = signature.rows or next(iter(signature.inputs))
-        outputs = signature.function(**{name: tf.constant(list(inputs), dtype=tf.string)})
+        outputs = signature.function(**signature.tensors(signature.columns(list(inputs))))
         return {key: np.asarray(value) for key, value in outputs.items()}
 
     def predict(self, inputs):
-        """A list of str -> one JSON-able answer per input (`tflm predict`): `serving_default`'s outputs."""
+        """A list of rows (str, or dicts such as `{"text_a": ..., "text_b": ...}`) -> one JSON-able answer per
+        row (`tflm predict`): `serving_default`'s outputs, an output with a length per row (`row_lengths`)
+        cut to that row's own length."""
+        inputs = list(inputs)
         outputs = self.serving_default(inputs)
-        return [{key: _plain(value[index]) for key, value in outputs.items()} for index in range(len(inputs))]
+        row_lengths = self.signatures()[0].row_lengths
+        answers = []
+        for index in range(len(inputs)):
+            answer = {}
+            for key, value in outputs.items():
+                row = value[index]
+                if key in row_lengths:
+                    row = row[:int(outputs[row_lengths[key]][index])]
+                answer[key] = _plain(row)
+            answers.append(answer)
+        return answers
 
     def attention(self, sentence):
         raise ValueError(f"{type(self).__name__} has no cross-attention to draw (only translation models have).")
@@ -151,5 +220,5 @@ def token_signatures(tokenizer, detokenizer):
     def detokenize(token_ids):
         return {"text": detokenizer.detokenize(token_ids)}
 
-    return [Signature("tokenize", tokenize, text_input("text")),
+    return [Signature("tokenize", tokenize, text_input("text"), row_lengths={"token_ids": "lengths"}),
             Signature("detokenize", detokenize, {"token_ids": tf.TensorSpec([None, None], tf.int32, name="token_ids")})]

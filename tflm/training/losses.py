@@ -4,7 +4,7 @@ A loss is an object with
 
     __call__(labels, outputs) -> (loss_sum, nll_sum, count)   float32 scalars, sums over the batch
     nll(labels, outputs) -> (nll_sum, count)                  the same without label smoothing (evaluation)
-    unit                                                      "tokens", "sequences" or "examples": what `count` counts
+    unit                                                      "tokens", "words", "sequences" or "examples": what `count` counts
     perplexity                                                whether exp(mean nll) means something
 
 Sums (not means) are returned so that a distributed or accumulated step divides by the count of the whole
@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tflm.text.tokenizers import PAD_ID
 
-UNITS = ("tokens", "sequences", "examples")
+UNITS = ("tokens", "words", "sequences", "examples")
 
 
 def token_cross_entropy(labels, logits, label_smoothing=0.0):

@@ -1,0 +1,3 @@
+from tflm.cli import entry
+
+entry()
