@@ -1,12 +1,12 @@
 """`Task`: the run driver, written once, and the hooks each task supplies.
 
-A run directory is `config.json` (the task's configuration dataclass, with its task name), `vocab/`,
-`checkpoints/`, `logs/`, `eval/` and `progress.json`. The driver here starts or resumes a run, trains it
-under its distribution strategy, evaluates it (writing `eval/<split>.<checkpoint><setting>.json`), averages
-its checkpoints and loads its predictor; `tflm.export` exports whatever signatures that predictor declares.
-A task supplies only what differs:
+A run directory is `config.json` (the task's configuration dataclass, with its task name and, for a plug-in
+task, the import path of its class), `vocab/`, `checkpoints/`, `logs/`, `eval/` and `progress.json`. The driver
+here starts or resumes a run, trains it under its distribution strategy, evaluates it (writing
+`eval/<split>.<checkpoint><setting>.json`), averages its checkpoints and loads its predictor; `tflm.export`
+exports whatever signatures that predictor declares. A task supplies only what differs, and may live in a
+module of its own (`tflm train --task mymodule:Reverse`; see `tflm.tasks`):
 
-    @register_task
     class Reverse(Task):
         name = "reverse"
         config_class = ReverseConfig              # a dataclass: task, data, model, training sections, ...
@@ -17,8 +17,10 @@ A task supplies only what differs:
         def make_predictor(self, config, model, tokenizers, decoding=None):
         def evaluate_split(self, run_dir, config, split, checkpoint, **options):  # -> Evaluation
 
-and optionally `loss` (default: token cross-entropy with the run's label smoothing), `samples` (outputs
-logged after each epoch), `export_inputs` (the inputs an export is checked and warmed up with).
+and optionally `loss` (default: token cross-entropy with the run's label smoothing; a loss says its unit and
+whether perplexity means anything), `samples` (outputs logged after each epoch), `export_inputs` (the rows an
+export is checked and warmed up with: texts, or dicts for a signature with several inputs), `option_fields`
+(which `tflm train` option sets which field) and `decoding` (None: the task does not decode).
 """
 
 import dataclasses
