@@ -14,7 +14,7 @@ global batch, over all replicas and accumulated batches. `Trainer(loss=...)` tak
 
 import tensorflow as tf
 
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 UNITS = ("tokens", "sequences", "examples")
 

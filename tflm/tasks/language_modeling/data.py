@@ -19,7 +19,7 @@ from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.tasks import runs
 from tflm.tasks.base import TaskData
 from tflm.tasks.language_modeling.scoring import evaluate_ids
-from tflm.text.tokenizers import load_tokenizer
+from tflm.text import load_tokenizer
 from tflm.text.vocab import train_tokenizer
 
 logger = logging.getLogger("tflm")

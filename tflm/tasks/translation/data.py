@@ -9,7 +9,7 @@ from tflm.data.pipeline import Batching, num_batches, tokenize_pairs, translatio
 from tflm.data.registry import dataset_info, find_dataset, split_file
 from tflm.tasks import runs
 from tflm.tasks.base import TaskData
-from tflm.text.tokenizers import load_tokenizer
+from tflm.text import load_tokenizer
 from tflm.text.vocab import train_tokenizer
 
 logger = logging.getLogger("tflm")
