@@ -153,6 +153,77 @@ def log_valid(writer, step, loss, count, seconds, improved, unit, with_perplexit
             tf.summary.scalar("perplexity", perplexity(loss))
 
 
+class RunReport:
+    """Where a training run reports, each figure in its loss's unit: the log, TensorBoard (`logs/train`,
+    `logs/valid`, and `logs/` for HParams and final metrics) and `progress.json`. Only the chief writes
+    files (a worker's TensorBoard writers are no-ops); nothing is written before the first report.
+
+    Args:
+        run_dir: str.
+        is_chief: bool.
+        unit: str. What the loss counts ("tokens", "words", "sequences", "examples").
+        with_perplexity: bool. Whether exp(mean nll) means something (a perplexity) for the loss.
+    """
+
+    def __init__(self, run_dir, is_chief, unit="tokens", with_perplexity=True):
+        self.run_dir, self.is_chief, self.unit, self.with_perplexity = run_dir, is_chief, unit, with_perplexity
+        self._writers = None
+        self._run_writer = None
+
+    @property
+    def writers(self):
+        """`{"train", "valid"}` TensorBoard writers, created on first use."""
+        if self._writers is None:
+            self._writers = summary_writers(self.run_dir, self.is_chief)
+        return self._writers
+
+    def open(self):
+        """Creates the TensorBoard writers (`fit` does, so that a run's `logs/train` and `logs/valid` exist)."""
+        return self.writers
+
+    def progress_bar(self, epoch, steps_per_epoch, skipped, verbose):
+        return ProgressBar(epoch, steps_per_epoch, skipped, verbose, self.unit, self.with_perplexity)
+
+    def train(self, step, window, learning_rate):
+        log_train(self.writers["train"], step, window, learning_rate, self.unit, self.with_perplexity)
+
+    def valid(self, step, loss, count, seconds, improved):
+        log_valid(self.writers["valid"], step, loss, count, seconds, improved, self.unit, self.with_perplexity)
+
+    def text(self, tag, text, step, run="valid"):
+        """A Markdown text (e.g. a table of sample outputs) in TensorBoard's `run` at `step`."""
+        with self.writers[run].as_default(step=step):
+            tf.summary.text(tag, text)
+
+    def image(self, tag, image, step, run="valid"):
+        """An image (uint8 or float `(height, width, channels)`) in TensorBoard's `run` at `step`."""
+        with self.writers[run].as_default(step=step):
+            tf.summary.image(tag, np.asarray(image)[np.newaxis])
+
+    def hparams(self, hparams, final_metrics=()):
+        if self.is_chief:
+            write_hparams(self._logs_writer(), hparams, self.run_dir, final_metrics)
+
+    def final_metrics(self, step, metrics):
+        if self.is_chief:
+            write_metrics(self._logs_writer(), step, metrics)
+
+    def progress(self, progress):
+        """`progress.json` from a `RunState.progress()`, with the loss's unit."""
+        if self.is_chief:
+            write_progress(self.run_dir, {**progress, "train_seconds": round(progress["train_seconds"], 1),
+                                          "unit": self.unit})
+
+    def flush(self):
+        for writer in self.writers.values():
+            writer.flush()
+
+    def _logs_writer(self):
+        if self._run_writer is None:
+            self._run_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "logs"))
+        return self._run_writer
+
+
 # ---------------------------------------------------------------- HParams
 
 
