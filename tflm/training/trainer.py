@@ -15,9 +15,10 @@ Re-running training on the same run directory resumes from the newest checkpoint
 depends only on the seed and the epoch, and a resumed run skips the batches of the current epoch it has
 already trained on, so it continues exactly where the interrupted run had checkpointed.
 
-The task's loss (`tflm.training.losses`) says what is minimized and what is counted (tokens, sequences or
-examples); the checkpoint variable `target_tokens` holds that count, whatever its unit (the name is kept so
-that older runs restore).
+The task's loss (`tflm.training.losses`) says what is minimized, what is counted (its `unit`: tokens, words,
+sequences or examples) and whether a perplexity means something (`has_perplexity`); the run reports
+`<unit>_per_second`, and a perplexity only where it means something. The checkpoint variable `target_tokens`
+holds that count, whatever its unit (the name is kept so that older runs restore).
 
 Gradient accumulation (`accumulation_steps=K`, see `tflm.training.steps`) takes one optimizer step per
 K consecutive batches. Checkpoints and stops happen only after an optimizer step, so `step_in_epoch` (the
@@ -115,7 +116,7 @@ class Trainer:
         self.epoch, self.step_in_epoch = self.state.epoch, self.state.step_in_epoch
         self.train_seconds, self.target_tokens = self.state.train_seconds, self.state.target_tokens
         self.best_valid_loss = self.state.best_valid_loss
-        self.report = reporting.RunReport(run_dir, self._is_chief, self.loss.unit, self.loss.perplexity)
+        self.report = reporting.RunReport(run_dir, self._is_chief, self.loss.unit, self.loss.has_perplexity)
         self.steps = TrainSteps(model, optimizer, self.strategy, self.loss, clip_norm, accumulation_steps, jit_compile)
 
     # ---------------------------------------------------------------- steps
@@ -367,6 +368,7 @@ class Trainer:
             last_valid_loss=last_valid,
             stopped_by=stopped_by,
             unit=self.loss.unit,
+            has_perplexity=self.loss.has_perplexity,
         )
 
     def _write_progress(self):
