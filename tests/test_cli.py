@@ -119,7 +119,7 @@ def test_vocab_and_data_commands(tmp_path):
     result = invoke("vocab", os.path.join(SAMPLE_DIR, "valid.en.gz"), os.path.join(SAMPLE_DIR, "valid.es.gz"),
                     "--type", "bpe", "--size", 300, "-o", str(output))
     assert result.exit_code == 0 and os.path.exists(str(output) + ".model")
-    from tflm.text.tokenizers import load_tokenizer
+    from tflm.text import load_tokenizer
 
     tokenizer = load_tokenizer(str(output) + ".model")  # a 300-piece BPE vocabulary that round-trips text
     assert tokenizer.vocabulary_size == 300 and tokenizer.kind == "sentencepiece"

@@ -18,7 +18,7 @@ from tflm.export.ctranslate2 import METADATA_FILE, convert_model, convert_run, m
 from tflm.models import GPT, ComposedSeq2Seq, LSTMAttentionSeq2Seq, TransformerSeq2Seq, TransformerXL  # noqa: E402
 from tflm.tasks import language_modeling  # noqa: E402
 from tflm.tasks.translation import Translator  # noqa: E402
-from tflm.text.tokenizers import CharacterTokenizer, load_tokenizer  # noqa: E402
+from tflm.text import CharacterTokenizer, load_tokenizer  # noqa: E402
 
 from conftest import SAMPLE_DIR  # noqa: E402
 

@@ -31,7 +31,7 @@ from tflm.export.ctranslate2_engine import (  # noqa: E402
 )
 from tflm.tasks import get_task, language_modeling  # noqa: E402
 from tflm.tasks.translation import Translator  # noqa: E402
-from tflm.text.tokenizers import CharacterTokenizer  # noqa: E402
+from tflm.text import CharacterTokenizer  # noqa: E402
 from tflm.training.checkpoints import model_checkpoint  # noqa: E402
 
 SENTENCES = ["Good morning.", "Where is the station?", "", "I love you.", "   ", "Tom knew it was far too late.",

@@ -21,7 +21,7 @@ from tflm.export.check import run_tf1_requests
 from tflm.layers import CopyAttention, copy_distribution, coverage_loss
 from tflm.models import TransformerSeq2Seq
 from tflm.tasks.summarization import Summarizer, tokenize_documents
-from tflm.text.tokenizers import EOS_ID, PAD_ID
+from tflm.text import EOS_ID, PAD_ID
 from tflm.training.losses import token_cross_entropy
 
 

@@ -73,10 +73,11 @@ def test_class_label_smoothing_and_the_unsmoothed_nll_for_evaluation():
     eval_nll, eval_count = loss.nll(labels, logits)
     np.testing.assert_allclose(float(eval_nll), nll.sum(), rtol=1e-6)
     assert float(eval_count) == 3 and loss.label_smoothing == 0.2
-    assert (loss.unit, loss.perplexity) == ("sequences", False)
-    assert (TokenCrossEntropy.unit, TokenCrossEntropy.perplexity) == ("tokens", True)
+    assert (loss.unit, loss.has_perplexity) == ("sequences", False)
+    assert (TokenCrossEntropy.unit, TokenCrossEntropy.has_perplexity) == ("tokens", True)
+    assert ClassCrossEntropy(unit="words").unit == "words"  # one class per word (tagging)
     with pytest.raises(ValueError, match="unit"):
-        ClassCrossEntropy(unit="words")
+        ClassCrossEntropy(unit="bytes")
     with pytest.raises(ValueError, match="label_smoothing"):
         ClassCrossEntropy(label_smoothing=1.0)
 
@@ -125,12 +126,20 @@ def test_the_run_reports_in_the_loss_unit(kind, tmp_path, caplog):
         assert all("examples/s" in x and "perplexity" not in x and "tokens" not in x for x in train_lines)
         assert "over 16 examples" in valid_lines[0] and "perplexity" not in valid_lines[0]
         assert "examples_per_second" in tags and "perplexity" not in tags and "tokens_per_second" not in tags
+        assert progress["examples_per_second"] > 0 and "tokens_per_second" not in progress
+        assert "best_valid_perplexity" not in progress and result.best_valid_perplexity is None
+        assert set(result.summary()) >= {"examples_per_second", "best_valid_loss"}
+        assert "best_valid_perplexity" not in result.summary() and "tokens_per_second" not in result.summary()
     else:
         assert result.unit == "tokens" and progress["unit"] == "tokens"
         assert result.count == 32 * 4  # the two PAD labels of each row are not counted
         assert all("tokens/s" in x and "perplexity" in x for x in train_lines)
         assert "over 64 tokens" in valid_lines[0] and "perplexity" in valid_lines[0]
         assert {"tokens_per_second", "perplexity"} <= tags
+        assert progress["tokens_per_second"] > 0
+        assert progress["best_valid_perplexity"] == result.best_valid_perplexity == pytest.approx(
+            np.exp(result.best_valid_loss), rel=1e-3)
+        assert set(result.summary()) >= {"tokens_per_second", "best_valid_perplexity"}
     assert result.tokens_per_second == result.per_second > 0
 
 

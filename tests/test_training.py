@@ -204,7 +204,8 @@ def test_float16_with_loss_scaling_takes_the_float32_step(small_pairs, sample_to
 
 
 def test_adamw_decays_the_weights_and_adam_does_not():
-    from tflm.tasks.runs import TrainingConfig, build_optimizer
+    from tflm.tasks import TrainingConfig
+    from tflm.training.optimizers import build_optimizer
 
     for weight_decay, expected in ((0.1, 1.0 - 1e-2 * 0.1), (0.0, 1.0)):
         optimizer = build_optimizer(TrainingConfig(learning_rate=1e-2, weight_decay=weight_decay))

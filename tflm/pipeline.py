@@ -29,7 +29,7 @@ from typing import Optional
 
 from tflm import config as config_lib
 from tflm.tasks import DEFAULT_TASK, get_task, registry, runs
-from tflm.training.checkpoints import checkpoint_paths
+from tflm.training.checkpoints import checkpoint_paths, resolve_run_checkpoint
 
 logger = logging.getLogger("tflm")
 
@@ -166,7 +166,7 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
 def _checkpoint_files(run_dir, checkpoint):
     import tensorflow as tf
 
-    path = runs.resolve_run_checkpoint(run_dir, checkpoint)
+    path = resolve_run_checkpoint(run_dir, checkpoint)
     latest = tf.train.latest_checkpoint(path) if os.path.isdir(path) else path
     return [latest] if latest else []
 

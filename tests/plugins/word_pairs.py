@@ -57,7 +57,7 @@ class WordCrossEntropy(TokenCrossEntropy):
     """The token loss over words: PAD (0) is no word. It counts words, and exp(loss) is no perplexity."""
 
     unit = "words"
-    perplexity = False
+    has_perplexity = False
 
 
 def word_ids(text, buckets, lower):

@@ -80,10 +80,7 @@ def train(run_dir, task, config_file, overrides, quiet, profile, **options):
 
 
 def train_summary(run_dir, result):
-    unit = result.unit
-    return {"run_dir": run_dir, "step": result.step, "epoch": result.epoch, "stopped_by": result.stopped_by,
-            "train_seconds": round(result.train_seconds, 1), f"{unit}_per_second": round(result.tokens_per_second, 1),
-            "best_valid_loss": round(result.best_valid_loss, 4)}
+    return {"run_dir": run_dir, **result.summary()}
 
 
 def run_config(task, run_dir, saved, config_file, overrides, options):

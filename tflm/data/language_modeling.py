@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflm.data.registry import open_text
-from tflm.text.tokenizers import EOS_ID
+from tflm.text.special_tokens import EOS_ID
 
 logger = logging.getLogger("tflm")
 

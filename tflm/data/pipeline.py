@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflm.data.parallel import DropReport
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 logger = logging.getLogger("tflm")
 

@@ -25,7 +25,7 @@ from tflm.decoding.common import (
     reorder_state,
     tile_state,
 )
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 
 def length_penalty(length, alpha):

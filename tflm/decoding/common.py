@@ -17,7 +17,7 @@ import numbers
 
 import tensorflow as tf
 
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 NEGATIVE = -1e9  # the log-probability of a forbidden token (finite, so sums never become NaN)
 

@@ -9,7 +9,7 @@ from tflm.decoding.beam_search import beam_search, length_penalty
 from tflm.decoding.common import SearchSettings, row_max_lengths
 from tflm.decoding.greedy import greedy_search
 from tflm.decoding.sampling import sample
-from tflm.text.tokenizers import BOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, PAD_ID
 
 STRATEGIES = ("greedy", "beam", "sample")
 

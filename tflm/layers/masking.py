@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 
 def masked_softmax(scores, mask):

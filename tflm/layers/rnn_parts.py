@@ -9,7 +9,7 @@ from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.lstm_encoder import RecurrentStack
 from tflm.layers.masking import padding_mask
 from tflm.layers.token_embedding import TokenEmbedding
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 
 @keras.saving.register_keras_serializable(package="tflm")

@@ -3,7 +3,7 @@ import logging
 import keras
 import numpy as np
 
-from tflm.text.tokenizers import WORD_MARKER
+from tflm.text.wordpiece_tokenizer import WORD_MARKER
 
 logger = logging.getLogger("tflm")
 

@@ -9,7 +9,7 @@ from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.masking import padding_mask
 from tflm.layers.transformer_decoder_block import TransformerDecoderBlock
 from tflm.layers.transformer_encoder_block import TransformerEncoderBlock
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 POSITION_EMBEDDINGS = ("sinusoidal", "learned")
 

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 
 class LanguageModel(keras.Model):

@@ -2,7 +2,7 @@ import keras
 from keras import ops
 
 from tflm.layers.masking import padding_mask  # noqa: F401 (re-exported: tflm.models.padding_mask)
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 
 class Seq2Seq(keras.Model):

@@ -30,8 +30,8 @@ import os
 from typing import Callable, Optional
 
 from tflm import config as config_lib
-from tflm.tasks import registry, runs
-from tflm.training.checkpoints import restore_model
+from tflm.tasks import registry, runs, workers
+from tflm.training.checkpoints import resolve_run_checkpoint, restore_model, save_averaged_checkpoint
 from tflm.training.profiling import StepProfiler, parse_profile_range, profiling
 from tflm.training.reporting import flat_hparams, write_metrics
 from tflm.training.steps import accumulation_steps_for
@@ -259,7 +259,7 @@ class Task:
         """The run's model with the weights of `checkpoint` ("best", "last", "averaged" or a path)."""
         config = config or self.load_config(run_dir)
         model = self.build_model(config, tokenizers if tokenizers is not None else self.load_tokenizers(run_dir))
-        restore_model(model, runs.resolve_run_checkpoint(run_dir, checkpoint))
+        restore_model(model, resolve_run_checkpoint(run_dir, checkpoint))
         return model
 
     def load_predictor(self, run_dir, checkpoint="best", decoding=None, config=None, tokenizers=None, **options):
@@ -273,7 +273,7 @@ class Task:
         """Averages the last `count` training checkpoints into `checkpoints/averaged/`; returns its path."""
         config = config or self.load_config(run_dir)
         tokenizers = tokenizers if tokenizers is not None else self.load_tokenizers(run_dir)
-        return runs.save_averaged_checkpoint(run_dir, self.build_model(config, tokenizers), count)
+        return save_averaged_checkpoint(run_dir, self.build_model(config, tokenizers), count)
 
     def evaluate(self, run_dir, split="test", checkpoint="best", max_examples=None, decoding=None, profile=None,
                  config=None, **options):
@@ -310,7 +310,7 @@ class Task:
         dashboard shows them in the run's row), at the step the run has reached."""
         scores = {f"{split}/{name}": metrics[name] for name in self.final_metrics
                   if isinstance(metrics.get(name), (int, float))}
-        if not scores or not runs.is_chief():
+        if not scores or not workers.is_chief():
             return
         import tensorflow as tf
 

@@ -14,10 +14,10 @@ from tflm import config as config_lib
 from tflm.tasks.sections import (  # noqa: F401  (re-exported: the sections' earlier home)
     DataConfig, ModelConfig, TrainingConfig, model_dtype, model_params, validate_common,
 )
-from tflm.tasks.workers import is_chief, save_vocabulary, wait_for_chief_vocabulary  # noqa: F401
-from tflm.training.checkpoints import resolve_run_checkpoint, save_averaged_checkpoint  # noqa: F401
-from tflm.training.optimizers import build_optimizer, check_optimizer  # noqa: F401
-from tflm.training.trainer import set_seed
+from tflm.tasks.workers import is_chief
+from tflm.training.checkpoints import resolve_run_checkpoint  # noqa: F401  (re-exported: the engines import it)
+from tflm.training.optimizers import build_optimizer  # noqa: F401  (re-exported for scripts)
+from tflm.training.seeds import set_seed
 
 logger = logging.getLogger("tflm")
 

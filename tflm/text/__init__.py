@@ -1,20 +1,12 @@
 """Text: subword tokenizers (in-graph) and their trainers."""
 
-from tflm.text.tokenizers import (
-    BOS_ID,
-    EOS_ID,
-    PAD_ID,
-    SPECIAL_TOKENS,
-    UNK_ID,
-    ByteLevelBPETokenizer,
-    CharacterTokenizer,
-    SentencePieceTokenizer,
-    Tokenizer,
-    WordPieceTokenizer,
-    load_tokenizer,
-    pretokenize_words,
-    strip_special,
-)
+from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
+from tflm.text.character_tokenizer import CharacterTokenizer
+from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, strip_special
+from tflm.text.tokenizer import Tokenizer
+from tflm.text.tokenizers import TOKENIZER_KINDS, load_tokenizer
+from tflm.text.wordpiece_tokenizer import WordPieceTokenizer, pretokenize_words
 from tflm.text.vocab import (
     VOCABULARY_TYPES,
     train_byte_level_bpe,

@@ -12,14 +12,11 @@ import logging
 
 import tensorflow as tf
 
-from tflm.text.tokenizers import (
-    SPECIAL_TOKENS,
-    ByteLevelBPETokenizer,
-    CharacterTokenizer,
-    SentencePieceTokenizer,
-    WordPieceTokenizer,
-    pretokenize_words,
-)
+from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
+from tflm.text.character_tokenizer import CharacterTokenizer
+from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
+from tflm.text.special_tokens import SPECIAL_TOKENS
+from tflm.text.wordpiece_tokenizer import WordPieceTokenizer, pretokenize_words
 
 logger = logging.getLogger("tflm")
 

@@ -14,4 +14,6 @@ from tflm.training.reporting import flat_hparams
 from tflm.training.schedules import SCHEDULES, WarmupCosine, WarmupInverseSqrt, make_schedule
 from tflm.training.steps import accumulation_steps_for
 from tflm.training.strategies import STRATEGIES, make_strategy, split_cpu
-from tflm.training.trainer import Trainer, TrainResult, set_seed
+from tflm.training.reporting import TrainResult
+from tflm.training.seeds import set_seed
+from tflm.training.trainer import Trainer

@@ -4,8 +4,12 @@ A loss is an object with
 
     __call__(labels, outputs) -> (loss_sum, nll_sum, count)   float32 scalars, sums over the batch
     nll(labels, outputs) -> (nll_sum, count)                  the same without label smoothing (evaluation)
-    unit                                                      "tokens", "words", "sequences" or "examples": what `count` counts
-    perplexity                                                whether exp(mean nll) means something
+    unit                                                      what `count` counts: "tokens", "words", "sequences"
+                                                              or "examples"
+    has_perplexity                                            whether exp(mean nll) is a perplexity worth reporting
+
+The trainer reports in the loss's unit: `<unit>_per_second` in the log, TensorBoard, `progress.json` and the
+`TrainResult`; a perplexity only where `has_perplexity` (a token or word cross-entropy, not a class loss).
 
 Sums (not means) are returned so that a distributed or accumulated step divides by the count of the whole
 global batch, over all replicas and accumulated batches. `Trainer(loss=...)` takes one; its default is
@@ -14,7 +18,7 @@ global batch, over all replicas and accumulated batches. `Trainer(loss=...)` tak
 
 import tensorflow as tf
 
-from tflm.text.tokenizers import PAD_ID
+from tflm.text.special_tokens import PAD_ID
 
 UNITS = ("tokens", "words", "sequences", "examples")
 
@@ -81,11 +85,11 @@ def smoothed_cross_entropy_sums(logits, labels, weights, label_smoothing):
 
 
 class Loss:
-    """The interface (see the module docstring). Subclasses set `unit` and `perplexity` and implement
+    """The interface (see the module docstring). Subclasses set `unit` and `has_perplexity` and implement
     `sums(labels, outputs, label_smoothing)`."""
 
     unit = "examples"
-    perplexity = False
+    has_perplexity = False
 
     def __init__(self, label_smoothing=0.0):
         if not 0.0 <= label_smoothing < 1.0:
@@ -113,7 +117,7 @@ class TokenCrossEntropy(Loss):
     targets and not counted. Counts tokens; exp(nll) is the perplexity."""
 
     unit = "tokens"
-    perplexity = True
+    has_perplexity = True
 
     def sums(self, labels, outputs, label_smoothing):
         return token_cross_entropy(labels, outputs, label_smoothing)
@@ -125,11 +129,11 @@ class ClassCrossEntropy(Loss):
 
     Every class id, 0 included, is a label (0 is not PAD here). A label below 0 (e.g. -1) marks a row that
     is no example (a filler row of a fixed-shape batch): it adds nothing to the loss and is not counted.
-    `count` is the number of labelled rows; `unit` says what a row is (`"examples"`, or `"sequences"` for
-    sequence classification); exp(nll) is no perplexity.
+    `count` is the number of labelled rows; `unit` says what a row is (`"examples"`, `"sequences"` for
+    sequence classification, `"words"` for one class per word); exp(nll) is no perplexity.
     """
 
-    perplexity = False
+    has_perplexity = False
 
     def __init__(self, label_smoothing=0.0, unit="examples"):
         super().__init__(label_smoothing)

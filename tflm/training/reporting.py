@@ -1,7 +1,8 @@
 """What a training run reports: log lines, the console progress bar, TensorBoard scalars and HParams.
 
-The trainer's loss says what it counts (`loss.unit`: tokens, sequences or examples) and whether a perplexity
-means something (`loss.perplexity`); every figure here is labelled accordingly. TensorBoard gets
+The trainer's loss says what it counts (`loss.unit`: tokens, words, sequences or examples) and whether a
+perplexity means something (`loss.has_perplexity`); every figure here is labelled accordingly: `<unit>/s` and
+`<unit>_per_second`, and a perplexity only where it means something. TensorBoard gets
 
     logs/train, logs/valid   the scalars of training and validation (`loss`, `perplexity`, `<unit>_per_second`, ...)
     logs/                    with `Trainer(hparams=...)`: the run's hyperparameters (the HParams dashboard's
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 logger = logging.getLogger("tflm")
 
-_SHORT_UNITS = {"tokens": "tok/s", "sequences": "seq/s", "examples": "ex/s"}
+_SHORT_UNITS = {"tokens": "tok/s", "words": "words/s", "sequences": "seq/s", "examples": "ex/s"}
 # The metrics the HParams config declares besides the caller's: (tag, run relative to logs/, shown as)
 FINAL_METRICS = (("best_valid_loss", "", "best valid loss"), ("last_valid_loss", "", "last valid loss"),
                  ("step", "", "steps"), ("loss", "valid", "valid loss"), ("loss", "train", "train loss"))
@@ -30,8 +31,9 @@ FINAL_METRICS = (("best_valid_loss", "", "best valid loss"), ("last_valid_loss",
 
 @dataclasses.dataclass
 class TrainResult:
-    """What a `Trainer.fit` call achieved. `target_tokens` is the count of the loss's `unit` (tokens,
-    sequences or examples), also called `count`; `tokens_per_second` is that count per second."""
+    """What a `Trainer.fit` call achieved. `target_tokens` is the count of the loss's `unit` (tokens, words,
+    sequences or examples), also called `count`; `per_second` (or, by its older name, `tokens_per_second`) is
+    that count per second; `best_valid_perplexity` is None where the loss has no perplexity."""
 
     step: int
     epoch: int
@@ -41,6 +43,7 @@ class TrainResult:
     last_valid_loss: float
     stopped_by: str  # "epochs", "max_steps", "time_budget" or "already_done"
     unit: str = "tokens"
+    has_perplexity: bool = True
 
     @property
     def count(self):
@@ -54,6 +57,20 @@ class TrainResult:
     def tokens_per_second(self):  # the name callers know; in `unit`s per second
         return self.per_second
 
+    @property
+    def best_valid_perplexity(self):
+        return valid_perplexity(self.best_valid_loss) if self.has_perplexity else None
+
+    def summary(self):
+        """The figures a command prints: step, epoch, stopping reason, time, `<unit>_per_second`, the best
+        validation loss and (where the loss has one) its perplexity."""
+        summary = {"step": self.step, "epoch": self.epoch, "stopped_by": self.stopped_by,
+                   "train_seconds": round(self.train_seconds, 1), f"{self.unit}_per_second": round(self.per_second, 1),
+                   "best_valid_loss": round(self.best_valid_loss, 4)}
+        if self.has_perplexity:
+            summary["best_valid_perplexity"] = self.best_valid_perplexity
+        return summary
+
 
 def write_progress(run_dir, progress):
     """`run_dir/progress.json`, replaced in one rename (a reader never sees half a file)."""
@@ -66,6 +83,11 @@ def write_progress(run_dir, progress):
 
 def perplexity(loss):
     return math.exp(min(loss, 50.0))
+
+
+def valid_perplexity(loss):
+    """The perplexity of a validation loss, rounded; None before any validation (an infinite loss)."""
+    return round(perplexity(loss), 3) if math.isfinite(loss) else None
 
 
 class Window:
@@ -151,6 +173,83 @@ def log_valid(writer, step, loss, count, seconds, improved, unit, with_perplexit
         tf.summary.scalar("loss", loss)
         if with_perplexity:
             tf.summary.scalar("perplexity", perplexity(loss))
+
+
+class RunReport:
+    """Where a training run reports, each figure in its loss's unit: the log, TensorBoard (`logs/train`,
+    `logs/valid`, and `logs/` for HParams and final metrics) and `progress.json`. Only the chief writes
+    files (a worker's TensorBoard writers are no-ops); nothing is written before the first report.
+
+    Args:
+        run_dir: str.
+        is_chief: bool.
+        unit: str. What the loss counts ("tokens", "words", "sequences", "examples").
+        with_perplexity: bool. Whether exp(mean nll) means something (a perplexity) for the loss.
+    """
+
+    def __init__(self, run_dir, is_chief, unit="tokens", with_perplexity=True):
+        self.run_dir, self.is_chief, self.unit, self.with_perplexity = run_dir, is_chief, unit, with_perplexity
+        self._writers = None
+        self._run_writer = None
+
+    @property
+    def writers(self):
+        """`{"train", "valid"}` TensorBoard writers, created on first use."""
+        if self._writers is None:
+            self._writers = summary_writers(self.run_dir, self.is_chief)
+        return self._writers
+
+    def open(self):
+        """Creates the TensorBoard writers (`fit` does, so that a run's `logs/train` and `logs/valid` exist)."""
+        return self.writers
+
+    def progress_bar(self, epoch, steps_per_epoch, skipped, verbose):
+        return ProgressBar(epoch, steps_per_epoch, skipped, verbose, self.unit, self.with_perplexity)
+
+    def train(self, step, window, learning_rate):
+        log_train(self.writers["train"], step, window, learning_rate, self.unit, self.with_perplexity)
+
+    def valid(self, step, loss, count, seconds, improved):
+        log_valid(self.writers["valid"], step, loss, count, seconds, improved, self.unit, self.with_perplexity)
+
+    def text(self, tag, text, step, run="valid"):
+        """A Markdown text (e.g. a table of sample outputs) in TensorBoard's `run` at `step`."""
+        with self.writers[run].as_default(step=step):
+            tf.summary.text(tag, text)
+
+    def image(self, tag, image, step, run="valid"):
+        """An image (uint8 or float `(height, width, channels)`) in TensorBoard's `run` at `step`."""
+        with self.writers[run].as_default(step=step):
+            tf.summary.image(tag, np.asarray(image)[np.newaxis])
+
+    def hparams(self, hparams, final_metrics=()):
+        if self.is_chief:
+            write_hparams(self._logs_writer(), hparams, self.run_dir, final_metrics)
+
+    def final_metrics(self, step, metrics):
+        if self.is_chief:
+            write_metrics(self._logs_writer(), step, metrics)
+
+    def progress(self, progress):
+        """`progress.json` from a `RunState.progress()`, in the loss's unit: its count (`target_tokens`),
+        `unit`, `<unit>_per_second` over the whole run and, where the loss has one, `best_valid_perplexity`."""
+        if not self.is_chief:
+            return
+        seconds, count = progress["train_seconds"], progress["target_tokens"]
+        progress = {**progress, "train_seconds": round(seconds, 1), "unit": self.unit,
+                    f"{self.unit}_per_second": round(count / seconds, 1) if seconds else 0.0}
+        if self.with_perplexity:
+            progress["best_valid_perplexity"] = valid_perplexity(progress["best_valid_loss"])
+        write_progress(self.run_dir, progress)
+
+    def flush(self):
+        for writer in self.writers.values():
+            writer.flush()
+
+    def _logs_writer(self):
+        if self._run_writer is None:
+            self._run_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "logs"))
+        return self._run_writer
 
 
 # ---------------------------------------------------------------- HParams

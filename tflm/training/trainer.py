@@ -15,9 +15,10 @@ Re-running training on the same run directory resumes from the newest checkpoint
 depends only on the seed and the epoch, and a resumed run skips the batches of the current epoch it has
 already trained on, so it continues exactly where the interrupted run had checkpointed.
 
-The task's loss (`tflm.training.losses`) says what is minimized and what is counted (tokens, sequences or
-examples); the checkpoint variable `target_tokens` holds that count, whatever its unit (the name is kept so
-that older runs restore).
+The task's loss (`tflm.training.losses`) says what is minimized, what is counted (its `unit`: tokens, words,
+sequences or examples) and whether a perplexity means something (`has_perplexity`); the run reports
+`<unit>_per_second`, and a perplexity only where it means something. The checkpoint variable `target_tokens`
+holds that count, whatever its unit (the name is kept so that older runs restore).
 
 Gradient accumulation (`accumulation_steps=K`, see `tflm.training.steps`) takes one optimizer step per
 K consecutive batches. Checkpoints and stops happen only after an optimizer step, so `step_in_epoch` (the
@@ -28,26 +29,18 @@ accumulation applies what it accumulated, normalized by its own count (a smaller
 
 import logging
 import math
-import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tflm.training import reporting
-from tflm.training.reporting import TrainResult  # noqa: F401  (where callers import it from)
-from tflm.training.checkpoints import (
-    CarriedState,
-    ModelVariables,
-    checkpoint_paths,
-    has_carried_state,
-    model_checkpoint,
-    restore_latest,
-)
 from tflm.training.losses import UNITS, TokenCrossEntropy
+from tflm.training.reporting import TrainResult  # noqa: F401  (where callers import it from)
+from tflm.training.run_state import RunState
+from tflm.training.seeds import set_seed  # noqa: F401  (where tflm.tasks.runs imports it from)
 from tflm.training.steps import TrainSteps, accumulation_steps_for  # noqa: F401  (accumulation_steps_for: API)
-from tflm.training.strategies import distribute_dataset, is_chief, worker_dir
+from tflm.training.strategies import distribute_dataset, is_chief
 
 logger = logging.getLogger("tflm")
 
@@ -113,41 +106,29 @@ class Trainer:
         self.jit_compile = jit_compile
         self.verbose = verbose
         self.profiler = None  # a tflm.training.profiling.StepProfiler: traces some steps (`tflm train --profile`)
-        self.checkpoint_dir = os.path.join(run_dir, "checkpoints")
-        self.best_dir = os.path.join(self.checkpoint_dir, "best")
         self._is_chief = is_chief(self.strategy)
-
         with self.strategy.scope():
             if not model.built:
                 model.build()
             optimizer.build(model.trainable_variables)
-            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-            self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
-            self.target_tokens = tf.Variable(0, dtype=tf.int64, trainable=False, name="target_tokens")  # the count
-            self.best_valid_loss = tf.Variable(math.inf, dtype=tf.float64, trainable=False, name="best_valid")
-        state = dict(model=ModelVariables(model), optimizer=optimizer, epoch=self.epoch,
-                     step_in_epoch=self.step_in_epoch, train_seconds=self.train_seconds,
-                     target_tokens=self.target_tokens, best_valid_loss=self.best_valid_loss)
-        self.checkpoint = tf.train.Checkpoint(carried=CarriedState(model), **state)
-        self._checkpoint_without_carried_state = tf.train.Checkpoint(**state)  # to resume older runs
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, worker_dir(self.checkpoint_dir, self._is_chief), max_to_keep=keep_checkpoints,
-            checkpoint_name="ckpt",
-        )
-        self.best_manager = tf.train.CheckpointManager(
-            model_checkpoint(model), worker_dir(self.best_dir, self._is_chief), max_to_keep=1,
-            checkpoint_name="best",
-        )
+        self.state = RunState(model, optimizer, run_dir, self.strategy, keep_checkpoints, self._is_chief)
+        # the progress variables, where callers read them (`trainer.epoch`, `trainer.train_seconds`, ...)
+        self.epoch, self.step_in_epoch = self.state.epoch, self.state.step_in_epoch
+        self.train_seconds, self.target_tokens = self.state.train_seconds, self.state.target_tokens
+        self.best_valid_loss = self.state.best_valid_loss
+        self.report = reporting.RunReport(run_dir, self._is_chief, self.loss.unit, self.loss.has_perplexity)
         self.steps = TrainSteps(model, optimizer, self.strategy, self.loss, clip_norm, accumulation_steps, jit_compile)
-        self.writers = None
-        self._run_writer = None
 
     # ---------------------------------------------------------------- steps
 
     @property
     def step(self):
-        return int(self.optimizer.iterations.numpy())
+        return self.state.step
+
+    @property
+    def writers(self):
+        """`{"train", "valid"}` TensorBoard writers of the run (prefer `write_text`, `write_image`)."""
+        return self.report.writers
 
     def _distribute(self, dataset):
         """`dataset`'s batches spread over the replicas (see `strategies.distribute_dataset`)."""
@@ -182,16 +163,7 @@ class Trainer:
         from the restored state here, so a kill between a checkpoint and its `progress.json` leaves, after
         the resume, a `progress.json` that describes the checkpoint training continues from.
         """
-        paths = checkpoint_paths(self.checkpoint_dir)
-        checkpoint = self.checkpoint
-        try:
-            if paths and not has_carried_state(paths[-1]):
-                checkpoint = self._checkpoint_without_carried_state
-                logger.warning("%s was written by an older tflm without the random generators' state: training "
-                               "resumes, but its dropout masks will differ from an uninterrupted run's.", paths[-1])
-        except Exception:  # noqa: BLE001  (an unreadable newest checkpoint: restore_latest reports it)
-            pass
-        path = restore_latest(checkpoint, self.checkpoint_dir)
+        path = self.state.restore()
         if path:
             self._write_progress()
             logger.info(
@@ -205,7 +177,7 @@ class Trainer:
         checkpoint's files first and then replaces the `checkpoint` index file by a rename, so a kill at any
         moment leaves either the previous checkpoint or this one, each whole, with its progress variables
         inside it. `progress.json` (for people and scripts) is a copy of those variables, written after."""
-        path = self.manager.save(checkpoint_number=self.step)
+        path = self.state.save()
         self._write_progress()
         logger.info("Saved checkpoint %s", path)
         return path
@@ -231,7 +203,7 @@ class Trainer:
         if not (epochs or max_steps or time_budget):
             raise ValueError("Give at least one of epochs, max_steps and time_budget, or training never stops.")
         self.restore()
-        self.writers = self.writers or reporting.summary_writers(self.run_dir, self._is_chief)
+        self.report.open()
         stopped_by, last_valid = self._done_reason(epochs, max_steps, time_budget), math.nan
         if stopped_by:
             logger.info("Nothing to do: training already reached its %s.", stopped_by.replace("_", " "))
@@ -239,8 +211,8 @@ class Trainer:
         logger.info("Training with %s on %d replica(s), %s%s", type(self.strategy).__name__,
                     self.strategy.num_replicas_in_sync, type(self.optimizer).__name__,
                     f", one step per {self.accumulation_steps} batches" if self.accumulation_steps > 1 else "")
-        if self.hparams is not None and self._is_chief:
-            reporting.write_hparams(self._logs_writer(), self.hparams, self.run_dir, self.final_metrics)
+        if self.hparams is not None:
+            self.report.hparams(self.hparams, self.final_metrics)
         self._last_save = time.monotonic()
         while not stopped_by:
             epoch = int(self.epoch.numpy())
@@ -254,8 +226,7 @@ class Trainer:
         if self.hparams is not None:
             self.log_final_metrics({"best_valid_loss": float(self.best_valid_loss.numpy()),
                                     "last_valid_loss": last_valid, "step": self.step})
-        for writer in self.writers.values():
-            writer.flush()
+        self.report.flush()
         return self._result(stopped_by, last_valid)
 
     def _run_epoch(self, train_data, epoch, max_steps, time_budget, steps_per_epoch, on_epoch_start):
@@ -270,8 +241,7 @@ class Trainer:
         self.steps.discard_accumulated()  # one left by an interrupted fit (an exception) is not in the weights
         if on_epoch_start is not None and not skip:  # a resumed epoch continues with the restored state
             on_epoch_start(self, epoch)
-        self._progress = reporting.ProgressBar(epoch, steps_per_epoch, skip, self.verbose, self.loss.unit,
-                                               self.loss.perplexity)
+        self._progress = self.report.progress_bar(epoch, steps_per_epoch, skip, self.verbose)
         self._window = reporting.Window()
         stopped_by, finished = None, True
         started = time.monotonic()  # step time includes waiting for data, not saving or validating
@@ -351,15 +321,19 @@ class Trainer:
         the run's `logs/`, where the HParams dashboard reads a run's metrics (declare their names with
         `Trainer(final_metrics=...)`). `fit` writes `best_valid_loss`, `last_valid_loss` and `step` there
         when the trainer has `hparams`. Chief only."""
-        if self._is_chief:
-            reporting.write_metrics(self._logs_writer(), self.step, metrics)
+        self.report.final_metrics(self.step, metrics)
+
+    def write_text(self, tag, text, step=None):
+        """Writes a Markdown `text` (e.g. a table of sample outputs) to TensorBoard's `logs/valid` at `step`
+        (default: the current step); an `on_epoch_end` callback's way to show what the model does."""
+        self.report.text(tag, text, self.step if step is None else step)
+
+    def write_image(self, tag, image, step=None):
+        """Writes an image `(height, width, channels)` (e.g. an attention heatmap) to `logs/valid` at `step`
+        (default: the current step)."""
+        self.report.image(tag, image, self.step if step is None else step)
 
     # ---------------------------------------------------------------- helpers
-
-    def _logs_writer(self):
-        if self._run_writer is None:
-            self._run_writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "logs"))
-        return self._run_writer
 
     def _done_reason(self, epochs, max_steps, time_budget):
         if max_steps and self.step >= max_steps:
@@ -373,20 +347,15 @@ class Trainer:
     def _validate(self, valid_data):
         started = time.monotonic()
         loss, count = valid_data() if callable(valid_data) else self.evaluate(valid_data)
-        improved = loss < float(self.best_valid_loss.numpy())
-        if improved:
-            self.best_valid_loss.assign(loss)
-            self.best_manager.save(checkpoint_number=self.step)
-        reporting.log_valid(self.writers["valid"], self.step, loss, count, time.monotonic() - started, improved,
-                            self.loss.unit, self.loss.perplexity)
+        improved = self.state.save_if_best(loss)
+        self.report.valid(self.step, loss, count, time.monotonic() - started, improved)
         return loss
 
     def _log_train(self):
         window, self._window = self._window, reporting.Window()
         if window.count:
             learning_rate = float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
-            reporting.log_train(self.writers["train"], self.step, window, learning_rate, self.loss.unit,
-                                self.loss.perplexity)
+            self.report.train(self.step, window, learning_rate)
 
     def _result(self, stopped_by, last_valid):
         self._write_progress()
@@ -399,22 +368,8 @@ class Trainer:
             last_valid_loss=last_valid,
             stopped_by=stopped_by,
             unit=self.loss.unit,
+            has_perplexity=self.loss.has_perplexity,
         )
 
     def _write_progress(self):
-        if self._is_chief:
-            reporting.write_progress(self.run_dir, {
-                "step": self.step,
-                "epoch": int(self.epoch.numpy()),
-                "step_in_epoch": int(self.step_in_epoch.numpy()),
-                "train_seconds": round(float(self.train_seconds.numpy()), 1),
-                "target_tokens": int(self.target_tokens.numpy()),  # the count, in `unit`s
-                "unit": self.loss.unit,
-                "best_valid_loss": float(self.best_valid_loss.numpy()),
-            })
-
-
-def set_seed(seed):
-    """Seeds Python, NumPy, TensorFlow and Keras (called by the CLI and recipes, never at import)."""
-    keras.utils.set_random_seed(seed)
-    np.random.seed(seed)
+        self.report.progress(self.state.progress())

@@ -6,7 +6,7 @@ from typing import Optional
 from tflm import config as config_lib
 from tflm.decoding.search import DecodingOptions
 from tflm.models import LanguageModel, get_model_class
-from tflm.tasks.runs import ModelConfig, TrainingConfig, validate_common
+from tflm.tasks.sections import ModelConfig, TrainingConfig, validate_common
 from tflm.text.vocab import VOCABULARY_TYPES
 
 

@@ -16,10 +16,10 @@ from tflm.data.language_modeling import (
     window_dataset,
 )
 from tflm.data.registry import dataset_info, find_dataset, split_file
-from tflm.tasks import runs
+from tflm.tasks import workers
 from tflm.tasks.base import TaskData
 from tflm.tasks.language_modeling.scoring import evaluate_ids
-from tflm.text.tokenizers import load_tokenizer
+from tflm.text import load_tokenizer
 from tflm.text.vocab import train_tokenizer
 
 logger = logging.getLogger("tflm")
@@ -49,12 +49,12 @@ def prepare_vocabulary(vocabulary_config, run_dir, train_lines):
         for name in sorted(os.listdir(directory)):
             if name.startswith("tokenizer."):
                 return load_tokenizer(os.path.join(directory, name))
-    if not runs.is_chief():
-        return runs.wait_for_chief_vocabulary(run_dir, lambda: _saved_vocabulary(run_dir))
+    if not workers.is_chief():
+        return workers.wait_for_chief_vocabulary(run_dir, lambda: _saved_vocabulary(run_dir))
     texts = train_lines if vocabulary_config.type in ("character", "byte_bpe") else [
         line.strip() for line in train_lines if line.strip()]
     tokenizer = train_tokenizer(texts, vocabulary_config.type, vocabulary_config.size)
-    runs.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
+    workers.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
     return tokenizer
 
 

@@ -23,7 +23,8 @@ from tflm.tasks.language_modeling.data import (
 )
 from tflm.tasks.language_modeling.generator import SAMPLE_PROMPTS, Generator, SampleGenerations
 from tflm.tasks.language_modeling.scoring import DynamicEvaluation, NeuralCache, evaluate_ids, metrics
-from tflm.tasks.runs import model_dtype, model_params, resolve_run_checkpoint
+from tflm.tasks.sections import model_dtype, model_params
+from tflm.training.checkpoints import resolve_run_checkpoint
 from tflm.training.checkpoints import restore_model
 
 logger = logging.getLogger("tflm")

@@ -9,7 +9,8 @@ first-words baselines.
     Summarizer.from_run_dir(run_dir).summarize(["A long description ..."])
 """
 
-from tflm.tasks.runs import ModelConfig, TrainingConfig, count_parameters  # the sections every task shares
+from tflm.tasks.runs import count_parameters
+from tflm.tasks.sections import ModelConfig, TrainingConfig  # the sections every task shares
 from tflm.tasks.summarization.config import (
     SummarizationConfig,
     SummarizationDataConfig,

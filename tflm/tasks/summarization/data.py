@@ -10,7 +10,7 @@ from tflm import config as config_lib
 from tflm.data.parallel import DropReport, read_parallel
 from tflm.data.pipeline import TokenizedPairs, tokenize_texts
 from tflm.data.registry import dataset_info, find_dataset, split_file
-from tflm.tasks.translation.data import explicit_split_files, prepare_vocabularies, seq2seq_task_data
+from tflm.tasks.seq2seq.data import explicit_split_files, prepare_vocabularies, seq2seq_task_data
 
 logger = logging.getLogger("tflm")
 

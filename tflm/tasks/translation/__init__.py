@@ -19,13 +19,8 @@ from tflm.tasks.runs import (  # noqa: F401  (the sections every task shares, re
     start_run,
 )
 from tflm.tasks.translation.config import DataConfig, DecodingConfig, TranslationConfig, VocabularyConfig
-from tflm.tasks.translation.data import (
-    load_vocabularies,
-    prepare_data,
-    prepare_vocabularies,
-    read_split,
-    split_files,
-)
+from tflm.tasks.seq2seq.data import load_vocabularies, prepare_vocabularies
+from tflm.tasks.translation.data import prepare_data, read_split, split_files
 from tflm.tasks.translation.task import TranslationTask, build_model
 from tflm.tasks.translation.translator import SampleTranslations, Translator
 
