@@ -91,7 +91,7 @@ def test_evaluate_average_and_attention(run_dir, tmp_path):
     result = invoke("evaluate", "--run-dir", run_dir, "--max-pairs", 40, "--beam-size", 2)
     scores = json.loads(result.output[result.output.index("{"):])
     assert scores["sentences"] == 40 and scores["decoding"]["beam_size"] == 2
-    hypotheses = open(os.path.join(run_dir, "eval", "test.best.beam2.hyp")).read().splitlines()
+    hypotheses = open(os.path.join(run_dir, "eval", "test.best.beam2.first40.hyp")).read().splitlines()
     # the hypotheses are the library's beam-2 translations, and the score is sacreBLEU's of them
     from tflm.metrics import corpus_scores
     from tflm.tasks import translation
@@ -106,7 +106,7 @@ def test_evaluate_average_and_attention(run_dir, tmp_path):
     averaged = invoke("average", "--run-dir", run_dir, "--last", 2)
     assert averaged.exit_code == 0 and "averaged" in averaged.output
     result = invoke("evaluate", "--run-dir", run_dir, "--max-pairs", 10, "--checkpoint", "averaged")
-    assert result.exit_code == 0 and os.path.exists(os.path.join(run_dir, "eval", "test.averaged.greedy.json"))
+    assert result.exit_code == 0 and os.path.exists(os.path.join(run_dir, "eval", "test.averaged.greedy.first10.json"))
     png = tmp_path / "attention.png"
     result = invoke("attention", run_dir, "Good morning.", "-o", str(png))
     assert result.exit_code == 0
