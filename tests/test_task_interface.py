@@ -96,3 +96,34 @@ def test_the_configuration_building_blocks_are_public():
     from tflm.tasks import runs
 
     assert runs.ModelConfig is ModelConfig  # (the earlier home still works for existing task modules)
+
+
+def _console(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tflm", *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_a_missing_data_dir_is_one_line_and_nothing_is_written(tmp_path):
+    for extra in ([], ["--dataset", "tatoeba-es-en"]):  # the default (shipped sample) dataset, and a named one
+        finished = _console("train", "--run-dir", tmp_path / "run", "--data-dir", tmp_path / "no-such-folder",
+                            "--max-steps", 1, *extra)
+        assert finished.returncode == 1 and "Traceback" not in finished.stderr, finished.stderr
+        assert "no-such-folder" in finished.stderr and "no such folder" in finished.stderr
+        assert not (tmp_path / "run").exists()  # nothing trained on other data, nothing written
+
+
+def test_bad_yaml_and_a_misspelt_section_name_the_file_line_and_the_fields(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: translation\nrun_dir: runs/x\npipeline:\n  average: [1, 2\n  evaluate: [valid]\n")
+    for command in (["run", bad], ["train", "--run-dir", tmp_path / "run", "--config", bad]):
+        finished = _console(*command)
+        assert finished.returncode == 1 and "Traceback" not in finished.stderr, finished.stderr
+        assert f"{bad}:" in finished.stderr and "invalid YAML" in finished.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("task: translation\nrun_dir: runs/x\npipelin:\n  average: 1\n")
+    finished = _console("run", typo)
+    assert finished.returncode == 1 and "pipelin" in finished.stderr
+    assert "pipeline" in finished.stderr.split("takes")[1] and "run_dir" in finished.stderr.split("takes")[1]

@@ -116,7 +116,14 @@ def load_file(path):
     if path.endswith((".yaml", ".yml")):
         import yaml
 
-        values = yaml.safe_load(text) or {}
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else path
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            context = getattr(error, "context", None)
+            raise ConfigError(f"{where}: invalid YAML ({problem}{', ' + context if context else ''}).") from None
     else:
         try:
             values = json.loads(text)

@@ -82,6 +82,13 @@ def load_pipeline(path, run_dir=None, overrides=()):
     if steps.export is not None and not steps.export.get("name"):
         raise config_lib.ConfigError(f"{path}: pipeline.export needs a name (the model's name under base_dir).")
     values["task"] = task.name  # (the file may name a plug-in task by its import path)
+    import dataclasses
+
+    known = [field.name for field in dataclasses.fields(task.config_class)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:  # named here, where `pipeline` and `run_dir` are fields too
+        raise config_lib.ConfigError(f"{path}: unknown top-level field(s) {', '.join(unknown)}; a pipeline file "
+                                     f"takes {', '.join(known + ['run_dir', 'pipeline'])}.")
     config = task.config_from_dict(values, path)  # the file's sections merged into the task's defaults
     return Pipeline(task, config, run_dir, steps)
 

@@ -99,7 +99,11 @@ def run_config(task, run_dir, saved, config_file, overrides, options):
         config = task.config_from_dict(config_lib.load_file(config_file), config_file)
     else:
         config = task.default_config()
-    return task.apply_options(config, options, overrides)
+    from tflm.tasks.runs import check_data_dir
+
+    config = task.apply_options(config, options, overrides)
+    check_data_dir(config)  # before the run directory (train.log) is made
+    return config
 
 
 @main.command("run")

@@ -131,6 +131,9 @@ def find_dataset(name, data_dir=None, download=True):
         download: whether to download a corpus found nowhere locally.
     """
     info = dataset_info(name)
+    if data_dir and not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"--data-dir {data_dir}: no such folder (looking for the corpus {name!r}). Give the "
+                                f"folder that holds {name}/ or its files, or leave --data-dir out.")
     looked = []
     for directory in _candidate_dirs(name, data_dir):
         if _has_files(directory, info):

@@ -185,7 +185,9 @@ class Task:
         if not _has_field(config, "data.data_dir"):
             raise config_lib.ConfigError(f"--data-dir does not apply to a {self.name} run (its data section has no "
                                          "data_dir field).")
-        return replace_data_field(config, "data_dir", data_dir)
+        config = replace_data_field(config, "data_dir", data_dir)
+        runs.check_data_dir(config)
+        return config
 
     # ------------------------------------------------------------------ the driver
 

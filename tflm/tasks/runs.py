@@ -130,6 +130,7 @@ def start_run(config, run_dir, task_class=None, saved_values=None):
     what the chief writes.
     """
     config.validate()
+    check_data_dir(config)
     if is_chief():
         os.makedirs(run_dir, exist_ok=True)
     config = reconcile_config(run_dir, config, saved_values)
@@ -137,6 +138,16 @@ def start_run(config, run_dir, task_class=None, saved_values=None):
         save_config(config, config_path(run_dir), task_class)
     set_seed(config.training.seed)
     return config
+
+
+def check_data_dir(config):
+    """A `data.data_dir` that is no folder is an error naming it, before anything is read or written (a run
+    must never fall back to other data, e.g. the shipped sample, because its folder was mistyped)."""
+    data = getattr(config, "data", None)
+    data_dir = data.get("data_dir") if isinstance(data, dict) else getattr(data, "data_dir", None)
+    if data_dir and not os.path.isdir(data_dir):
+        raise config_lib.ConfigError(f"data.data_dir={data_dir!r} (--data-dir or $TFLM_DATA_DIR): no such folder. "
+                                     "Give the folder that holds the corpus (or its parent), or leave it out.")
 
 
 def count_parameters(model):
