@@ -21,10 +21,11 @@ from click.testing import CliRunner  # noqa: E402
 from tflm import config as config_lib  # noqa: E402
 from tflm.cli import main  # noqa: E402
 from tflm.decoding import DecodingOptions  # noqa: E402
-from tflm.export.ctranslate2 import METADATA_FILE, convert_run  # noqa: E402
-from tflm.export.ctranslate2_engine import (  # noqa: E402
+from tflm.engines.ctranslate2 import (  # noqa: E402
+    METADATA_FILE,
     CTranslate2Generator,
     CTranslate2Translator,
+    convert_run,
     convert_run_cached,
     decoding_from_metadata,
     load_engine,

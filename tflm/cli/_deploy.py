@@ -110,7 +110,7 @@ def _export_ctranslate2(run_dir, name, base_dir, checkpoint, average, quantizati
     """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/ (its default decoding and the request
     limits as for a SavedModel); a clear error for a model it cannot hold."""
     from tflm.export import next_version
-    from tflm.export.ctranslate2 import convert_run
+    from tflm.engines.ctranslate2 import convert_run
     from tflm.tasks import task_of_run
 
     if average:
