@@ -14,7 +14,13 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tflm.data import read_parallel  # noqa: E402
 from tflm.decoding import DecodingOptions  # noqa: E402
-from tflm.engines.ctranslate2 import METADATA_FILE, convert_model, convert_run, model_spec, sinusoidal_table  # noqa: E402
+from tflm.engines.ctranslate2 import (  # noqa: E402
+    METADATA_FILE,
+    convert_model,
+    convert_run,
+    model_spec,
+    sinusoidal_table,
+)
 from tflm.models import GPT, ComposedSeq2Seq, LSTMAttentionSeq2Seq, TransformerSeq2Seq, TransformerXL  # noqa: E402
 from tflm.tasks import language_modeling  # noqa: E402
 from tflm.tasks.translation import Translator  # noqa: E402

@@ -156,7 +156,8 @@ def test_int8_weights_decode_as_float32_nearly_does(random_run, engine_path, tmp
     for engine in (load_engine(int8), load_engine(engine_path, compute_type="int8")):
         found = engine.translate_n_best(SENTENCES)
         same = [f[0][0] == r[0][0] for f, r in zip(found, reference)]
-        differences = [abs(f[0][1] - r[0][1]) / abs(r[0][1]) for f, r, s in zip(found, reference, same) if s and r[0][1]]
+        differences = [abs(f[0][1] - r[0][1]) / abs(r[0][1])
+                       for f, r, s in zip(found, reference, same) if s and r[0][1]]
         print(f"int8 ({engine.compute_type}): {sum(same)}/{len(same)} greedy translations as float32's, relative "
               f"score differences up to {max(differences):.4f}")
         assert sum(same) >= 6, (found, reference)
