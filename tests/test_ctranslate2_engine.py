@@ -52,6 +52,11 @@ def save_random_checkpoint(task, run_dir, seed):
     return manager.save(checkpoint_number=1)
 
 
+def declarations(predictor):
+    """A predictor's or an engine's signatures without their functions."""
+    return [dataclasses.replace(signature, function=None) for signature in predictor.signatures()]
+
+
 # int8 weights move a score of the random tiny model by a small fraction of it (measured: under 1%)
 INT8_SCORE_TOLERANCE = 0.02
 RUN_DECODING = DecodingOptions(strategy="greedy", max_length=40, max_length_a=1.0, max_length_b=2)
@@ -118,6 +123,7 @@ def test_greedy_translations_and_scores_are_tflms(random_run, engine_path):
     assert found[2] == [("", 0.0)] and found[4] == [("", 0.0)]
     np.testing.assert_allclose([row[0][1] for row in found], [row[0][1] for row in expected], rtol=1e-4, atol=1e-4)
     assert engine.translate(SENTENCES) == [row[0][0] for row in expected]
+    assert declarations(engine) == declarations(translator)  # one declaration: names, inputs, rows, limits
     # without the rescoring pass: the same texts, the search's scores (suppressed tokens renormalized away)
     fast = CTranslate2Translator(engine_path, exact_scores=False).translate_n_best(SENTENCES)
     assert [row[0][0] for row in fast] == [row[0][0] for row in expected]
@@ -172,6 +178,7 @@ def test_gpt_generation_is_tflms(gpt_run):
     generator = language_modeling.Generator.from_run_dir(gpt_run)
     engine = load_engine(path)
     assert isinstance(engine, CTranslate2Generator)
+    assert declarations(engine) == declarations(generator)
     # one batch, as tflm's: the shorter prompts get the longest one's room, up to the model's 24 positions
     expected = generator.generate(PROMPTS)
     assert engine.generate(PROMPTS) == expected
@@ -306,10 +313,9 @@ def repeated_bigrams(words):
 
 def test_the_summarize_signature_is_the_summarizers(summary_engines):
     engine, summarizer = summary_engines
-    mine, theirs = engine.signature("summarize"), summarizer.signatures()[1]
-    assert dataclasses.replace(mine, function=None) == dataclasses.replace(theirs, function=None)
-    assert list(mine.inputs)[-2:] == ["min_length", "no_repeat_ngram_size"] and mine.row_name == "document"
-    assert [s.name for s in engine.signatures()] == [s.name for s in summarizer.signatures()]
+    assert declarations(engine) == declarations(summarizer)
+    summarize = engine.signature("summarize")
+    assert list(summarize.inputs)[-2:] == ["min_length", "no_repeat_ngram_size"] and summarize.row_name == "document"
 
 
 def test_ctranslate2_summaries_respect_min_length_as_tflms(summary_engines):
