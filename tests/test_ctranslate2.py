@@ -14,7 +14,13 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from tflm.data import read_parallel  # noqa: E402
 from tflm.decoding import DecodingOptions  # noqa: E402
-from tflm.export.ctranslate2 import METADATA_FILE, convert_model, convert_run, model_spec, sinusoidal_table  # noqa: E402
+from tflm.engines.ctranslate2 import (  # noqa: E402
+    METADATA_FILE,
+    convert_model,
+    convert_run,
+    model_spec,
+    sinusoidal_table,
+)
 from tflm.models import GPT, ComposedSeq2Seq, LSTMAttentionSeq2Seq, TransformerSeq2Seq, TransformerXL  # noqa: E402
 from tflm.tasks import language_modeling  # noqa: E402
 from tflm.tasks.translation import Translator  # noqa: E402
@@ -26,6 +32,9 @@ MAX_LENGTH = 24
 # tflm never generates PAD or BOS (it bans them but scores with the full softmax); CTranslate2's suppression
 # renormalizes the remaining tokens, so scores are compared on unsuppressed decoding and by teacher forcing.
 SUPPRESS = [["<pad>"], ["<s>"]]
+# The largest difference of a score (a sum of log-probabilities over up to 24 tokens) between tflm and
+# CTranslate2 in float32, as the README states it; the differences measured are about 1e-5.
+SCORE_TOLERANCE = 1e-4
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
 
 
@@ -67,18 +76,22 @@ def assert_translation_parity(translator, path, sources, targets):
     ended = [h[-1:] == ["</s>"] for h in expected]
     scored = model.score_batch(source_pieces, [h[:-1] if end else h for h, end in zip(expected, ended)])
     greedy_ct2 = np.array([sum(r.log_probs if end else r.log_probs[:-1]) for r, end in zip(scored, ended)])
-    np.testing.assert_allclose(greedy_ct2, expected_scores, rtol=1e-4, atol=5e-3)
+    np.testing.assert_allclose(greedy_ct2, expected_scores, rtol=0, atol=SCORE_TOLERANCE)
     # and the scores of CTranslate2's own greedy search where it needs no suppression (length_penalty=0: the
-    # sum of the log-probabilities, EOS included)
+    # sum of the log-probabilities, EOS included). Without suppression CTranslate2 may pick PAD or BOS where
+    # tflm never does: a row then differs from tflm's from that token on, and only there.
     unsuppressed, scores = ct2_greedy(model, source_pieces, suppress=False)
-    same = [u == e for u, e in zip(unsuppressed, expected)]
-    assert any(same)
-    np.testing.assert_allclose(scores[same], expected_scores[same], rtol=1e-4, atol=5e-3)
+    same = np.array([u == e for u, e in zip(unsuppressed, expected)])
+    for u, e in zip(unsuppressed, expected):
+        banned = [i for i, piece in enumerate(u) if [piece] in SUPPRESS]
+        assert u == e or (banned and u[: banned[0]] == e[: banned[0]]), (u, e)
+    assert same.sum() >= 3, same
+    np.testing.assert_allclose(scores[same], expected_scores[same], rtol=0, atol=SCORE_TOLERANCE)
     # teacher forcing: CTranslate2's per-token log-probabilities of the references (EOS appended) sum to tflm's
     forced = translator.score_batch(tf.constant(sources), tf.constant(targets))["log_prob"].numpy()
     scored = model.score_batch(source_pieces, pieces_of(translator.target_tokenizer, targets))
     forced_ct2 = np.array([sum(r.log_probs) for r in scored])
-    np.testing.assert_allclose(forced_ct2, forced, rtol=1e-4, atol=5e-3)
+    np.testing.assert_allclose(forced_ct2, forced, rtol=0, atol=SCORE_TOLERANCE)
     differences = (np.abs(greedy_ct2 - expected_scores).max(), np.abs(scores[same] - expected_scores[same]).max(),
                    np.abs(forced_ct2 - forced).max())
     print("parity: greedy pieces equal; |score difference| greedy %.2e, search %.2e, teacher-forced %.2e "
@@ -213,17 +226,17 @@ def assert_generation_parity(generator, path, prompts, max_new_tokens):
         score = float(np.asarray(result.scores)[0, 0])
         logged = model.score_batch([start[0] + expected])[0].log_probs
         own = sum(logged[len(start[0]) - 1:])
-        np.testing.assert_allclose(own, score, rtol=1e-4, atol=5e-3)
+        np.testing.assert_allclose(own, score, rtol=0, atol=SCORE_TOLERANCE)
         max_diff = max(max_diff, abs(own - score))
         plain = model.generate_batch(start, **options)[0]
         if plain.sequences[0] == expected:  # without suppression: its own scores
-            np.testing.assert_allclose(plain.scores[0], score, rtol=1e-4, atol=5e-3)
+            np.testing.assert_allclose(plain.scores[0], score, rtol=0, atol=SCORE_TOLERANCE)
             max_diff = max(max_diff, abs(plain.scores[0] - score))
     texts = [p + " the" for p in prompts]
     forced = generator.score_batch(tf.constant(texts))["log_prob"].numpy()
     scored = model.score_batch([[separator] + p for p in pieces_of(tokenizer, texts)])
     forced_ct2 = np.array([sum(r.log_probs) for r in scored])
-    np.testing.assert_allclose(forced_ct2, forced, rtol=1e-4, atol=5e-3)
+    np.testing.assert_allclose(forced_ct2, forced, rtol=0, atol=SCORE_TOLERANCE)
     print("parity: generated tokens equal; |score difference| generation %.2e, teacher-forced %.2e"
           % (max_diff, np.abs(forced_ct2 - forced).max()))
 

@@ -21,17 +21,18 @@ from click.testing import CliRunner  # noqa: E402
 from tflm import config as config_lib  # noqa: E402
 from tflm.cli import main  # noqa: E402
 from tflm.decoding import DecodingOptions  # noqa: E402
-from tflm.export.ctranslate2 import METADATA_FILE, convert_run  # noqa: E402
-from tflm.export.ctranslate2_engine import (  # noqa: E402
+from tflm.engines.ctranslate2 import (  # noqa: E402
+    METADATA_FILE,
     CTranslate2Generator,
     CTranslate2Translator,
+    convert_run,
     convert_run_cached,
     decoding_from_metadata,
     load_engine,
 )
 from tflm.tasks import get_task, language_modeling  # noqa: E402
 from tflm.tasks.translation import Translator  # noqa: E402
-from tflm.text import CharacterTokenizer  # noqa: E402
+from tflm.text import EOS_ID, CharacterTokenizer  # noqa: E402
 from tflm.training.checkpoints import model_checkpoint  # noqa: E402
 
 SENTENCES = ["Good morning.", "Where is the station?", "", "I love you.", "   ", "Tom knew it was far too late.",
@@ -51,6 +52,13 @@ def save_random_checkpoint(task, run_dir, seed):
     return manager.save(checkpoint_number=1)
 
 
+def declarations(predictor):
+    """A predictor's or an engine's signatures without their functions."""
+    return [dataclasses.replace(signature, function=None) for signature in predictor.signatures()]
+
+
+# int8 weights move a score of the random tiny model by a small fraction of it (measured: under 1%)
+INT8_SCORE_TOLERANCE = 0.02
 RUN_DECODING = DecodingOptions(strategy="greedy", max_length=40, max_length_a=1.0, max_length_b=2)
 
 
@@ -115,6 +123,7 @@ def test_greedy_translations_and_scores_are_tflms(random_run, engine_path):
     assert found[2] == [("", 0.0)] and found[4] == [("", 0.0)]
     np.testing.assert_allclose([row[0][1] for row in found], [row[0][1] for row in expected], rtol=1e-4, atol=1e-4)
     assert engine.translate(SENTENCES) == [row[0][0] for row in expected]
+    assert declarations(engine) == declarations(translator)  # one declaration: names, inputs, rows, limits
     # without the rescoring pass: the same texts, the search's scores (suppressed tokens renormalized away)
     fast = CTranslate2Translator(engine_path, exact_scores=False).translate_n_best(SENTENCES)
     assert [row[0][0] for row in fast] == [row[0][0] for row in expected]
@@ -144,6 +153,23 @@ def test_beam_and_sampling_return_n_best_in_score_order(engine_path, random_run)
     assert all(len(row) == 2 and row[0][1] >= row[1][1] for row in samples)
 
 
+def test_int8_weights_decode_as_float32_nearly_does(random_run, engine_path, tmp_path):
+    # the same greedy translations of most sentences, scores within INT8_SCORE_TOLERANCE (relative), both
+    # for weights quantized at conversion and a float32 export quantized as it loads
+    reference = load_engine(engine_path).translate_n_best(SENTENCES)
+    assert len({row[0][0] for row in reference}) >= 4  # distinct outputs: the comparison can fail
+    int8 = convert_run(random_run, str(tmp_path / "int8"), quantization="int8")
+    for engine in (load_engine(int8), load_engine(engine_path, compute_type="int8")):
+        found = engine.translate_n_best(SENTENCES)
+        same = [f[0][0] == r[0][0] for f, r in zip(found, reference)]
+        differences = [abs(f[0][1] - r[0][1]) / abs(r[0][1])
+                       for f, r, s in zip(found, reference, same) if s and r[0][1]]
+        print(f"int8 ({engine.compute_type}): {sum(same)}/{len(same)} greedy translations as float32's, relative "
+              f"score differences up to {max(differences):.4f}")
+        assert sum(same) >= 6, (found, reference)
+        assert max(differences) < INT8_SCORE_TOLERANCE, differences
+
+
 def test_gpt_generation_is_tflms(gpt_run):
     path = convert_run_cached(gpt_run)
     metadata = json.load(open(os.path.join(path, METADATA_FILE)))
@@ -152,6 +178,7 @@ def test_gpt_generation_is_tflms(gpt_run):
     generator = language_modeling.Generator.from_run_dir(gpt_run)
     engine = load_engine(path)
     assert isinstance(engine, CTranslate2Generator)
+    assert declarations(engine) == declarations(generator)
     # one batch, as tflm's: the shorter prompts get the longest one's room, up to the model's 24 positions
     expected = generator.generate(PROMPTS)
     assert engine.generate(PROMPTS) == expected
@@ -210,6 +237,103 @@ def test_the_cli_refuses_what_ctranslate2_cannot_decode(random_run, tmp_path):
     server = CliRunner().invoke(main, ["translate", "--server", "localhost:1", "--model", "x", "--engine",
                                        "ctranslate2", "Hi."])
     assert server.exit_code == 2 and "--engine ctranslate2" in server.output
+
+
+# ----------------------------------------------------------------------------------------- summarization
+
+WORDS = ("the cat sat on a mat and dog ran to park with red ball under old tree by river bank near house in "
+         "town where people walk every day").split()
+DOCUMENTS = ["the cat sat on a mat and the dog ran to the park", "a red ball under the old tree",
+             "people walk by the river bank every day", "the house in town"]
+
+
+@pytest.fixture(scope="module")
+def summary_run(tmp_path_factory):
+    """A tiny Transformer summarization run with random weights over a word vocabulary (one piece per word, so
+    a summary's words are its pieces), whose last layer norm is shifted toward EOS: without `min_length` every
+    summary ends at once, and with EOS banned the model repeats itself."""
+    from tflm.tasks import summarization
+    from tflm.text.tokenizers import SPECIAL_TOKENS, WordPieceTokenizer
+
+    run_dir = str(tmp_path_factory.mktemp("ct2-summaries") / "run")
+    os.makedirs(os.path.join(run_dir, "vocab"))
+    tokenizer = WordPieceTokenizer(list(SPECIAL_TOKENS) + ["\u2581" + word for word in WORDS])
+    for name in ("source", "target"):
+        tokenizer.save(os.path.join(run_dir, "vocab", f"{name}.vocab"))
+    config = summarization.SummarizationConfig(
+        data=summarization.SummarizationDataConfig(dataset=None, data_dir=run_dir, max_source_length=32),
+        vocabulary=summarization.SummarizationVocabularyConfig(type="wordpiece", size=len(WORDS) + 4),
+        model=summarization.ModelConfig(type="transformer", preset="tiny", params={"dropout": 0.0}),
+        decoding=DecodingOptions(strategy="greedy", max_length=12, max_length_a=0.0, max_length_b=0))
+    config_lib.save_file(config, os.path.join(run_dir, "config.json"))
+    task = get_task("summarization")
+    keras.utils.set_random_seed(5)
+    model = task.build_model(task.load_config(run_dir), task.load_tokenizers(run_dir))
+    decoder = model.decoder
+    last = decoder.norm if decoder.normalize_first else decoder.blocks[-1].feedforward_norm
+    eos = np.asarray(decoder.embedding.embeddings)[EOS_ID]
+    last.beta.assign(np.asarray(last.beta) + 40.0 * eos / np.dot(eos, eos))  # + 40 to EOS's logit
+    manager = tf.train.CheckpointManager(model_checkpoint(model), os.path.join(run_dir, "checkpoints", "best"),
+                                         max_to_keep=1, checkpoint_name="best")
+    manager.save(checkpoint_number=1)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def summary_engines(summary_run):
+    """(the CTranslate2 engine, the in-memory `Summarizer`) of `summary_run`."""
+    from tflm.tasks.summarization import Summarizer
+
+    return load_engine(convert_run_cached(summary_run)), Summarizer.from_run_dir(summary_run)
+
+
+SUMMARY_CONTROLS = {"beam_size": 1, "num_hypotheses": 1, "max_length": 12, "length_penalty": 0.0, "temperature": 0.0,
+                    "top_k": 0, "top_p": 1.0, "seed": 0, "min_length": 0, "no_repeat_ngram_size": 0}
+
+
+def summarize(engine, summarizer, **controls):
+    """The `summarize` signature's summaries (lists of words) by the engine and by the in-memory
+    `Summarizer`'s own signature (what its SavedModel exports), asserted equal, with their scores."""
+    inputs = dict(SUMMARY_CONTROLS, **controls)
+    found = engine.run("summarize", {"text": np.array([d.encode() for d in DOCUMENTS], dtype=object), **{
+        key: np.asarray(value, np.float32 if isinstance(value, float) else np.int32) for key, value in inputs.items()}})
+    signature = summarizer.signatures()[1]
+    expected = signature.function(text=tf.constant(DOCUMENTS), **{
+        key: tf.constant(value, signature.inputs[key].dtype) for key, value in inputs.items()})
+    texts = [[t.decode() for t in row] for row in found["outputs"]]
+    assert texts == [[t.decode() for t in row] for row in np.asarray(expected["outputs"])], inputs
+    np.testing.assert_allclose(found["scores"], np.asarray(expected["scores"]), rtol=1e-4, atol=1e-4)
+    return [row[0].split() for row in texts]
+
+
+def repeated_bigrams(words):
+    bigrams = list(zip(words, words[1:]))
+    return {bigram for bigram in bigrams if bigrams.count(bigram) > 1}
+
+
+def test_the_summarize_signature_is_the_summarizers(summary_engines):
+    engine, summarizer = summary_engines
+    assert declarations(engine) == declarations(summarizer)
+    summarize = engine.signature("summarize")
+    assert list(summarize.inputs)[-2:] == ["min_length", "no_repeat_ngram_size"] and summarize.row_name == "document"
+
+
+def test_ctranslate2_summaries_respect_min_length_as_tflms(summary_engines):
+    engine, summarizer = summary_engines
+    unconstrained = summarize(engine, summarizer)
+    assert all(len(words) < 5 for words in unconstrained), unconstrained  # the control: EOS comes at once
+    at_least = summarize(engine, summarizer, min_length=5)
+    assert all(len(words) >= 5 for words in at_least), at_least
+
+
+def test_ctranslate2_summaries_block_repeated_bigrams_as_tflms(summary_engines):
+    engine, summarizer = summary_engines
+    repeating = summarize(engine, summarizer, min_length=12)  # EOS banned: the model repeats itself
+    assert all(len(words) == 12 for words in repeating), repeating
+    assert any(repeated_bigrams(words) for words in repeating), repeating  # the control: the check can fail
+    blocked = summarize(engine, summarizer, min_length=12, no_repeat_ngram_size=2)
+    assert all(len(words) == 12 and not repeated_bigrams(words) for words in blocked), blocked
+    assert blocked != repeating
 
 
 # ----------------------------------------------------------------------------------------- serving

@@ -28,7 +28,7 @@ import time
 from typing import Optional
 
 from tflm import config as config_lib
-from tflm.tasks import DEFAULT_TASK, get_task, registry, runs
+from tflm.tasks import DEFAULT_TASK, get_task, runs
 from tflm.training.checkpoints import checkpoint_paths, resolve_run_checkpoint
 
 logger = logging.getLogger("tflm")
@@ -118,7 +118,7 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
         report(f"[{index}/{len(STAGES)}] {name}: {describe(output)} ({time.monotonic() - started:.0f}s)")
         return output
 
-    config = runs.start_run(pipeline.config, run_dir, registry.task_class_path(task))
+    config = runs.start_run(pipeline.config, run_dir, task.class_path())
     values = config_lib.to_dict(config)
     stage(1, "vocabulary", {"data": values.get("data"), "vocabulary": values.get("vocabulary")},
           lambda output: os.path.isdir(os.path.join(run_dir, "vocab")),

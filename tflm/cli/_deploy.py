@@ -112,14 +112,14 @@ def _export_ctranslate2(run, name, base_dir, checkpoint, average, quantization, 
     """A CTranslate2 model of the run as BASE_DIR/NAME/<next version>/ (its default decoding and the request
     limits as for a SavedModel); a clear error for a model it cannot hold."""
     from tflm.export import next_version
-    from tflm.export.ctranslate2 import convert_run
+    from tflm.engines.ctranslate2 import convert_run
 
     if average:
         run.average(average)
         checkpoint = "averaged"
     path = os.path.join(base_dir, name, str(next_version(os.path.join(base_dir, name))))
     try:
-        return convert_run(run.run_dir, path, checkpoint=checkpoint, quantization=quantization, decoding=decoding,
+        return convert_run(run, path, checkpoint=checkpoint, quantization=quantization, decoding=decoding,
                            limits=limits)
     except (ValueError, ImportError) as error:
         raise click.ClickException(str(error)) from None

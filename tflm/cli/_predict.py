@@ -75,7 +75,7 @@ def evaluate(run_dir, split, checkpoint, max_pairs, data_dir, profile, **options
 # ----------------------------------------------------------------------------------------- translate
 
 
-# CTranslate2's compute types (`tflm.export.ctranslate2_engine.COMPUTE_TYPES`, not imported: it loads TensorFlow)
+# CTranslate2's compute types (`tflm.engines.ctranslate2.COMPUTE_TYPES`, not imported: it loads TensorFlow)
 _COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16",
                   "bfloat16", "float32")
 
@@ -95,7 +95,7 @@ def _engine_options():
 def _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type):
     """The CTranslate2 engine of a run's checkpoint (converted once, again when the checkpoint is newer); a
     click error naming the model type for a run CTranslate2 cannot decode."""
-    from tflm.export.ctranslate2_engine import convert_run_cached, load_engine
+    from tflm.engines.ctranslate2 import convert_run_cached, load_engine
 
     try:
         path = convert_run_cached(run_dir, checkpoint)

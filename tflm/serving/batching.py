@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from tflm.serving.repository import deadline_error
+from tflm.serving.errors import deadline_error
 
 logger = logging.getLogger("tflm")
 

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tflm.export.loading import with_input_aliases
 from tflm.serving.batching import Batcher, is_batchable
-from tflm.serving.repository import ModelRepository, ServingError, deadline_error
+from tflm.serving.errors import ServingError, deadline_error, serving_error
 
 logger = logging.getLogger("tflm")
 
@@ -146,30 +146,10 @@ class ServingCore:
         self.repository.stop()
 
 
-def serving_error(error):
-    """A prediction's failure as a `ServingError` (the graph's own checks: INVALID_ARGUMENT, their message)."""
-    if isinstance(error, ServingError):
-        return error
-    if isinstance(error, tf.errors.InvalidArgumentError):
-        return ServingError("INVALID_ARGUMENT", graph_error_message(error.message))
-    return error
-
-
 def _run_before(deadline, loaded, signature_name, inputs):
     if time.monotonic() >= deadline:
         raise deadline_error()  # waited too long in the queue: do not spend the work
     return loaded.run(signature_name, inputs)
-
-
-def graph_error_message(message):
-    """The useful part of a TensorFlow error raised by a signature: the failed check's own message for the
-    in-graph checks of `tflm.export.limits`, without the graph's node names."""
-    found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", message, re.DOTALL)
-    if found:
-        return found.group(1).replace("\\'", "'")
-    lines = [line for line in message.splitlines() if line.strip() and "{{node" not in line
-             and not line.startswith("Graph execution error")]
-    return lines[0].strip() if lines else message
 
 
 def validate_inputs(specs, inputs, max_batch_size):
@@ -224,4 +204,4 @@ def validate_inputs(specs, inputs, max_batch_size):
     return converted
 
 
-__all__ = ["ServingCore", "ServingError", "ModelRepository", "validate_inputs", "request_id"]
+__all__ = ["ServingCore", "validate_inputs", "request_id"]

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
 )
 
 from tflm.serving.core import request_id as make_request_id
-from tflm.serving.repository import ServingError
+from tflm.serving.errors import ServingError
 
 logger = logging.getLogger("tflm")
 

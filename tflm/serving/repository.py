@@ -2,7 +2,7 @@
 version holding `tflm_ctranslate2.json`, from `tflm export --format ctranslate2`), reloaded as versions appear.
 
 A CTranslate2 version answers behind the same REST and gRPC API as a SavedModel of the same run: the same
-signature names, inputs, outputs, dtypes and shapes (`tflm.export.ctranslate2_engine`), the export's limits
+signature names, inputs, outputs, dtypes and shapes (`tflm.engines.ctranslate2`), the export's limits
 checked by the same checks with the same messages (INVALID_ARGUMENT), and metadata listing its signatures.
 
 Like TF Serving's default version policy, the newest version of each model serves requests that name no
@@ -22,33 +22,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tensorflow-text ops that exported tokenizers use)
 
+from tflm.engines.ctranslate2.metadata import METADATA_FILE
 from tflm.export.loading import export_info, saved_model_proto
+from tflm.serving.errors import ServingError
 
 logger = logging.getLogger("tflm")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-class ServingError(Exception):
-    """An error with a TF Serving error code (`INVALID_ARGUMENT`, `NOT_FOUND`, ...)."""
-
-    HTTP_STATUS = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "FAILED_PRECONDITION": 400, "UNAVAILABLE": 503,
-                   "RESOURCE_EXHAUSTED": 429, "UNIMPLEMENTED": 501, "INTERNAL": 500, "OUT_OF_RANGE": 400,
-                   "DEADLINE_EXCEEDED": 504}
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-    @property
-    def http_status(self):
-        return self.HTTP_STATUS.get(self.code, 500)
-
-
-def deadline_error():
-    return ServingError("DEADLINE_EXCEEDED", "the request did not finish before its deadline (the server's "
-                                             "--request-timeout or the client's own); the server keeps serving")
 
 
 class LoadedVersion:
@@ -101,14 +81,14 @@ class LoadedVersion:
 
 
 class CTranslate2Version:
-    """One loaded CTranslate2 export: its engine (`tflm.export.ctranslate2_engine`) behind `LoadedVersion`'s
+    """One loaded CTranslate2 export: its engine (`tflm.engines.ctranslate2`) behind `LoadedVersion`'s
     interface (`signature`, `input_specs`, `run`, `warm_up`, `signature_defs`, `info`).
 
     The model runs one batch at a time (`inter_threads=1`, concurrent requests queue) over `threads` CPU
     threads (default: every CPU)."""
 
     def __init__(self, name, version, path, threads=None):
-        from tflm.export.ctranslate2_engine import load_engine
+        from tflm.engines.ctranslate2 import load_engine  # loaded with the first CTranslate2 version
 
         self.name = name
         self.version = version
@@ -130,14 +110,10 @@ class CTranslate2Version:
 
     def run(self, signature_name, inputs):
         """Runs a signature on numpy inputs (name -> array); returns name -> numpy array. A request outside
-        the export's limits is an INVALID_ARGUMENT `ServingError` with the SavedModel's message."""
-        from tflm.serving.core import graph_error_message
-
+        the export's limits raises the engine's `tf.errors.InvalidArgumentError` with the SavedModel's
+        message, as a SavedModel's signature does (`tflm.serving.errors.serving_error` answers both)."""
         self.signature(signature_name)
-        try:
-            return self.engine.run(signature_name, inputs)
-        except tf.errors.InvalidArgumentError as error:
-            raise ServingError("INVALID_ARGUMENT", graph_error_message(error.message)) from None
+        return self.engine.run(signature_name, inputs)
 
     def warm_up(self):
         """Decodes a short input through each decoding signature once; returns how many requests ran."""
@@ -146,8 +122,6 @@ class CTranslate2Version:
 
 def load_version(name, version, path, ctranslate2_threads=None):
     """The loaded version at `path`: a `CTranslate2Version` for a CTranslate2 export, else a `LoadedVersion`."""
-    from tflm.export.ctranslate2 import METADATA_FILE
-
     if not os.path.exists(os.path.join(path, "saved_model.pb")) and os.path.exists(os.path.join(path, METADATA_FILE)):
         return CTranslate2Version(name, version, path, ctranslate2_threads)
     return LoadedVersion(name, version, path)
@@ -231,8 +205,6 @@ class ModelRepository:
     # ------------------------------------------------------------------ loading
 
     def _on_disk(self):
-        from tflm.export.ctranslate2 import METADATA_FILE
-
         found = {}
         for name in os.listdir(self.base_dir):
             directory = os.path.join(self.base_dir, name)

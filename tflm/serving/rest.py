@@ -33,8 +33,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from tflm.serving.core import request_id as make_request_id
-from tflm.serving.core import serving_error
-from tflm.serving.repository import ServingError, deadline_error
+from tflm.serving.errors import ServingError, deadline_error, serving_error
 
 logger = logging.getLogger("tflm")
 

@@ -30,7 +30,7 @@ import os
 from typing import Callable, Optional
 
 from tflm import config as config_lib
-from tflm.tasks import registry, runs, workers
+from tflm.tasks import runs, workers
 from tflm.training.checkpoints import resolve_run_checkpoint, restore_model, save_averaged_checkpoint
 from tflm.training.profiling import StepProfiler, parse_profile_range, profiling
 from tflm.training.reporting import flat_hparams, write_metrics
@@ -133,6 +133,15 @@ class Task:
         """The run's decoding settings (None for a task that does not decode)."""
         return getattr(config, "decoding", None)
 
+    def class_path(self):
+        """The import path of this task's class (`module:Class`) that a run records in config.json, so that
+        every later command finds the task again; None for tflm's own tasks and for a class defined in a script
+        run as `__main__` (which no later command could import)."""
+        cls = type(self)
+        if cls.__module__.startswith("tflm.") or cls.__module__ == "__main__":
+            return None
+        return f"{cls.__module__}:{cls.__qualname__}"
+
     # ------------------------------------------------------------------ configuration
 
     # Which `tflm train` option sets which configuration field. An option applies to a run only where the
@@ -180,12 +189,12 @@ class Task:
 
     def with_data_dir(self, config, data_dir):
         """`config` reading its corpus from `data_dir` (`tflm evaluate --data-dir`; only in memory)."""
-        from tflm.tasks.run import replace_data_field
-
         if not _has_field(config, "data.data_dir"):
             raise config_lib.ConfigError(f"--data-dir does not apply to a {self.name} run (its data section has no "
                                          "data_dir field).")
-        config = replace_data_field(config, "data_dir", data_dir)
+        data = config.data
+        data = {**data, "data_dir": data_dir} if isinstance(data, dict) else dataclasses.replace(data, data_dir=data_dir)
+        config = dataclasses.replace(config, data=data)
         runs.check_data_dir(config)
         return config
 
@@ -201,7 +210,7 @@ class Task:
         the vocabularies on first use), builds the model and optimizer under the strategy, and trains with
         checkpoints, validation and samples after each epoch.
         """
-        config = runs.start_run(config, run_dir, registry.task_class_path(self), saved_values)
+        config = runs.start_run(config, run_dir, self.class_path(), saved_values)
         strategy = make_strategy(config.training.strategy, config.training.devices)
         data = self.prepare_data(config, run_dir)
         trainer = self.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)

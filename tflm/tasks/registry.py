@@ -10,6 +10,8 @@ naming the module and the fixes, raised before anything is written.
 
 import importlib
 
+from tflm.tasks.base import Task
+
 BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
                  "summarization": "tflm.tasks.summarization"}
 _TASKS = {}  # name or import path -> task instance
@@ -21,8 +23,6 @@ class TaskNotFoundError(ValueError):
 
 def register_task(cls):
     """Class decorator: registers a `Task` subclass under its `name` (a later registration replaces it)."""
-    from tflm.tasks.base import Task
-
     if not (isinstance(cls, type) and issubclass(cls, Task)) or not cls.name or cls.config_class is None:
         raise TypeError(f"{cls!r}: a task is a Task subclass with a name and a config_class.")
     _TASKS[cls.name] = cls()
@@ -51,12 +51,8 @@ def get_task(name, task_class=None, where=None):
 
 
 def task_class_path(task):
-    """The import path of a task's class (`module:Class`) that a run records, or None for a built-in task or a
-    class defined in a script run as `__main__` (which no later command could import)."""
-    cls = type(task)
-    if task.name in BUILTIN_TASKS or cls.__module__ == "__main__":
-        return None
-    return f"{cls.__module__}:{cls.__qualname__}"
+    """The import path of a task's class (`module:Class`) that a run records (`Task.class_path`)."""
+    return task.class_path()
 
 
 def task_names():
@@ -65,8 +61,6 @@ def task_names():
 
 def _import_task(path, where=None):
     """The task instance of `package.module:ClassName` (registered under its name too)."""
-    from tflm.tasks.base import Task
-
     module_name, _, class_name = path.partition(":")
     prefix = f"{where}: " if where else ""
     try:

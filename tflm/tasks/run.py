@@ -7,7 +7,6 @@
 Every command that uses a trained run opens it once this way; nothing here writes config.json.
 """
 
-import dataclasses
 import os
 
 from tflm.tasks import registry, runs
@@ -74,17 +73,7 @@ class Run:
 
     def config_values(self):
         """What config.json holds (for the export's copy of it), without reading the file again."""
-        return runs.config_values(self.config, registry.task_class_path(self.task))
+        return runs.config_values(self.config, self.task.class_path())
 
     def __repr__(self):
         return f"Run({os.fspath(self.run_dir)!r}, task={self.task.name!r})"
-
-
-def replace_data_field(config, field, value):
-    """`config` with `data.<field>` set to `value` (a dataclass or a plain dict data section)."""
-    data = config.data
-    if isinstance(data, dict):
-        data = {**data, field: value}
-    else:
-        data = dataclasses.replace(data, **{field: value})
-    return dataclasses.replace(config, data=data)

@@ -15,7 +15,6 @@ from tflm.tasks.sections import (  # noqa: F401  (re-exported: the sections' ear
     DataConfig, ModelConfig, TrainingConfig, model_dtype, model_params, validate_common,
 )
 from tflm.tasks.workers import is_chief
-from tflm.training.checkpoints import resolve_run_checkpoint  # noqa: F401  (re-exported: the engines import it)
 from tflm.training.optimizers import build_optimizer  # noqa: F401  (re-exported for scripts)
 from tflm.training.seeds import set_seed
 

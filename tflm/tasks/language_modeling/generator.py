@@ -2,6 +2,7 @@
 graph; what `tflm generate` runs and export saves (signatures `serving_default`, `generate`, `tokenize`,
 `detokenize`, `score`)."""
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -19,6 +20,14 @@ logger = logging.getLogger("tflm")
 
 CONTROLS = ("beam_size", "num_hypotheses", "max_new_tokens", "length_penalty", "temperature", "top_k", "top_p",
             "seed")
+
+# The signatures' interfaces, declared once without a model: the `Generator` gives them its functions (and its
+# vocabulary's size), the CTranslate2 engine (`tflm.engines.ctranslate2`) its own, with the same declaration.
+_PROMPTS = dict(rows="prompt", row_name="prompt", token_limited=("prompt",))
+SERVING_DEFAULT = Signature("serving_default", None, text_input("prompt"), **_PROMPTS)
+GENERATE = Signature("generate", None, {**text_input("prompt"), **control_inputs(*CONTROLS)},
+                     length="max_new_tokens", warmup=True, **_PROMPTS)
+SCORE = Signature("score", None, text_input("text"), rows="text", row_name="text", token_limited=("text",))
 
 
 class Generator(Predictor):
@@ -59,15 +68,12 @@ class Generator(Predictor):
         return {"tokenizer": self.tokenizer}
 
     def signatures(self):
-        prompt = dict(rows="prompt", row_name="prompt", token_limited=("prompt",))
         return [
-            Signature("serving_default", lambda prompt: self.generate_batch(prompt), text_input("prompt"), **prompt),
-            Signature("generate", self._generate_signature, {**text_input("prompt"), **control_inputs(*CONTROLS)},
-                      length="max_new_tokens", vocabulary_size=self.tokenizer.vocabulary_size, warmup=True,
-                      **prompt),
+            dataclasses.replace(SERVING_DEFAULT, function=lambda prompt: self.generate_batch(prompt)),
+            dataclasses.replace(GENERATE, function=self._generate_signature,
+                                vocabulary_size=self.tokenizer.vocabulary_size),
             *token_signatures(self.tokenizer, self.tokenizer),
-            Signature("score", self.score_batch, text_input("text"), rows="text", row_name="text",
-                      token_limited=("text",)),
+            dataclasses.replace(SCORE, function=self.score_batch),
         ]
 
     def _generate_signature(self, prompt, **controls):

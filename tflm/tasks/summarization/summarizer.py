@@ -2,11 +2,19 @@
 all in the graph; what `tflm summarize` runs and export saves (signatures `serving_default`, `summarize`,
 `tokenize`, `detokenize`, `score`)."""
 
+import dataclasses
+
 from tflm.tasks.predictor import Signature, control_inputs, text_input, token_signatures
-from tflm.tasks.translation.translator import CONTROLS, Translator
+from tflm.tasks.translation.translator import CONTROLS, SCORE, Translator
 
 # the summarize signature's decoding controls: translation's, and the constraints a summary often needs
 SUMMARY_CONTROLS = CONTROLS + ("min_length", "no_repeat_ngram_size")
+
+# The signatures' interfaces, declared once without a model (the `Summarizer` and the CTranslate2 engine give
+# them their functions); `score` is translation's `SCORE`.
+SERVING_DEFAULT = Signature("serving_default", None, text_input("text"), rows="text", row_name="document")
+SUMMARIZE = Signature("summarize", None, {**text_input("text"), **control_inputs(*SUMMARY_CONTROLS)}, rows="text",
+                      row_name="document", length="max_length", warmup=True)
 
 
 class Summarizer(Translator):
@@ -27,14 +35,12 @@ class Summarizer(Translator):
         return get_task("summarization").load_predictor(run_dir, checkpoint, decoding=decoding)
 
     def signatures(self):
-        rows = dict(rows="text", row_name="document")
         return [
-            Signature("serving_default", self.translate_batch, text_input("text"), **rows),
-            Signature("summarize", self._summarize_signature,
-                      {**text_input("text"), **control_inputs(*SUMMARY_CONTROLS)}, length="max_length",
-                      vocabulary_size=self.target_tokenizer.vocabulary_size, warmup=True, **rows),
+            dataclasses.replace(SERVING_DEFAULT, function=self.translate_batch),
+            dataclasses.replace(SUMMARIZE, function=self._summarize_signature,
+                                vocabulary_size=self.target_tokenizer.vocabulary_size),
             *token_signatures(self.source_tokenizer, self.target_tokenizer),
-            Signature("score", self.score_batch, {**text_input("source"), **text_input("target")}),
+            dataclasses.replace(SCORE, function=self.score_batch),
         ]
 
     def _summarize_signature(self, text, min_length, no_repeat_ngram_size, **controls):

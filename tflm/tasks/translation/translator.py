@@ -2,6 +2,7 @@
 graph; what `tflm translate` runs and export saves (its signatures: `serving_default`, `translate`,
 `tokenize`, `detokenize`, `score`)."""
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -17,6 +18,13 @@ from tflm.visualization import attention_heatmap
 logger = logging.getLogger("tflm")
 
 CONTROLS = ("beam_size", "num_hypotheses", "max_length", "length_penalty", "temperature", "top_k", "top_p", "seed")
+
+# The signatures' interfaces, declared once without a model: the `Translator` gives them its functions (and its
+# vocabulary's size), the CTranslate2 engine (`tflm.engines.ctranslate2`) its own, with the same declaration.
+SERVING_DEFAULT = Signature("serving_default", None, text_input("text"), rows="text", row_name="sentence")
+TRANSLATE = Signature("translate", None, {**text_input("text"), **control_inputs(*CONTROLS)}, rows="text",
+                      row_name="sentence", length="max_length", warmup=True)
+SCORE = Signature("score", None, {**text_input("source"), **text_input("target")})
 
 
 class Translator(Predictor):
@@ -53,14 +61,12 @@ class Translator(Predictor):
         return {"source": self.source_tokenizer, "target": self.target_tokenizer}
 
     def signatures(self):
-        vocabulary_size = self.target_tokenizer.vocabulary_size
-        rows = dict(rows="text", row_name="sentence")
         return [
-            Signature("serving_default", self.translate_batch, text_input("text"), **rows),
-            Signature("translate", self._translate_signature, {**text_input("text"), **control_inputs(*CONTROLS)},
-                      length="max_length", vocabulary_size=vocabulary_size, warmup=True, **rows),
+            dataclasses.replace(SERVING_DEFAULT, function=self.translate_batch),
+            dataclasses.replace(TRANSLATE, function=self._translate_signature,
+                                vocabulary_size=self.target_tokenizer.vocabulary_size),
             *token_signatures(self.source_tokenizer, self.target_tokenizer),
-            Signature("score", self.score_batch, {**text_input("source"), **text_input("target")}),
+            dataclasses.replace(SCORE, function=self.score_batch),
         ]
 
     def _translate_signature(self, text, **controls):

@@ -344,7 +344,7 @@ def main():
 
     # exports
     def exports():
-        from tflm.export.ctranslate2 import convert_run
+        from tflm.engines.ctranslate2 import convert_run
 
         decoding = tflm.decoding.DecodingOptions
         paths = {}
