@@ -245,9 +245,11 @@ def _translate_with_server(server, model_name, protocol, lines, output_file, bat
                    "once into RUN_DIR/ctranslate2/).")
 @click.option("--compute-type", type=click.Choice(_COMPUTE_TYPES), default="default", show_default=True,
               help="With --engine ctranslate2: CTranslate2's compute type.")
+@click.option("--truncate-prompt", is_flag=True, help="A prompt that leaves too little of the model's context for "
+              "--max-new-tokens keeps its last tokens (default: it is refused, naming both numbers).")
 @decoding_options
 def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, stream, engine, compute_type,
-             **options):
+             truncate_prompt, **options):
     """Continue PROMPTS (or stdin lines) with a language-model run.
 
     Greedy, beam (--beam-size), or sampling (--sample, --temperature, --top-k, --top-p, --seed), with
@@ -270,15 +272,34 @@ def generate(prompts, run_dir, checkpoint, max_new_tokens, greedy, jit_compile, 
         decoding = dataclasses.replace(decoding, max_length=max_new_tokens)
     if engine == "ctranslate2":
         generator = _ctranslate2_predictor(run_dir, checkpoint, decoding, compute_type)
+        generator.truncate = truncate_prompt
         stream = False
     else:
-        generator = run.load_predictor(checkpoint, decoding=decoding, jit_compile=jit_compile)
+        generator = run.load_predictor(checkpoint, decoding=decoding, jit_compile=jit_compile,
+                                       truncate=truncate_prompt)
+    try:
+        _generate(generator, prompts, decoding, stream)
+    except tf_errors().InvalidArgumentError as error:  # e.g. a prompt beyond the model's context
+        from tflm.serving.errors import graph_error_message
+
+        raise click.ClickException(graph_error_message(error.message)) from None
+
+
+def tf_errors():
+    import tensorflow as tf
+
+    return tf.errors
+
+
+def _generate(generator, prompts, decoding, stream):
     if stream is None:
         stream = len(prompts) == 1 and decoding.strategy != "beam" and decoding.num_hypotheses == 1
     if stream:
         for prompt in prompts:
-            click.echo(prompt, nl=False)
-            for piece in generator.stream(prompt):
+            pieces = generator.stream(prompt)
+            first = next(pieces, "")  # (a prompt the model cannot take is refused before anything is printed)
+            click.echo(prompt + first, nl=False)
+            for piece in pieces:
                 click.echo(piece, nl=False)
             click.echo()
         return

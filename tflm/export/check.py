@@ -131,7 +131,7 @@ def serving_input(path):
 # requests ask (`WARMUP_CONTROLS`), any other scalar 1, a row of integers [1], a matrix of ids [[4, 5, 6]].
 _CONTROL_DEFAULTS = {"beam_size": 2, "num_hypotheses": 1, "max_length": 8, "max_new_tokens": 8, "length_penalty": 0.6,
                      "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0, "min_length": 0,
-                     "no_repeat_ngram_size": 0}
+                     "no_repeat_ngram_size": 0, "truncate": False}
 
 
 def signature_requests(path, rows):

@@ -98,7 +98,7 @@ def export_predictor(predictor, base_dir, name, run_dir=None, checkpoint=None, w
     request, checked in the graph. `task` (its name) is recorded in tflm.json; `config_values` (the run's
     configuration, as config.json holds it) is saved as `assets/config.json`.
     """
-    limits = limits or ServingLimits()
+    limits = (limits or ServingLimits()).within_context(predictor.context_length())
     if not name or os.sep in name or name.startswith(".") or (os.altsep and os.altsep in name):
         raise ValueError(f"Model name {name!r} must be a plain directory name (no path separators, no leading '.').")
     model_dir = os.path.join(base_dir, name)
@@ -177,6 +177,8 @@ def _write_extra(directory, name, predictor, run_dir, checkpoint, warmup_inputs,
                                             "row_lengths": dict(signature.row_lengths)}
                            for signature in signatures},
     }
+    if predictor.context_info() is not None:  # what the model attends to (a language model's context)
+        info["context"] = predictor.context_info()
     if predictor.decoding is not None:  # (a task that does not decode has no decoding settings to record)
         info["decoding"] = _plain(predictor.decoding)
     with open(os.path.join(extra, "tflm.json"), "w") as f:

@@ -64,6 +64,23 @@ class ServingLimits:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    def within_context(self, context):
+        """These limits with `max_input_tokens` and `max_new_tokens` at most what a model that attends to
+        `context` positions can take (a prompt and its continuation share them); unchanged for None."""
+        if not context:
+            return self
+        bound = max(int(context) - 1, 1)
+        fitted = dataclasses.replace(self, max_input_tokens=min(self.max_input_tokens, bound),
+                                     max_new_tokens=min(self.max_new_tokens, bound))
+        if fitted != self:
+            import logging
+
+            logging.getLogger("tflm").info(
+                "The model attends to %d tokens: max_input_tokens %d and max_new_tokens %d (a prompt and its "
+                "continuation share that context; longer requests are refused by name)", context,
+                fitted.max_input_tokens, fitted.max_new_tokens)
+        return fitted
+
 
 @dataclasses.dataclass(frozen=True)
 class Range:

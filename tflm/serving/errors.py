@@ -52,6 +52,9 @@ def graph_error_message(message):
     found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", message, re.DOTALL)
     if found:
         return found.group(1).replace("\\'", "'")
+    found = re.search(r"Summarized data: b(['\"])(.*)\1\s*$", message, re.DOTALL)  # the same check, run eagerly
+    if found:
+        return found.group(2).replace("\\'", "'")
     lines = [line for line in message.splitlines() if line.strip() and "{{node" not in line
              and not line.startswith("Graph execution error")]
     return lines[0].strip() if lines else message

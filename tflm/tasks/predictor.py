@@ -30,11 +30,11 @@ from tflm.training.checkpoints import ModelVariables
 CONTROL_DTYPES = {"beam_size": tf.int32, "num_hypotheses": tf.int32, "max_length": tf.int32,
                   "max_new_tokens": tf.int32, "length_penalty": tf.float32, "temperature": tf.float32,
                   "top_k": tf.int32, "top_p": tf.float32, "seed": tf.int32, "min_length": tf.int32,
-                  "no_repeat_ngram_size": tf.int32}
+                  "no_repeat_ngram_size": tf.int32, "truncate": tf.bool}
 # A modest request for the warm-up file: its graph is prepared before the first real request needs it.
 WARMUP_CONTROLS = {"beam_size": 2, "num_hypotheses": 1, "max_length": 8, "max_new_tokens": 8, "length_penalty": 0.6,
                    "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0, "min_length": 0,
-                   "no_repeat_ngram_size": 0}
+                   "no_repeat_ngram_size": 0, "truncate": False}
 
 
 @dataclasses.dataclass
@@ -166,6 +166,15 @@ class Predictor(tf.Module):
     def signatures(self):
         """The `Signature`s to export, `serving_default` first."""
         raise NotImplementedError
+
+    def context_length(self):
+        """The most positions the model attends to (a language model's prompt and continuation together), or
+        None where nothing bounds them: the export's token limits never exceed it."""
+        return None
+
+    def context_info(self):
+        """What an export records of the model's context (tflm.json's "context"), or None."""
+        return None
 
     def count_tokens(self, text):
         """int `(batch,)`: the tokens of each text, for the `max_input_tokens` limit."""

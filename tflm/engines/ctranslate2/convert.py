@@ -140,6 +140,7 @@ def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force
     """
     from tflm.export.limits import ServingLimits
     from tflm.models.language_model import LanguageModel
+    from tflm.tasks.language_modeling.context import context_length
     from tflm.tasks import Run
     from tflm.training.checkpoints import resolve_checkpoint, resolve_run_checkpoint
 
@@ -169,13 +170,14 @@ def convert_run(run_dir, output_dir, checkpoint="best", quantization=None, force
         "quantization": quantization,
         "special_tokens": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
         "decoding": dataclasses.asdict(decoding) if decoding is not None else None,
-        "limits": (limits or ServingLimits()).to_dict(),
+        "limits": (limits or ServingLimits()).within_context(
+            context_length(model) if language_model else None).to_dict(),
     }
     predictor = task.make_predictor(config, model, tokenizers, decoding)
     if language_model:
         tokenizer = predictor.tokenizer
         metadata["max_new_tokens"] = int(predictor.decoding.max_length)
-        metadata["max_sequence_length"] = getattr(model, "max_sequence_length", None)
+        metadata["max_sequence_length"] = context_length(model)  # the context: None where positions do not bound it
         metadata["separator"] = {"id": int(predictor.separator), "piece": tokenizer.pieces[predictor.separator]}
     else:
         metadata["source_eos_added_by_ctranslate2"] = True

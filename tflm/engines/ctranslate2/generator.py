@@ -46,15 +46,19 @@ class CTranslate2Generator(Engine):
 
             self.separator = int(self._token_ids(self.tokenizer, ["\n"])[0][0]) if keeps_newlines(self.tokenizer) \
                 else EOS_ID
-        self.max_sequence_length = self.metadata.get("max_sequence_length")
+        self.max_sequence_length = self.metadata.get("max_sequence_length")  # the context (None: unbounded)
+        self.truncate = False  # a prompt too long for the context keeps its last tokens (else: refused)
         self._suppress = [[self._pieces[PAD_ID]], [self._pieces[BOS_ID]]]
 
-    def decode(self, prompts, search=None, max_new_tokens=None, want_scores=True):
+    def decode(self, prompts, search=None, max_new_tokens=None, want_scores=True, truncate=None):
         """Continues a list of prompts as one batch; returns, per prompt, `search.count` `(continuation,
-        score)` pairs, best first (`max_new_tokens`: default the options' `max_length`)."""
+        score)` pairs, best first (`max_new_tokens`: default the options' `max_length`). A prompt plus the new
+        tokens beyond the model's context is refused as tflm's graph refuses it, or with `truncate` cut to its
+        last tokens (`tflm.tasks.language_modeling.context`)."""
         search = search or Search.from_options(self.decoding)
         new_tokens = int(self.decoding.max_length if max_new_tokens is None else max_new_tokens)
         starts = [ids or [self.separator] for ids in self._token_ids(self.tokenizer, list(prompts))]
+        starts = self._fit_context(starts, new_tokens, self.truncate if truncate is None else truncate)
         answers = [[("", 0.0)] * search.count for _ in starts]
         if not starts:
             return answers
@@ -95,10 +99,32 @@ class CTranslate2Generator(Engine):
     def predict(self, inputs):
         return self.generate(list(inputs))
 
+    def _fit_context(self, starts, new_tokens, truncate):
+        """`starts` (token ids per prompt) within the context, with the messages of tflm's graph."""
+        if not self.max_sequence_length or not starts:
+            return starts
+        context = int(self.max_sequence_length)
+        if new_tokens >= context:
+            raise tf.errors.InvalidArgumentError(None, None, f"max_new_tokens = {new_tokens} leaves no room for a "
+                                                 f"prompt: the model attends to {context} tokens (its context; "
+                                                 "max_sequence_length)")
+        room, longest = context - new_tokens, max(len(ids) for ids in starts)
+        if longest > room and not truncate:
+            raise tf.errors.InvalidArgumentError(None, None, (
+                f"a prompt of {longest} tokens + max_new_tokens {new_tokens} = {longest + new_tokens} exceeds the "
+                f"model's context of {context} tokens (its max_sequence_length): shorten the prompt, ask for fewer "
+                f"new tokens, or set truncate (keeps each prompt's last {room} tokens)"))
+        return [ids[-room:] for ids in starts]
+
     def score(self, texts):
         """The model's log-probability of each text (its tokens after the separator) and its token count, as
         tflm's `Generator.score_batch`: `{"log_prob": float32 (batch,), "tokens": int32 (batch,)}`."""
         rows = self._token_ids(self.tokenizer, list(texts))
+        longest = max((len(ids) for ids in rows), default=0)
+        if self.max_sequence_length and longest > int(self.max_sequence_length):
+            raise tf.errors.InvalidArgumentError(None, None, (
+                f"a text of {longest} tokens exceeds the model's context of {int(self.max_sequence_length)} tokens "
+                "(its max_sequence_length): score a shorter text, or its parts"))
         log_probs = np.zeros((len(rows),), np.float32)
         scored = [i for i, ids in enumerate(rows) if ids]
         if scored:
@@ -128,8 +154,8 @@ class CTranslate2Generator(Engine):
         search = Search.from_options(self.decoding)
         return decoded_outputs(self.decode(strings(prompt), search), search.count)
 
-    def _generate_signature(self, prompt, max_new_tokens, **controls):
+    def _generate_signature(self, prompt, max_new_tokens, truncate=False, **controls):
         controls = {key: scalar(value) for key, value in controls.items()}
         search = Search.from_controls(self.decoding, **controls)
-        return decoded_outputs(self.decode(strings(prompt), search, max_new_tokens=scalar(max_new_tokens)),
-                               search.count)
+        return decoded_outputs(self.decode(strings(prompt), search, max_new_tokens=scalar(max_new_tokens),
+                                           truncate=bool(scalar(truncate))), search.count)

@@ -13,13 +13,14 @@ from tflm.decoding.common import DecodeResult, constrain, lengths_of
 from tflm.decoding.sampling import draw
 from tflm.decoding.search import search, search_by_controls
 from tflm.tasks.language_modeling.config import generation_defaults
+from tflm.tasks.language_modeling.context import check_scored, context_info, context_length, fit_prompts
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
 from tflm.text.tokenizers import EOS_ID, PAD_ID
 
 logger = logging.getLogger("tflm")
 
 CONTROLS = ("beam_size", "num_hypotheses", "max_new_tokens", "length_penalty", "temperature", "top_k", "top_p",
-            "seed")
+            "seed", "truncate")
 
 # The signatures' interfaces, declared once without a model: the `Generator` gives them its functions (and its
 # vocabulary's size), the CTranslate2 engine (`tflm.engines.ctranslate2`) its own, with the same declaration.
@@ -50,8 +51,10 @@ class Generator(Predictor):
     >>> generator.generate(["ROMEO:"])
     """
 
-    def __init__(self, model, tokenizer, decoding=None, prefill=True, jit_compile=False):
+    def __init__(self, model, tokenizer, decoding=None, prefill=True, jit_compile=False, truncate=False):
         super().__init__(model, decoding or generation_defaults())
+        self.context = context_length(model)  # prompt + continuation, in positions (None: no bound)
+        self.truncate = truncate  # a prompt that leaves too little room keeps its last tokens (else: an error)
         self.prefill = prefill and model.supports_prefill
         self.jit_compile = jit_compile
         self.tokenizer = tokenizer
@@ -66,6 +69,12 @@ class Generator(Predictor):
 
     def tokenizers(self):
         return {"tokenizer": self.tokenizer}
+
+    def context_length(self):
+        return self.context
+
+    def context_info(self):
+        return context_info(self.model)
 
     def signatures(self):
         return [
@@ -96,13 +105,14 @@ class Generator(Predictor):
         return dense[:, 0], forced, tf.cast(pieces.row_lengths(), tf.int32) - 1
 
     def generate_ids(self, prompts, **overrides):
-        """A `DecodeResult` whose token ids are the prompts' continuations (the prompts themselves are PAD)."""
+        """A `DecodeResult` whose token ids are the prompts' continuations (the prompts themselves are PAD).
+        A prompt plus the new tokens beyond the model's context is refused, or with `truncate` cut to its last
+        tokens (`tflm.tasks.language_modeling.context`)."""
         start, forced_ids, forced_lengths = self.encode_prompt(prompts)
         new_tokens = tf.cast(overrides.pop("max_length", self.decoding.max_length), tf.int32)
+        start, forced_ids, forced_lengths = fit_prompts(start, forced_ids, forced_lengths, new_tokens, self.context,
+                                                        overrides.pop("truncate", self.truncate))
         max_length = tf.reduce_max(forced_lengths) + new_tokens
-        limit = getattr(self.model, "max_sequence_length", None)
-        if limit:
-            max_length = tf.minimum(max_length, limit)
         prefix_length = None
         if self.prefill:
             # The positions every row forces (the shortest prompt) are read in one pass, not step by step.
@@ -131,11 +141,11 @@ class Generator(Predictor):
 
     def _generate_xla(self, prompts):
         """`generate_batch`'s outputs with the decoding XLA-compiled: shapes fixed from the prompts here."""
-        start, forced_ids, forced_lengths = self.encode_prompt(prompts)
+        start, forced_ids, forced_lengths = fit_prompts(*self.encode_prompt(prompts), self.decoding.max_length,
+                                                        self.context, self.truncate)
         lengths = np.asarray(forced_lengths)
         max_length = int(lengths.max()) + int(self.decoding.max_length)
-        limit = getattr(self.model, "max_sequence_length", None) or max_length
-        max_length = min(max_length, limit)
+        limit = self.context or max_length
         buffer_length = min(-(-max_length // 16) * 16, limit)  # fewer shapes, fewer compilations
         forced_ids = forced_ids[:, :buffer_length]
         forced_ids = tf.pad(forced_ids, [[0, 0], [0, buffer_length - forced_ids.shape[1]]])
@@ -165,11 +175,13 @@ class Generator(Predictor):
         return {"outputs": self.texts(result), "scores": result.scores}
 
     def generate_with_controls(self, prompts, beam_size, num_hypotheses, max_new_tokens, length_penalty,
-                               temperature, top_k, top_p, seed):
-        """As the exported signature: sampling when temperature > 0, else beam when beam_size > 1, else greedy."""
+                               temperature, top_k, top_p, seed, truncate=False):
+        """As the exported signature: sampling when temperature > 0, else beam when beam_size > 1, else greedy;
+        `truncate`: a prompt too long for the context keeps its last tokens instead of being refused."""
 
         def run(strategy, **settings):
-            result = self.generate_ids(prompts, strategy=strategy, max_length=max_new_tokens, **settings)
+            result = self.generate_ids(prompts, strategy=strategy, max_length=max_new_tokens, truncate=truncate,
+                                       **settings)
             return result.token_ids, result.scores
 
         token_ids, scores = search_by_controls(run, beam_size, num_hypotheses, length_penalty, temperature, top_k,
@@ -183,6 +195,10 @@ class Generator(Predictor):
             `{"log_prob": float32 (batch,), "tokens": int32 (batch,)}`.
         """
         pieces = self.tokenizer.tokenize(text)
+        check = check_scored(pieces.row_lengths(), self.context)
+        if check is not None:
+            with tf.control_dependencies([check]):
+                pieces = tf.identity(pieces)
         separator = tf.RaggedTensor.from_tensor(tf.fill([pieces.nrows(), 1], self.separator))
         labels = pieces.to_tensor(PAD_ID)
         inputs = tf.concat([separator, pieces], axis=1).to_tensor(PAD_ID)[:, :-1]
@@ -209,13 +225,11 @@ class Generator(Predictor):
         """
         decoding = self.decoding
         max_new_tokens = max_new_tokens or decoding.max_length
-        start, forced_ids, forced_lengths = self.encode_prompt(tf.constant([prompt]))
+        start, forced_ids, forced_lengths = fit_prompts(*self.encode_prompt(tf.constant([prompt])), max_new_tokens,
+                                                        self.context, self.truncate)
         forced_length = int(forced_lengths[0])
         prompt_ids = [int(start[0])] + [int(t) for t in np.asarray(forced_ids[0, :forced_length])]
         max_length = forced_length + max_new_tokens  # as `generate_ids` sizes its buffers
-        limit = getattr(self.model, "max_sequence_length", None)
-        if limit:
-            max_length = min(max_length, limit)
         step = tf.function(self.model.decode_step, reduce_retracing=True, jit_compile=self.jit_compile)
         choose = _token_chooser(decoding, decoding.seed if seed is None else seed)
         state = self.model.initial_state(1, max_length)

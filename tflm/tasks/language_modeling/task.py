@@ -87,8 +87,8 @@ class LanguageModelingTask(Task):
     def training_data(self, config, data, model):
         return task_data(config, data.data, model)
 
-    def make_predictor(self, config, model, tokenizers, decoding=None, jit_compile=False):
-        return Generator(model, tokenizers, decoding or config.decoding, jit_compile=jit_compile)
+    def make_predictor(self, config, model, tokenizers, decoding=None, jit_compile=False, truncate=False):
+        return Generator(model, tokenizers, decoding or config.decoding, jit_compile=jit_compile, truncate=truncate)
 
     def samples(self, config, model, data):
         return SampleGenerations(Generator(model, data.tokenizer, config.decoding), config.training.samples)
