@@ -1,5 +1,6 @@
 """Text: subword tokenizers (in-graph) and their trainers."""
 
+from tflm.text.alignment import align_pieces, tokenize_words_with_offsets
 from tflm.text.tokenizers import (
     BOS_ID,
     EOS_ID,
