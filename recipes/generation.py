@@ -78,11 +78,14 @@ def parse_args():
     parser.add_argument("--prompts", default='["", "ROMEO:", "The history of"]', help="JSON list of prompts to sample")
     parser.add_argument("--export-name", default=None, help="export to saved_models/NAME (default: no export)")
     parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines (hidden by default; or TFLM_VERBOSE=1)")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    tflm.log.quiet_unless_verbose(args.verbose)  # before TensorFlow is imported, as the `tflm` command
     lm = tflm.language_modeling
 
     # 1. Configuration, saved as the run's config.json.

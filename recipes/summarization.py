@@ -47,11 +47,14 @@ def parse_args():
     parser.add_argument("--baselines", action="store_true", help="also score lead-1 and first-10 (records too)")
     parser.add_argument("--results-dir", default="docs/results", help="where the records go")
     parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines (hidden by default; or TFLM_VERBOSE=1)")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    tflm.log.quiet_unless_verbose(args.verbose)  # before TensorFlow is imported, as the `tflm` command
     summarization = tflm.summarization
     task = tflm.tasks.get_task("summarization")
     dataset = None if args.dataset in ("none", "") else args.dataset

@@ -43,11 +43,14 @@ def parse_args():
     parser.add_argument("--checkpoint-every-steps", type=int, default=300)
     parser.add_argument("--average", type=int, default=5, help="also evaluate the average of the last N checkpoints")
     parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ log lines (hidden by default; or TFLM_VERBOSE=1)")
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
+    tflm.log.quiet_unless_verbose(args.verbose)  # before TensorFlow is imported, as the `tflm` command
     source_language, target_language = args.direction.split("-")
     translation = tflm.translation
 

@@ -124,11 +124,26 @@ def predict(server, sentences, **headers):
     return call(server, "POST", "/v1/models/tiny:predict", {"instances": list(sentences)}, headers=headers)
 
 
-def wait_idle(server, seconds=30):
+def wait_for(condition, seconds, what):
+    """Polls `condition()` until it is true; fails with `what()` (the state waited on) after `seconds`."""
     ends = time.monotonic() + seconds
-    while server.core.pending and time.monotonic() < ends:
-        time.sleep(0.05)
-    assert server.core.pending == 0
+    while not condition():
+        if time.monotonic() > ends:
+            pytest.fail(f"waited {seconds} s for {what()}")
+        time.sleep(0.01)
+
+
+def test_wait_for_fails_after_its_deadline_and_says_what_it_waited_for():
+    started = time.monotonic()
+    with pytest.raises(pytest.fail.Exception, match="waited 0.1 s for 3 pending predictions; 1 are"):
+        wait_for(lambda: False, 0.1, lambda: "3 pending predictions; 1 are")
+    assert time.monotonic() - started < 2
+    wait_for(lambda: True, 0.1, lambda: "nothing")
+
+
+def wait_idle(server, seconds=30):
+    wait_for(lambda: server.core.pending == 0, seconds,
+             lambda: f"the server to finish its pending predictions; {server.core.pending} still pending")
 
 
 @pytest.mark.parametrize("control, value, message", BAD_CONTROLS[::2])
@@ -192,9 +207,8 @@ def test_a_full_server_answers_503_with_retry_after_and_recovers(bounded):
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             running = [pool.submit(predict, bounded, [f"SLOW {i}"]) for i in range(2)]
-            ends = time.monotonic() + 10
-            while bounded.core.pending < 2 and time.monotonic() < ends:
-                time.sleep(0.01)
+            wait_for(lambda: bounded.core.pending >= 2, 10,
+                     lambda: f"the 2 slow predictions to be pending; {bounded.core.pending} are")
             refused = [predict(bounded, ["Good morning."]) for _ in range(3)]
             request = predict_pb2.PredictRequest(model_spec={"name": "tiny"})
             request.inputs["text"].CopyFrom(tf.make_tensor_proto(["Good morning."]))
@@ -276,8 +290,13 @@ def test_stop_lets_requests_in_flight_finish_and_refuses_new_ones(exported, tmp_
     server = Server(base, rest_port=0, grpc_port=0, poll_seconds=0, max_batch_size=8, shutdown_timeout=10).start()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         in_flight = [pool.submit(predict, server, [f"SLOW {i}"]) for i in range(3)]
-        while server.core.pending < 3 or not slow.slow_calls:
-            time.sleep(0.01)
+        try:
+            wait_for(lambda: server.core.pending >= 3 and slow.slow_calls, 30,
+                     lambda: f"3 pending predictions, one of them running: {server.core.pending} pending, "
+                             f"{len(slow.slow_calls)} slow call(s) started")
+        except BaseException:
+            server.stop()
+            raise
         started = time.monotonic()
         stopping = pool.submit(server.stop)
         time.sleep(0.2)

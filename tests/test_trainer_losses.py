@@ -174,3 +174,54 @@ def test_a_loss_of_the_tasks_own_and_a_nan_inside_an_accumulation(tmp_path):
     assert trainer.steps.pending == 1
     progress = json.load(open(tmp_path / "progress.json"))
     assert progress["step"] == 1 and progress["target_tokens"] == 16 and progress["unit"] == "sequences"
+
+
+@pytest.mark.parametrize("model_type, params", [
+    ("transformer", dict(hidden_dim=16, intermediate_dim=32, num_heads=2, num_encoder_layers=1,
+                         num_decoder_layers=1, dropout=0.0)),
+    ("lstm", dict(embedding_dim=8, hidden_dim=16, num_encoder_layers=1, num_decoder_layers=1, dropout=0.0)),
+])
+def test_the_coverage_loss_the_train_step_adds_scales_with_model_params_coverage_loss_weight(model_type, params):
+    """`model.params.coverage_loss_weight` = w adds w times See et al.'s coverage loss to the step's summed loss:
+    nothing at 0, and at 2.5 two and a half times what weight 1 adds (the same weights, the same batch)."""
+    import types
+
+    from tflm.layers import coverage_loss
+    from tflm.tasks import translation
+    from tflm.training.steps import TrainSteps
+
+    vocabulary = types.SimpleNamespace(vocabulary_size=30)
+    inputs = {"source_ids": np.array([[5, 6, 7, 6, 3], [8, 9, 3, 0, 0]], "int32"),
+              "target_ids": np.array([[2, 5, 6, 7, 6], [2, 8, 9, 0, 0]], "int32")}
+    labels = np.array([[5, 6, 7, 6, 3], [8, 9, 3, 0, 0]], "int32")
+    added, reference = {}, None
+    for weight in (0.0, 1.0, 2.5):
+        config = translation.TranslationConfig(model=translation.ModelConfig(
+            type=model_type, params=dict(params, copy_attention=True, coverage_loss_weight=weight)))
+        model = translation.build_model(config, vocabulary, vocabulary)
+        assert model.decoder.copy.coverage_loss_weight == weight  # the config's value reached the layer
+        if reference is None:
+            reference = model
+        else:
+            model.set_weights(reference.get_weights())
+        steps = TrainSteps(model, keras.optimizers.SGD(0.0), tf.distribute.get_strategy(), token_cross_entropy)
+        loss_sum, nll_sum, _, _ = steps._gradients(inputs, labels)
+        added[weight] = float(loss_sum - nll_sum)
+    assert added[0.0] == 0.0
+    # weight 1 adds the coverage loss of the copy attention's weights over the real target tokens
+    decoder, encoded = reference.decoder, reference.encode(inputs["source_ids"])
+    static = decoder.initial_state(encoded, 8)["static"]["copy"]
+    if model_type == "transformer":
+        x = decoder._embed(inputs["target_ids"])
+        embedded = x
+        for block in decoder.blocks:
+            x, _, _ = block(x, memory=encoded["memory"], memory_mask=encoded["memory_mask"])
+        features = decoder.norm(x) if decoder.normalize_first else x
+    else:
+        embedded = decoder._embed(inputs["target_ids"], False)
+        features, _ = decoder.rnn(embedded, decoder.initial_state(encoded))
+    _, weights, _ = decoder.copy(features, embedded, tf.zeros([2, 5, 30]), static, return_parts=True)
+    expected = float(coverage_loss(weights, inputs["target_ids"] != 0))
+    assert expected > 0.05
+    np.testing.assert_allclose(added[1.0], expected, rtol=1e-4)
+    np.testing.assert_allclose(added[2.5], 2.5 * added[1.0], rtol=1e-4)

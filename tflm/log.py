@@ -72,3 +72,13 @@ def hide_native_logs():
         thread.join(timeout=2.0)
 
     atexit.register(drain)
+
+
+def quiet_unless_verbose(verbose=False):
+    """Hides TensorFlow's C++ log lines (`hide_native_logs`) unless `verbose` or `TFLM_VERBOSE=1`: what the `tflm`
+    console script does, for scripts (the recipes) to call before TensorFlow is imported. Returns whether it did.
+    """
+    if verbose or os.environ.get("TFLM_VERBOSE"):
+        return False
+    hide_native_logs()
+    return True

@@ -157,8 +157,10 @@ def run_pipeline(pipeline, report=print, serve=False, verbose=True, **serve_opti
         options = dict(pipeline.steps.export)
         name, base_dir = options.pop("name"), options.pop("base_dir", "saved_models")
         limits = ServingLimits.from_dict(options)
+        # the decoding settings too: the export's serving_default decodes with them (the run's config.json)
         stage(5, "export", {"weights": weights, "name": name, "base_dir": os.path.abspath(base_dir),
-                            "limits": limits.to_dict()},
+                            "limits": limits.to_dict(),
+                            "decoding": dataclasses.asdict(decoding) if decoding else None},
               lambda output: bool(output) and os.path.exists(os.path.join(output, "saved_model.pb")),
               lambda: export_run(run_dir, name, base_dir, checkpoint=pipeline.checkpoint, limits=limits),
               lambda output: f"{output}, checked: servable by TF Serving 2.20")

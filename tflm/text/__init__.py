@@ -1,5 +1,6 @@
 """Text: subword tokenizers (in-graph) and their trainers."""
 
+from tflm.text.alignment import align_pieces, tokenize_words_with_offsets
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer

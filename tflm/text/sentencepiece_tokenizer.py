@@ -78,6 +78,11 @@ class SentencePieceTokenizer(Tokenizer):
     def _tokenize(self, text):
         return self._tokenizer.tokenize(text)
 
+    def tokenize_with_offsets(self, text):
+        """`(ids, starts, ends)`: ragged piece ids and each piece's byte offsets in its text (tensorflow-text's
+        own offsets; `tflm.text.align_pieces` builds on them)."""
+        return self._tokenizer.tokenize_with_offsets(text)
+
     def _detokenize(self, token_ids):
         return self._tokenizer.detokenize(token_ids)
 
