@@ -1,6 +1,5 @@
 """The commands between a trained run and its users: export, check, serve."""
 
-import json
 import os
 import sys
 

@@ -17,8 +17,6 @@ import os
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
-from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID  # noqa: F401  (re-exported)
-from tflm.text.tokenizer import Tokenizer  # noqa: F401  (re-exported)
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer
 
 TOKENIZER_KINDS = {

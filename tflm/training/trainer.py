@@ -38,7 +38,7 @@ from tflm.training import reporting
 from tflm.training.losses import UNITS, TokenCrossEntropy
 from tflm.training.reporting import TrainResult  # noqa: F401  (where callers import it from)
 from tflm.training.run_state import RunState
-from tflm.training.seeds import set_seed  # noqa: F401  (where tflm.tasks.runs imports it from)
+
 from tflm.training.steps import TrainSteps, accumulation_steps_for  # noqa: F401  (accumulation_steps_for: API)
 from tflm.training.strategies import distribute_dataset, is_chief
 

@@ -42,7 +42,7 @@ import uuid
 
 from tflm.engines.ctranslate2.metadata import METADATA_FILE
 from tflm.engines.ctranslate2.specs import model_spec, unsupported
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 QUANTIZATIONS = (None, "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
                  "float32")

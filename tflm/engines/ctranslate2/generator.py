@@ -21,7 +21,7 @@ from tflm.engines.ctranslate2.signatures import (
     strings,
 )
 from tflm.tasks.language_modeling.generator import GENERATE, SCORE, SERVING_DEFAULT
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 
 class CTranslate2Generator(Engine):

@@ -33,7 +33,7 @@ Example:
 
 import numpy as np
 
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, UNK_ID
 
 SINUSOIDAL_POSITIONS = 1024  # the least number of positions a converted sinusoidal table holds
 SUPPORTED = ("Transformer encoder-decoders (model type 'transformer', or 'seq2seq' with encoder='transformer' "

@@ -25,7 +25,7 @@ from tflm.tasks.summarization.summarizer import SERVING_DEFAULT as SUMMARIZE_DEF
 from tflm.tasks.summarization.summarizer import SUMMARIZE
 from tflm.tasks.translation.translator import SCORE, TRANSLATE
 from tflm.tasks.translation.translator import SERVING_DEFAULT as TRANSLATE_DEFAULT
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID
 
 _ASCII_SPACE = " \t\n\v\f\r"  # what tf.strings.strip strips: a line of only these is empty
 

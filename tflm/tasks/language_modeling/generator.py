@@ -15,7 +15,7 @@ from tflm.decoding.search import search, search_by_controls
 from tflm.tasks.language_modeling.config import generation_defaults
 from tflm.tasks.language_modeling.context import check_scored, context_info, context_length, fit_prompts
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
-from tflm.text.tokenizers import EOS_ID, PAD_ID
+from tflm.text.special_tokens import EOS_ID, PAD_ID
 
 logger = logging.getLogger("tflm")
 
@@ -285,5 +285,4 @@ class SampleGenerations:
         for prompt, continuations in zip(self.prompts, outputs):
             logger.info("sample: %r => %r", prompt, continuations[0][:200])
             rows.append(f"| {prompt!r} | {continuations[0].replace('|', '/').replace(chr(10), ' / ')} |")
-        with trainer.writers["valid"].as_default(step=trainer.step):
-            tf.summary.text("sample_generations", "\n".join(rows))
+        trainer.write_text("sample_generations", "\n".join(rows))

@@ -22,7 +22,7 @@ from tflm.tasks.translation.config import DataConfig, DecodingConfig, Translatio
 from tflm.tasks.seq2seq.data import load_vocabularies, prepare_vocabularies
 from tflm.tasks.translation.data import prepare_data, read_split, split_files
 from tflm.tasks.translation.task import TranslationTask, build_model
-from tflm.tasks.translation.translator import SampleTranslations, Translator
+from tflm.tasks.translation.translator import Translator
 
 TASK = get_task("translation")
 
@@ -51,7 +51,7 @@ def average_run_checkpoints(run_dir, count=5):
     return TASK.average(run_dir, count)
 
 
-__all__ = ["DataConfig", "DecodingConfig", "ModelConfig", "SampleTranslations", "TrainingConfig", "TranslationConfig",
+__all__ = ["DataConfig", "DecodingConfig", "ModelConfig", "TrainingConfig", "TranslationConfig",
            "TranslationTask", "Translator", "VocabularyConfig", "average_run_checkpoints", "build_model",
            "build_trainer", "evaluate", "load_run_config", "load_vocabularies", "prepare_data", "prepare_vocabularies",
            "read_split", "split_files", "train"]

@@ -11,9 +11,8 @@ import tensorflow as tf
 from tflm.decoding.common import DecodeResult, lengths_of
 from tflm.decoding.search import DecodingOptions, search, search_by_controls
 from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input, token_signatures
-from tflm.text.tokenizers import BOS_ID, EOS_ID, PAD_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID
 from tflm.training.profiling import tick
-from tflm.visualization import attention_heatmap
 
 logger = logging.getLogger("tflm")
 
@@ -220,47 +219,3 @@ class Translator(Predictor):
             for i, texts, scores in zip(chunk, np.asarray(result["outputs"]), np.asarray(result["scores"])):
                 outputs[i] = [(t.decode("utf-8"), float(s)) for t, s in zip(texts, scores)]
         return outputs
-
-
-class SampleTranslations:
-    """After each epoch, translates a few validation sentences into the log and TensorBoard (as text), and
-    draws the cross-attention heatmaps of the first `heatmaps` of them as TensorBoard images."""
-
-    def __init__(self, translator, sources, references, heatmaps=2, tag="sample_translations",
-                 header="| source | reference | translation |"):
-        self.translator = translator
-        self.sources = sources
-        self.references = references
-        self.heatmaps = heatmaps
-        self.tag = tag
-        self.header = header
-
-    @classmethod
-    def from_corpus(cls, model, data, config, count, predictor_class=None, **options):
-        """`count` validation sentences spread over the whole validation set (None when count is 0);
-        `predictor_class` (default `Translator`) and `options` (`tag`, `header`) for other seq2seq tasks."""
-        if not count:
-            return None
-        corpus = data.valid_corpus
-        picks = sorted({round(i * (len(corpus) - 1) / max(count - 1, 1)) for i in range(count)}) if len(corpus) else []
-        translator = (predictor_class or Translator)(model, data.source_tokenizer, data.target_tokenizer,
-                                                     config.decoding, config.data.max_source_length)
-        return cls(translator, [corpus.source[i] for i in picks], [corpus.target[i] for i in picks], **options)
-
-    def __call__(self, trainer, epoch, valid_loss):
-        if not self.sources:
-            return
-        hypotheses = self.translator.translate(self.sources)
-        rows = [self.header, "|---|---|---|"]
-        for source, reference, hypothesis in zip(self.sources, self.references, hypotheses):
-            logger.info("sample: %s => %s (reference: %s)", source, hypothesis, reference)
-            rows.append(f"| {_cell(source)} | {_cell(reference)} | {_cell(hypothesis)} |")
-        with trainer.writers["valid"].as_default(step=trainer.step):
-            tf.summary.text(self.tag, "\n".join(rows))
-            for index, source in enumerate(self.sources[: self.heatmaps]):
-                image = attention_heatmap(*self.translator.attention(source)[:3])
-                tf.summary.image(f"attention/{index}", np.asarray(image)[np.newaxis])
-
-
-def _cell(text):
-    return text.replace("|", "\\|")
