@@ -17,6 +17,13 @@ def masked_softmax(scores, mask):
     """
     dtype = scores.dtype
     scores = ops.cast(scores, "float32")
+    if scores.shape[-1] == 1:
+        # One key (a first target position attending to itself, a one-piece source): the softmax is exactly 1
+        # where the key may be attended to. Written out because Keras warns that a softmax over a size-1 axis
+        # "will always return the value 1", which here is the right answer, not a mistake.
+        weights = ops.ones_like(scores) if mask is None else ops.cast(ops.broadcast_to(mask, ops.shape(scores)),
+                                                                        "float32")
+        return ops.cast(weights, dtype)
     if mask is None:
         return ops.cast(ops.softmax(scores, axis=-1), dtype)
     mask = ops.broadcast_to(mask, ops.shape(scores))
