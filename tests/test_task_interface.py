@@ -127,3 +127,14 @@ def test_bad_yaml_and_a_misspelt_section_name_the_file_line_and_the_fields(tmp_p
     finished = _console("run", typo)
     assert finished.returncode == 1 and "pipelin" in finished.stderr
     assert "pipeline" in finished.stderr.split("takes")[1] and "run_dir" in finished.stderr.split("takes")[1]
+
+
+def test_models_config_lists_savedmodel_models_only(tmp_path):
+    from tflm.export.exporter import write_models_config
+
+    (tmp_path / "en-es" / "1").mkdir(parents=True)
+    (tmp_path / "en-es" / "1" / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "en-es-ct2" / "1").mkdir(parents=True)
+    (tmp_path / "en-es-ct2" / "1" / "model.bin").write_bytes(b"")  # a CTranslate2 version
+    text = open(write_models_config(str(tmp_path))).read()
+    assert 'name: "en-es"' in text and "en-es-ct2" not in text

@@ -234,13 +234,18 @@ def write_warmup_requests(path, name, inputs, signatures):
 
 
 def write_models_config(base_dir, container_base="/models"):
-    """Writes `base_dir/models.config`: TF Serving's model_config_list with every model under `base_dir`.
+    """Writes `base_dir/models.config`: TF Serving's model_config_list with every SavedModel model under
+    `base_dir` (CTranslate2 exports, which only `tflm serve` serves, are left out).
 
     `container_base` is where `base_dir` is mounted for the server (the official Docker image's `/models`).
     """
+    def saved_model_versions(name):  # (a CTranslate2 export has no saved_model.pb: stock TF Serving cannot load it)
+        folder = os.path.join(base_dir, name)
+        return [v for v in os.listdir(folder) if v.isdigit() and os.path.exists(os.path.join(folder, v,
+                                                                                           "saved_model.pb"))]
+
     names = sorted(n for n in os.listdir(base_dir)
-                   if not n.startswith(".") and os.path.isdir(os.path.join(base_dir, n))
-                   and any(v.isdigit() for v in os.listdir(os.path.join(base_dir, n))))
+                   if not n.startswith(".") and os.path.isdir(os.path.join(base_dir, n)) and saved_model_versions(n))
     lines = ["model_config_list {"]
     for name in names:
         lines += ["  config {", f'    name: "{name}"', f'    base_path: "{container_base}/{name}"',
