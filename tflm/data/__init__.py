@@ -1,5 +1,18 @@
-"""Data: the corpus registry, parallel-text reading and tf.data pipelines."""
+"""Data: the corpus registry, parallel-text and classification reading, and tf.data pipelines."""
 
+from tflm.data.classification import (
+    ClassificationData,
+    ClassificationDataError,
+    UnknownLabelError,
+    check_labels,
+    class_weights,
+    encode_labels,
+    label_set,
+    read_classification,
+    read_classification_splits,
+    read_labels,
+    write_labels,
+)
 from tflm.data.parallel import DropReport, ParallelCorpus, ParallelDataError, read_lines, read_parallel
 from tflm.data.pipeline import (
     Batching,

@@ -4,7 +4,8 @@ Every corpus is laid out the same way on disk (one folder per corpus):
 
 - translation: `{split}.{lang}` line-aligned (`train.en` / `train.es`), optionally gzip-compressed (`.gz`);
 - language modelling: `{split}.txt`; summarization: `{split}.source` / `{split}.target`;
-- classification: `{split}.tsv` with `text<TAB>label`.
+- classification: `{split}.tsv` with `text<TAB>label`; sentence pairs: `{split}.tsv` with
+  `text_a<TAB>text_b<TAB>label` (read both with `tflm.data.read_classification`).
 
 `find_dataset(name)` looks, in order, in `data_dir` (a folder holding `<name>/`, or the corpus folder itself),
 in `$TFLM_DATA_DIR/<name>`, in the download cache (`$TFLM_CACHE_DIR`, default `~/.cache/tflm`), and among
@@ -44,7 +45,7 @@ class DatasetInfo:
 
     Attributes:
         name: registry name.
-        task: "translation", "language_modeling", "summarization" or "classification".
+        task: "translation", "language_modeling", "summarization", "classification" or "sentence_pairs".
         description, license, homepage, citation: for people.
         languages: the two language codes of a translation corpus, as used in file names.
         downloads: public archives; empty where the corpus must be prepared by hand (see its SOURCE.md).
