@@ -3,12 +3,13 @@
 The public API (subpackages are imported on first use, so `import tflm` and `tflm --help` are quick):
 
 - `tflm.text`: in-graph subword tokenizers (SentencePiece, WordPiece) and their trainers;
-- `tflm.data`: the corpus registry, parallel-text reading, tf.data pipelines;
+- `tflm.data`: the corpus registry, parallel-text and classification reading, tf.data pipelines;
 - `tflm.layers`: attention, embeddings, LSTM encoder and attention decoder;
 - `tflm.models`: `Seq2Seq` and its models;
 - `tflm.decoding`: in-graph decoding (one `tf.while_loop` per strategy);
 - `tflm.training`: the resumable, distributed trainer, losses, schedules, checkpoints;
-- `tflm.metrics`: sacreBLEU BLEU and chrF, ROUGE (rouge-score, Unicode-safe) and summarization baselines;
+- `tflm.metrics`: sacreBLEU BLEU and chrF, ROUGE (rouge-score, Unicode-safe) and summarization baselines,
+  classification scores (scikit-learn) and a bag-of-words baseline;
 - `tflm.tasks`: `Task`, the run driver written once (train, resume, evaluate, average, predict), its registry;
 - `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs;
 - `tflm.language_modeling`: the same for language models (GPT, Transformer-XL), with `Generator`;
