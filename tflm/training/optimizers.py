@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tflm.config import ConfigError
 from tflm.training.schedules import make_schedule
 
 
@@ -63,7 +64,7 @@ OPTIMIZERS = ("adam", "muon")  # the values of a configuration's training.optimi
 def check_optimizer(name):
     """Checked when a configuration is validated, so that a typo fails before data preparation."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
+        raise ConfigError(f"training.optimizer={name!r} must be one of {', '.join(OPTIMIZERS)}.")
 
 
 def build_optimizer(training_config, total_steps=None):
