@@ -42,15 +42,19 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
     import logging
 
     from tflm.serving import serve as run_server
+    from tflm.serving.server import PortError
 
     if log_requests:
         logging.getLogger("tflm").setLevel(logging.DEBUG)
         for handler in logging.getLogger("tflm").handlers:
             handler.setLevel(logging.DEBUG)
-    run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
-               max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
-               poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
-               shutdown_timeout=shutdown_timeout, ctranslate2_threads=ctranslate2_threads)
+    try:
+        run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
+                   max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
+                   poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
+                   shutdown_timeout=shutdown_timeout, ctranslate2_threads=ctranslate2_threads)
+    except PortError as error:  # one line, exit status 1: another server has the port
+        raise click.ClickException(str(error)) from None
 
 
 # ----------------------------------------------------------------------------------------- average
