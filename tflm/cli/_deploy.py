@@ -28,7 +28,8 @@ from tflm.cli._common import main, open_run, parse_row, run_decoding, setup_logg
               help="On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish.")
 @click.option("--log-requests", is_flag=True, help="Log every request (default: only failed ones).")
 @click.option("--ctranslate2-threads", type=click.IntRange(min=1),
-              help="CPU threads of each CTranslate2 export served (default: every CPU).")
+              help="CPU threads per batch of each CTranslate2 export served (default 1: more collapse when "
+                   "the CPU is shared; batches run side by side on the other cores).")
 def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_timeout_ms, max_body_bytes,
           poll_seconds, max_pending, request_timeout, shutdown_timeout, log_requests, ctranslate2_threads):
     """Serve every model under BASE_DIR with TF Serving's REST and gRPC APIs.

@@ -15,11 +15,13 @@ AVAILABLE without a restart or a new version number. Versions older than the ser
 the new one is available.
 """
 
+import gc
 import logging
 import os
 import re
 import threading
 import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -83,12 +85,16 @@ class LoadedVersion:
         return count
 
 
+DEFAULT_CTRANSLATE2_THREADS = 1  # per batch: more collapse when the CPU is shared (docs/benchmarks.md)
+
+
 class CTranslate2Version:
     """One loaded CTranslate2 export: its engine (`tflm.engines.ctranslate2`) behind `LoadedVersion`'s
     interface (`signature`, `input_specs`, `run`, `warm_up`, `signature_defs`, `info`).
 
-    The model runs one batch at a time (`inter_threads=1`, concurrent requests queue) over `threads` CPU
-    threads (default: every CPU)."""
+    Each batch runs on `threads` CPU threads (default 1: with every CPU, one busy core stalls every batch;
+    `tools/bench/serve_reliability.py` measured 6x fewer requests/s), and up to `cpu_count // threads` batches
+    run at once (`inter_threads`; the batcher runs one at a time, `--no-batching` up to the core's workers)."""
 
     def __init__(self, name, version, path, threads=None):
         from tflm.engines.ctranslate2 import load_engine  # loaded with the first CTranslate2 version
@@ -96,7 +102,8 @@ class CTranslate2Version:
         self.name = name
         self.version = version
         self.path = path
-        self.engine = load_engine(path, intra_threads=threads, inter_threads=1)
+        threads = threads or DEFAULT_CTRANSLATE2_THREADS
+        self.engine = load_engine(path, intra_threads=threads, inter_threads=max(1, (os.cpu_count() or 1) // threads))
         self.signature_defs = self.engine.signature_defs()
         self.info = dict(self.engine.metadata, engine="ctranslate2", limits=self.engine.limits.to_dict(),
                          signatures=[signature.name for signature in self.engine.signatures()])
@@ -166,7 +173,7 @@ class ModelRepository:
         base_dir: the folder of models (`<name>/<version>/saved_model.pb`, or `<name>/<version>/` of a
             CTranslate2 export with its `tflm_ctranslate2.json`).
         poll_seconds: how often to look for new versions (0: only when `refresh()` is called).
-        ctranslate2_threads: CPU threads of each CTranslate2 model (default: every CPU).
+        ctranslate2_threads: CPU threads per batch of each CTranslate2 model (default 1; see `CTranslate2Version`).
     """
 
     def __init__(self, base_dir, poll_seconds=2.0, ctranslate2_threads=None):
@@ -179,6 +186,7 @@ class ModelRepository:
         self._serving = {}  # name -> {version: LoadedVersion}
         self._statuses = {}  # name -> {version: VersionStatus}
         self._failed = {}  # (name, version) -> its folder's signature when it failed: retried once it changes
+        self._retired = []  # (weak reference, when) of unloaded versions: their graphs are freed by `_collect`
         self._stop = threading.Event()
         self._thread = None
 
@@ -257,6 +265,16 @@ class ModelRepository:
                     continue  # failed as it is now: the next older version
                 if self._load(name, version, path, signature):
                     break
+        self._collect()
+
+    def _collect(self, grace_seconds=60.0):
+        """Frees the memory of unloaded versions once the requests still using them have ended (or after
+        `grace_seconds`): their TensorFlow graphs, functions and tokenizers sit in reference cycles that
+        only the cyclic garbage collector frees, so without this each hot swap kept ~10-20 MiB."""
+        if self._retired and (all(ref() is None for ref, _ in self._retired)
+                              or time.monotonic() - self._retired[0][1] > grace_seconds):
+            self._retired = []
+            gc.collect()
 
     def _load(self, name, version, path, signature):
         """Loads and warms up one version and swaps it in; returns whether it loaded."""
@@ -279,6 +297,7 @@ class ModelRepository:
             self._statuses.setdefault(name, {})[version] = VersionStatus(version, "AVAILABLE")
             for superseded in old:
                 self._statuses[name][superseded] = VersionStatus(superseded, "END")
+        self._retired += [(weakref.ref(superseded), time.monotonic()) for superseded in old.values()]
         logger.info("Serving %s version %d (loaded in %.1fs, %d warm-up requests)%s", name, version,
                     time.monotonic() - started, warmups, f"; unloaded version(s) {sorted(old)}" if old else "")
         if loaded.info and "limits" not in loaded.info:

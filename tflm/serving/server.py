@@ -57,7 +57,8 @@ class Server:
         max_pending: most predictions queued or running at once; more get UNAVAILABLE / 503.
         request_timeout: seconds a prediction may take, queueing included; DEADLINE_EXCEEDED / 504 after.
         shutdown_timeout: on `stop()`, seconds that requests in flight may take to finish.
-        ctranslate2_threads: CPU threads of each CTranslate2 export served (default: every CPU).
+        ctranslate2_threads: CPU threads per batch of each CTranslate2 export served (default 1, which keeps
+            its speed on a shared CPU; `tflm.serving.repository.CTranslate2Version`).
     Example:
     >>> server = Server("saved_models", rest_port=0, grpc_port=0).start()
     >>> server.rest_port, server.grpc_port
