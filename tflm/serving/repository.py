@@ -94,7 +94,7 @@ class CTranslate2Version:
     interface (`signature`, `input_specs`, `run`, `warm_up`, `signature_defs`, `info`).
 
     Each batch runs on `threads` CPU threads (default 1: with every CPU, one busy core stalls every batch;
-    `tools/bench/serve_reliability.py` measured 6x fewer requests/s), and up to `cpu_count // threads` batches
+    `tools/bench/serve_reliability.py`: x0.25 the requests/s idle, x0.04 with a busy core), and up to `cpu_count // threads` batches
     run at once (`inter_threads`; the batcher runs one at a time, `--no-batching` up to the core's workers)."""
 
     def __init__(self, name, version, path, threads=None):
@@ -279,8 +279,9 @@ class ModelRepository:
     def _collect(self, grace_seconds=60.0):
         """Frees the memory of unloaded versions once the requests still using them have ended (or after
         `grace_seconds`): their TensorFlow graphs, functions and tokenizers sit in reference cycles that
-        only the cyclic garbage collector frees; then glibc is asked to hand freed heap pages back (`malloc_trim`).
-        Measured (docs/benchmarks.md): a hot swap kept ~20 MiB without this, ~15 MiB with it."""
+        only the cyclic garbage collector frees (loading one export 8 times in a row: +53 MiB without it, +2 MiB
+        with it); then glibc is asked to hand freed heap pages back (`malloc_trim`). Under load a swap still keeps
+        ~12-17 MiB (docs/benchmarks.md): not yet bounded."""
         if self._retired and (all(ref() is None for ref, _ in self._retired)
                               or time.monotonic() - self._retired[0][1] > grace_seconds):
             self._retired = []
