@@ -27,7 +27,8 @@ from tflm.cli._common import main, open_run, parse_row, run_decoding, setup_logg
               help="On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish.")
 @click.option("--log-requests", is_flag=True, help="Log every request (default: only failed ones).")
 @click.option("--ctranslate2-threads", type=click.IntRange(min=1),
-              help="CPU threads of each CTranslate2 export served (default: every CPU).")
+              help="CPU threads per batch of each CTranslate2 export served (default 1: more collapse when "
+                   "the CPU is shared; batches run side by side on the other cores).")
 def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_timeout_ms, max_body_bytes,
           poll_seconds, max_pending, request_timeout, shutdown_timeout, log_requests, ctranslate2_threads):
     """Serve every model under BASE_DIR with TF Serving's REST and gRPC APIs.
@@ -41,15 +42,19 @@ def serve(base_dir, host, rest_port, grpc_port, batching, max_batch_size, batch_
     import logging
 
     from tflm.serving import serve as run_server
+    from tflm.serving.server import PortError
 
     if log_requests:
         logging.getLogger("tflm").setLevel(logging.DEBUG)
         for handler in logging.getLogger("tflm").handlers:
             handler.setLevel(logging.DEBUG)
-    run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
-               max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
-               poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
-               shutdown_timeout=shutdown_timeout, ctranslate2_threads=ctranslate2_threads)
+    try:
+        run_server(base_dir, host=host, rest_port=rest_port, grpc_port=grpc_port, batching=batching,
+                   max_batch_size=max_batch_size, batch_timeout_ms=batch_timeout_ms, max_body_bytes=max_body_bytes,
+                   poll_seconds=poll_seconds, max_pending=max_pending, request_timeout=request_timeout,
+                   shutdown_timeout=shutdown_timeout, ctranslate2_threads=ctranslate2_threads)
+    except PortError as error:  # one line, exit status 1: another server has the port
+        raise click.ClickException(str(error)) from None
 
 
 # ----------------------------------------------------------------------------------------- average

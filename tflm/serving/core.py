@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tflm.export.loading import with_input_aliases
 from tflm.serving.batching import Batcher, is_batchable
-from tflm.serving.errors import ServingError, deadline_error, serving_error
+from tflm.serving.errors import ServingError, deadline_error, empty_batch_error, serving_error
 
 logger = logging.getLogger("tflm")
 
@@ -165,7 +165,11 @@ def validate_inputs(specs, inputs, max_batch_size):
         raise ServingError("INVALID_ARGUMENT", f"missing input(s) {missing}; the signature needs {sorted(specs)}")
     converted, batch, first = {}, None, None
     for name, spec in specs.items():
-        value = np.asarray(inputs[name], dtype=object) if spec.dtype == tf.string else np.asarray(inputs[name])
+        try:
+            value = np.asarray(inputs[name], dtype=object) if spec.dtype == tf.string else np.asarray(inputs[name])
+        except ValueError:  # rows of different lengths
+            raise ServingError("INVALID_ARGUMENT", f"input {name!r} is not a rectangular array: its rows have "
+                                                   "different lengths") from None
         if spec.dtype == tf.string:
             for index, item in enumerate(value.reshape(-1)):
                 if isinstance(item, str):
@@ -181,11 +185,7 @@ def validate_inputs(specs, inputs, max_batch_size):
             value = np.vectorize(lambda s: s.encode("utf-8") if isinstance(s, str) else s, otypes=[object])(value) \
                 if value.size else value.astype(object)
         else:
-            kind = np.dtype(spec.dtype.as_numpy_dtype).kind
-            if value.dtype.kind not in ("i", "u", "f", "b") or (kind in ("i", "u") and value.dtype.kind == "f"):
-                raise ServingError("INVALID_ARGUMENT", f"input {name!r} must be {spec.dtype.name}, got values of "
-                                                       f"type {value.dtype}")
-            value = value.astype(spec.dtype.as_numpy_dtype)
+            value = _numeric(name, inputs[name], value, np.dtype(spec.dtype.as_numpy_dtype))
         if spec.shape.rank is not None and value.ndim != spec.shape.rank:
             raise ServingError("INVALID_ARGUMENT", f"input {name!r} has shape {list(value.shape)}, but the "
                                                    f"signature expects rank {spec.shape.rank} ({spec.shape})")
@@ -200,8 +200,57 @@ def validate_inputs(specs, inputs, max_batch_size):
         raise ServingError("INVALID_ARGUMENT", f"batch of {batch} rows exceeds this server's maximum of "
                                                f"{max_batch_size} (--max-batch-size); split the request")
     if batch == 0:
-        raise ServingError("INVALID_ARGUMENT", "empty batch: send at least one instance")
+        raise empty_batch_error()
     return converted
 
+
+def _leaves(value):
+    """The scalars of a nested list (a JSON array), in order."""
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+def _numeric(name, raw, value, dtype):
+    """`value` (`np.asarray(raw)`) as `dtype`, checked BEFORE the cast: no booleans for a number (JSON `true`
+    is not 1), no fractions for an integer, and every integer within the dtype's range (a cast would wrap
+    2**31 to -2147483648 and 2**63 to 0). `raw` is a JSON value (nested lists) or a numpy array (gRPC)."""
+    if dtype.kind == "b":
+        if value.dtype.kind != "b":
+            raise ServingError("INVALID_ARGUMENT", f"input {name!r} must be bool (true/false), got values of type "
+                                                   f"{value.dtype}")
+        return value
+    leaves = list(_leaves(raw)) if not isinstance(raw, np.ndarray) else raw.reshape(-1) if raw.dtype.kind == "O" \
+        else []
+    found = next((leaf for leaf in leaves if isinstance(leaf, (bool, np.bool_))), None)
+    if found is not None or value.dtype.kind == "b":
+        shown = str(found if found is not None else value.reshape(-1)[0]).lower()
+        raise ServingError("INVALID_ARGUMENT", f"input {name!r} must be {dtype.name}, got a boolean ({shown}); "
+                                               "send a number")
+    kinds = ("i", "u") if dtype.kind in ("i", "u") else ("i", "u", "f")
+    if value.dtype.kind == "O" and len(leaves) and all(isinstance(leaf, int) for leaf in leaves):
+        numbers = leaves  # integers beyond int64/uint64: numpy keeps them as Python ints
+    elif value.dtype.kind in kinds:
+        numbers = value.reshape(-1)
+    else:
+        raise ServingError("INVALID_ARGUMENT", f"input {name!r} must be {dtype.name}, got values of type "
+                                               f"{value.dtype}" + ("; send whole numbers" if value.dtype.kind == "f"
+                                                                   else ""))
+    if len(numbers):
+        limits = np.iinfo(dtype) if dtype.kind in ("i", "u") else np.finfo(dtype)
+        if isinstance(numbers, np.ndarray):
+            finite = numbers[np.isfinite(numbers)] if numbers.dtype.kind == "f" else numbers
+            low, high = (finite.min(), finite.max()) if finite.size else (0, 0)
+        else:
+            low, high = min(numbers), max(numbers)
+        bad = low if low < limits.min else high if high > limits.max else None
+        if bad is not None:
+            shown = (bad, limits.min, limits.max) if dtype.kind in ("i", "u") else (
+                f"{float(bad):g}", f"{float(limits.min):g}", f"{float(limits.max):g}")
+            raise ServingError("INVALID_ARGUMENT", f"input {name!r} = {shown[0]} is out of range for {dtype.name}: "
+                                                   f"allowed {shown[1]} to {shown[2]}")
+    return np.asarray(numbers if value.dtype.kind == "O" else value).reshape(value.shape).astype(dtype)
 
 __all__ = ["ServingCore", "validate_inputs", "request_id"]

@@ -35,6 +35,12 @@ def deadline_error():
                                              "--request-timeout or the client's own); the server keeps serving")
 
 
+def empty_batch_error():
+    """INVALID_ARGUMENT: a request with no rows (`"instances": []`, or inputs of 0 rows), in every form."""
+    return ServingError("INVALID_ARGUMENT", "empty batch: the request has no rows (an empty 'instances' list or "
+                                            "inputs of 0 rows); send at least one instance")
+
+
 def serving_error(error):
     """A prediction's failure as a `ServingError` (the graph's own checks: INVALID_ARGUMENT, their message):
     the one place a signature's `tf.errors.InvalidArgumentError` (a SavedModel's, or the CTranslate2 engine's

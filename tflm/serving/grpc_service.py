@@ -131,9 +131,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             _abort(context, error, rid)
 
 
-def grpc_server(core, address, max_message_bytes=1 << 20, workers=None):
-    """A started gRPC server answering TF Serving's PredictionService and ModelService at `address`;
-    returns `(server, port)` (the port actually bound, for an address ending in `:0`).
+def grpc_server(core, address, max_message_bytes=1 << 20, workers=None, start=True):
+    """A gRPC server answering TF Serving's PredictionService and ModelService at `address`, bound
+    exclusively (no `SO_REUSEPORT`: a second server on the same port fails instead of sharing it) and
+    started unless `start=False`; returns `(server, port)` (the port actually bound, for an address ending
+    in `:0`). Raises RuntimeError if the address cannot be bound.
 
     One thread per call in progress (`workers`, default: the core's `max_pending` plus a few for metadata
     and refusals); calls beyond twice that are refused by gRPC itself (RESOURCE_EXHAUSTED), never queued
@@ -142,13 +144,14 @@ def grpc_server(core, address, max_message_bytes=1 << 20, workers=None):
     workers = workers or core.max_pending + 8
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tflm-grpc"),
-        options=[("grpc.max_receive_message_length", max_message_bytes)],
+        options=[("grpc.max_receive_message_length", max_message_bytes), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=2 * workers,
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(core), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), server)
     port = server.add_insecure_port(address)
     if not port:
-        raise OSError(f"Cannot listen on {address} for gRPC.")
-    server.start()
+        raise RuntimeError(f"Failed to bind to address {address}")
+    if start:
+        server.start()
     return server, port

@@ -6,17 +6,23 @@ signature names, inputs, outputs, dtypes and shapes (`tflm.engines.ctranslate2`)
 checked by the same checks with the same messages (INVALID_ARGUMENT), and metadata listing its signatures.
 
 Like TF Serving's default version policy, the newest version of each model serves requests that name no
-version. A poller thread scans the directory; a new version is loaded (and answers its warm-up requests)
-before it is swapped in, so requests never see a half-loaded model; a version that fails to load is
-reported in its status and the previous one keeps serving. Versions older than the serving one are
-unloaded once the new one is available.
+version: the newest one that loads. A poller thread scans the directory; a new version is loaded (and answers
+its warm-up requests) before it is swapped in, so requests never see a half-loaded model; a version that fails
+to load is reported in its status (state END, with its error) and the next older one serves instead (the one
+serving already, or at start the newest that loads). A failed version is tried again when its folder changes
+(a file added, removed, replaced or rewritten), so a corrupt version copied over with a good one becomes
+AVAILABLE without a restart or a new version number. Versions older than the serving one are unloaded once
+the new one is available.
 """
 
+import ctypes
+import gc
 import logging
 import os
 import re
 import threading
 import time
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -80,12 +86,16 @@ class LoadedVersion:
         return count
 
 
+DEFAULT_CTRANSLATE2_THREADS = 1  # per batch: more collapse when the CPU is shared (docs/benchmarks.md)
+
+
 class CTranslate2Version:
     """One loaded CTranslate2 export: its engine (`tflm.engines.ctranslate2`) behind `LoadedVersion`'s
     interface (`signature`, `input_specs`, `run`, `warm_up`, `signature_defs`, `info`).
 
-    The model runs one batch at a time (`inter_threads=1`, concurrent requests queue) over `threads` CPU
-    threads (default: every CPU)."""
+    Each batch runs on `threads` CPU threads (default 1: with every CPU, one busy core stalls every batch;
+    `tools/bench/serve_reliability.py`: x0.25 the requests/s idle, x0.04 with a busy core), and up to `cpu_count // threads` batches
+    run at once (`inter_threads`; the batcher runs one at a time, `--no-batching` up to the core's workers)."""
 
     def __init__(self, name, version, path, threads=None):
         from tflm.engines.ctranslate2 import load_engine  # loaded with the first CTranslate2 version
@@ -93,7 +103,8 @@ class CTranslate2Version:
         self.name = name
         self.version = version
         self.path = path
-        self.engine = load_engine(path, intra_threads=threads, inter_threads=1)
+        threads = threads or DEFAULT_CTRANSLATE2_THREADS
+        self.engine = load_engine(path, intra_threads=threads, inter_threads=max(1, (os.cpu_count() or 1) // threads))
         self.signature_defs = self.engine.signature_defs()
         self.info = dict(self.engine.metadata, engine="ctranslate2", limits=self.engine.limits.to_dict(),
                          signatures=[signature.name for signature in self.engine.signatures()])
@@ -127,6 +138,33 @@ def load_version(name, version, path, ctranslate2_threads=None):
     return LoadedVersion(name, version, path)
 
 
+def folder_signature(path, max_files=10_000):
+    """What changes when a version's folder is replaced or rewritten: each file's relative path, size,
+    modification and change times and inode (a copy made with `cp -p` or `shutil.copytree` keeps the
+    modification times, never the change times or inodes). At most `max_files` files are looked at."""
+    entries = []
+    for root, folders, files in os.walk(path):
+        folders.sort()
+        for file in sorted(files):
+            try:
+                info = os.stat(os.path.join(root, file))
+            except OSError:
+                continue
+            entries.append((os.path.relpath(os.path.join(root, file), path), info.st_size, info.st_mtime_ns,
+                            info.st_ctime_ns, info.st_ino))
+            if len(entries) >= max_files:
+                return tuple(entries)
+    return tuple(entries)
+
+
+def _release_freed_memory():
+    """Returns the C heap's free pages to the system where the C library can (glibc's `malloc_trim`)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class VersionStatus:
     """A version's state as TF Serving reports it: START, LOADING, AVAILABLE, UNLOADING, END, with an error."""
 
@@ -144,7 +182,7 @@ class ModelRepository:
         base_dir: the folder of models (`<name>/<version>/saved_model.pb`, or `<name>/<version>/` of a
             CTranslate2 export with its `tflm_ctranslate2.json`).
         poll_seconds: how often to look for new versions (0: only when `refresh()` is called).
-        ctranslate2_threads: CPU threads of each CTranslate2 model (default: every CPU).
+        ctranslate2_threads: CPU threads per batch of each CTranslate2 model (default 1; see `CTranslate2Version`).
     """
 
     def __init__(self, base_dir, poll_seconds=2.0, ctranslate2_threads=None):
@@ -156,7 +194,8 @@ class ModelRepository:
         self._lock = threading.Lock()
         self._serving = {}  # name -> {version: LoadedVersion}
         self._statuses = {}  # name -> {version: VersionStatus}
-        self._failed = set()  # (name, version) that failed to load: not retried
+        self._failed = {}  # (name, version) -> its folder's signature when it failed: retried once it changes
+        self._retired = []  # (weak reference, when) of unloaded versions: their graphs are freed by `_collect`
         self._stop = threading.Event()
         self._thread = None
 
@@ -221,38 +260,63 @@ class ModelRepository:
             self._statuses.setdefault(name, {})[version] = VersionStatus(version, state, code, message)
 
     def refresh(self):
-        """Loads the newest version of every model if it is not serving yet; unloads superseded versions."""
+        """For every model, loads the newest version that loads, if it is newer than the one serving (a version
+        that failed is skipped until its folder changes); unloads superseded versions."""
         for name, versions in self._on_disk().items():
-            newest = max(versions)
             with self._lock:
-                serving = self._serving.get(name, {})
-            if newest in serving or (name, newest) in self._failed:
-                continue
-            self._set_status(name, newest, "LOADING")
-            started = time.monotonic()
-            try:
-                loaded = load_version(name, newest, os.path.join(self.base_dir, name, str(newest)),
-                                      self.ctranslate2_threads)
-                warmups = loaded.warm_up()
-            except Exception as error:  # noqa: BLE001  (any load failure: report it, keep the old version)
-                self._failed.add((name, newest))
-                message = f"{type(error).__name__}: {str(error).splitlines()[0][:500]}"
-                self._set_status(name, newest, "END", "UNKNOWN", message)
-                logger.error("Model %s version %d failed to load and is not served: %s", name, newest, message)
-                continue
-            with self._lock:
-                old = self._serving.get(name, {})
-                self._serving[name] = {newest: loaded}
-                self._statuses.setdefault(name, {})[newest] = VersionStatus(newest, "AVAILABLE")
-                for version in old:
-                    self._statuses[name][version] = VersionStatus(version, "END")
-            logger.info("Serving %s version %d (loaded in %.1fs, %d warm-up requests)%s", name, newest,
-                        time.monotonic() - started, warmups,
-                        f"; unloaded version(s) {sorted(old)}" if old else "")
-            if loaded.info and "limits" not in loaded.info:
-                logger.warning("%s version %d was exported before tflm checked decoding controls in the graph: "
-                               "its signatures accept any beam size or length. Export it again with this tflm.",
-                               name, newest)
+                serving = max(self._serving.get(name, {}), default=0)
+            for version in sorted(versions, reverse=True):
+                if version <= serving:
+                    break
+                path = os.path.join(self.base_dir, name, str(version))
+                signature = folder_signature(path)
+                if self._failed.get((name, version)) == signature:
+                    continue  # failed as it is now: the next older version
+                if self._load(name, version, path, signature):
+                    break
+        self._collect()
+
+    def _collect(self, grace_seconds=60.0):
+        """Frees the memory of unloaded versions once the requests still using them have ended (or after
+        `grace_seconds`): their TensorFlow graphs, functions and tokenizers sit in reference cycles that
+        only the cyclic garbage collector frees (loading one export 8 times in a row: +53 MiB without it, +2 MiB
+        with it); then glibc is asked to hand freed heap pages back (`malloc_trim`). Under load a swap still keeps
+        ~12-17 MiB (docs/benchmarks.md): not yet bounded."""
+        if self._retired and (all(ref() is None for ref, _ in self._retired)
+                              or time.monotonic() - self._retired[0][1] > grace_seconds):
+            self._retired = []
+            gc.collect()
+            _release_freed_memory()
+
+    def _load(self, name, version, path, signature):
+        """Loads and warms up one version and swaps it in; returns whether it loaded."""
+        self._set_status(name, version, "LOADING")
+        started = time.monotonic()
+        try:
+            loaded = load_version(name, version, path, self.ctranslate2_threads)
+            warmups = loaded.warm_up()
+        except Exception as error:  # noqa: BLE001  (any load failure: report it, keep the old version)
+            self._failed[name, version] = signature
+            message = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:500]}"
+            self._set_status(name, version, "END", "UNKNOWN", message)
+            logger.error("Model %s version %d failed to load and is not served (tried again when %s changes): %s",
+                         name, version, path, message)
+            return False
+        self._failed.pop((name, version), None)
+        with self._lock:
+            old = self._serving.get(name, {})
+            self._serving[name] = {version: loaded}
+            self._statuses.setdefault(name, {})[version] = VersionStatus(version, "AVAILABLE")
+            for superseded in old:
+                self._statuses[name][superseded] = VersionStatus(superseded, "END")
+        self._retired += [(weakref.ref(superseded), time.monotonic()) for superseded in old.values()]
+        logger.info("Serving %s version %d (loaded in %.1fs, %d warm-up requests)%s", name, version,
+                    time.monotonic() - started, warmups, f"; unloaded version(s) {sorted(old)}" if old else "")
+        if loaded.info and "limits" not in loaded.info:
+            logger.warning("%s version %d was exported before tflm checked decoding controls in the graph: "
+                           "its signatures accept any beam size or length. Export it again with this tflm.",
+                           name, version)
+        return True
 
     def start(self):
         """Loads what is there now, then keeps polling in a background thread."""

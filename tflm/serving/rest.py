@@ -33,7 +33,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from tflm.serving.core import request_id as make_request_id
-from tflm.serving.errors import ServingError, deadline_error, serving_error
+from tflm.serving.errors import ServingError, deadline_error, empty_batch_error, serving_error
 
 logger = logging.getLogger("tflm")
 
@@ -42,18 +42,49 @@ ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/
 
 
 def decode_value(value, where):
-    """JSON value -> Python value: strings to UTF-8 bytes, {"b64": ...} to bytes, lists recursively."""
+    """JSON value -> Python value: strings to UTF-8 bytes, {"b64": ...} to bytes, lists recursively. A string
+    that is not Unicode text (a lone surrogate such as "\\ud800", which JSON allows) is INVALID_ARGUMENT
+    naming `where`, the element's index and the character."""
+    try:
+        return _decode(value, where)
+    except _NotText as error:
+        element = f" element {''.join(f'[{i}]' for i in error.indices)}" if error.indices else ""
+        raise ServingError("INVALID_ARGUMENT", f"{where}{element}: the string {ascii(error.text[:40])} is not "
+                                               f"Unicode text (a lone surrogate {ascii(error.text[error.position])} "
+                                               f"at character {error.position}); send UTF-8 text, or bytes as "
+                                               "{\"b64\": ...}") from None
+
+
+class _NotText(Exception):
+    """A JSON string holding a lone surrogate; `indices` (outermost first) fill in on the way out."""
+
+    def __init__(self, text, position):
+        super().__init__(text)
+        self.text, self.position, self.indices = text, position, []
+
+
+def _decode(value, where):
     if isinstance(value, list):
-        return [decode_value(v, where) for v in value]
+        decoded = []
+        for index, item in enumerate(value):
+            try:
+                decoded.append(_decode(item, where))
+            except _NotText as error:
+                error.indices.insert(0, index)
+                raise
+        return decoded
     if isinstance(value, dict):
         if set(value) == {"b64"}:
             try:
                 return base64.b64decode(value["b64"], validate=True)
             except (ValueError, TypeError):
                 raise ServingError("INVALID_ARGUMENT", f"{where}: invalid base64 in {{\"b64\": ...}}") from None
-        raise ServingError("INVALID_ARGUMENT", f"{where}: unexpected JSON object {json.dumps(value)[:100]}")
+        raise ServingError("INVALID_ARGUMENT", f"{where}: unexpected JSON object {ascii(json.dumps(value)[:100])}")
     if isinstance(value, str):
-        return value.encode("utf-8")
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise _NotText(value, error.start) from None
     return value
 
 
@@ -93,6 +124,8 @@ def parse_predict(request, input_names):
         instances = request["instances"]
         if not isinstance(instances, list):
             raise ServingError("INVALID_ARGUMENT", "'instances' must be a list")
+        if not instances:
+            raise empty_batch_error()
         columns = {}
         for index, instance in enumerate(instances):
             where = f"instance {index} of 'instances'"
@@ -147,6 +180,14 @@ def metadata_response(loaded):
             "metadata": {"signature_def": {"signature_def": defs}}}
 
 
+def _json_bytes(payload):
+    """JSON as UTF-8; text that cannot be UTF-8 (a lone surrogate quoted from a request) is \\u-escaped."""
+    try:
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload).encode("ascii")
+
+
 class HttpError(Exception):
     """An HTTP-level refusal that has no TF Serving error code (405, 408, 413)."""
 
@@ -155,6 +196,10 @@ class HttpError(Exception):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+class ClientDisconnected(Exception):
+    """The client closed its connection before sending the whole body: nobody to answer (logged at INFO)."""
 
 
 LOG_LEVELS = ((500, logging.WARNING), (400, logging.INFO), (0, logging.DEBUG))
@@ -258,19 +303,24 @@ class RestServer:
         except HttpError as error:
             status, payload = error.status, {"error": f"{error.message} (request id {rid})"}
             headers.update(error.headers)
+        except ClientDisconnected as gone:  # the client's doing, not the server's: no 500, no traceback
+            logger.info("[%s] %s %s: %s in %.0f ms; nothing to answer", rid, request.method, request.raw_path, gone,
+                        (time.monotonic() - started) * 1000)
+            return web.Response(status=400, headers={"X-Request-Id": rid, "Connection": "close"})
         except Exception as error:  # noqa: BLE001  (never let one request take the server down)
             logger.exception("[%s] %s %s failed", rid, request.method, request.raw_path)
             status, payload = 500, {"error": f"INTERNAL: {type(error).__name__}: {error} (request id {rid})"}
-        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        body = payload if isinstance(payload, bytes) else _json_bytes(payload)
         response = web.Response(body=body, status=status, content_type="application/json", headers=headers)
         response.headers["X-Request-Id"] = rid
         response.headers["Server"] = "tflm-serve"
         if self.core.draining:
             response.force_close()  # a client on a kept-alive connection reconnects elsewhere
         level = next(level for floor, level in LOG_LEVELS if status >= floor)
+        error = f": {payload['error']}" if isinstance(payload, dict) and "error" in payload else ""
         logger.log(level, "[%s] %s %s -> %d in %.0f ms%s", rid, request.method, request.raw_path, status,
                    (time.monotonic() - started) * 1000,
-                   f": {payload['error']}" if isinstance(payload, dict) and "error" in payload else "")
+                   error.encode("utf-8", "backslashreplace").decode("utf-8"))  # a log line always encodes
         return response
 
     async def _dispatch(self, request, rid):
@@ -316,7 +366,7 @@ class RestServer:
                 outputs = waiting.result()
             except Exception as error:  # noqa: BLE001  (mapped to TF Serving's codes)
                 raise serving_error(error) from None
-            return 200, json.dumps(format_predict(outputs, row_format), ensure_ascii=False).encode("utf-8")
+            return 200, _json_bytes(format_predict(outputs, row_format))
         finally:
             self._active -= 1
 
@@ -332,6 +382,10 @@ class RestServer:
             raise too_large from None
         except asyncio.TimeoutError:
             raise HttpError(408, f"the request body did not arrive within {self.body_timeout:g} s") from None
+        except ConnectionError:
+            expected = request.content_length
+            raise ClientDisconnected("the client disconnected before sending its whole body" + (
+                f" ({expected} bytes announced)" if expected is not None else "")) from None
 
     def _parse_predict(self, name, version, method, body):
         """The predict request's (signature name, inputs, row format?)."""

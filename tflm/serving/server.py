@@ -1,8 +1,10 @@
 """The server: a model repository, batching, and the REST and gRPC front ends, started together."""
 
+import errno
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -12,6 +14,34 @@ from tflm.serving.repository import ModelRepository
 from tflm.serving.rest import RestServer
 
 logger = logging.getLogger("tflm")
+
+
+class PortError(RuntimeError):
+    """A port `tflm serve` cannot listen on (taken by another server, reserved, or a bad host): one line
+    naming the front end, the address, the reason and the option that changes it."""
+
+    def __init__(self, front_end, option, host, port, error):
+        reason = error.strerror or str(error) if isinstance(error, OSError) else str(error)
+        if getattr(error, "errno", None) == errno.EADDRINUSE or "already in use" in str(reason).lower():
+            reason = "the port is already in use (another server listens there)"
+            fix = f"stop that server, or pick another port: {option} {port + 1} (or {option} 0 for any free one)"
+        else:
+            fix = f"pick another address or port ({option}, --host)"
+        super().__init__(f"cannot listen for {front_end} on {host}:{port}: {reason}; {fix}")
+
+
+def check_port_free(host, port, front_end, option):
+    """Raises `PortError` if nothing may listen on (host, port) now: a listening socket (any server's, a
+    `SO_REUSEPORT` one included) is there. Sockets in TIME_WAIT do not count (SO_REUSEADDR)."""
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortError(front_end, option, host, port, error) from None
 
 
 class Server:
@@ -27,7 +57,8 @@ class Server:
         max_pending: most predictions queued or running at once; more get UNAVAILABLE / 503.
         request_timeout: seconds a prediction may take, queueing included; DEADLINE_EXCEEDED / 504 after.
         shutdown_timeout: on `stop()`, seconds that requests in flight may take to finish.
-        ctranslate2_threads: CPU threads of each CTranslate2 export served (default: every CPU).
+        ctranslate2_threads: CPU threads per batch of each CTranslate2 export served (default 1, which keeps
+            its speed on a shared CPU; `tflm.serving.repository.CTranslate2Version`).
     Example:
     >>> server = Server("saved_models", rest_port=0, grpc_port=0).start()
     >>> server.rest_port, server.grpc_port
@@ -50,14 +81,33 @@ class Server:
         self.grpc_port = None
 
     def start(self):
-        self.core.repository.start()
+        """Binds both ports (each exclusively: `PortError` if one is taken, before any model is loaded), loads
+        the models, then answers requests (connections made meanwhile wait in the listen backlog)."""
         rest_port, grpc_port = self.requested_ports
-        if rest_port is not None:
-            self.rest = RestServer((self.host, rest_port), self.core, self.max_body_bytes,
-                                   shutdown_timeout=self.shutdown_timeout).start()
-            self.rest_port = self.rest.port
-        if grpc_port is not None:
-            self.grpc, self.grpc_port = grpc_server(self.core, f"{self.host}:{grpc_port}", self.max_body_bytes)
+        try:
+            if rest_port is not None:
+                try:
+                    self.rest = RestServer((self.host, rest_port), self.core, self.max_body_bytes,
+                                           shutdown_timeout=self.shutdown_timeout)
+                except OSError as error:
+                    raise PortError("REST", "--rest-port", self.host, rest_port, error) from None
+                self.rest_port = self.rest.port
+            if grpc_port is not None:
+                check_port_free(self.host, grpc_port, "gRPC", "--grpc-port")
+                try:
+                    self.grpc, self.grpc_port = grpc_server(self.core, f"{self.host}:{grpc_port}",
+                                                            self.max_body_bytes, start=False)
+                except RuntimeError as error:  # grpc's "Failed to bind to address"
+                    raise PortError("gRPC", "--grpc-port", self.host, grpc_port, error) from None
+        except PortError:
+            if self.rest:
+                self.rest.stop()
+            raise
+        self.core.repository.start()
+        if self.rest:
+            self.rest.start()
+        if self.grpc:
+            self.grpc.start()
         logger.info("Serving %s: REST on %s:%s, gRPC on %s:%s; models: %s", self.base_dir, self.host,
                     self.rest_port, self.host, self.grpc_port, ", ".join(self.core.repository.names()) or "none yet")
         return self
