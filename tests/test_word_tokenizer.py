@@ -31,6 +31,7 @@ def words(text):
     ("The dogs' \u201cbones\u201d and 'quotes' etc.", ["the", "dogs", "'", '"', "bones", '"', "and", "'", "quotes",
                                                      "'", "etc."]),
     ("\u00c9L EST\u00c1 AQU\u00cd.", ["\u00e9l", "est\u00e1", "aqu\u00ed", "."]),
+    ("I shan 't stop , it is n't o 'clock", ["i", "sha", "n't", "stop", ",", "it", "is", "n't", "o", "'clock"]),
     ("", []),
 ])
 def test_split_words_follows_glove_tokens(text, expected):

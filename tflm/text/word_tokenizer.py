@@ -6,7 +6,8 @@ tokenizer: punctuation is a token of its own, clitics are split off ("don't" -> 
 ("well-known") stay whole. `split_words` approximates that with `tf.strings` regular expressions (RE2, so it runs
 in any graph and in TF Serving), in this order:
 
-1. Lower-case (Unicode) and turn curly quotes into `'` and `"`.
+1. Lower-case (Unicode), turn curly quotes into `'` and `"`, and mend the "can 't" of some pre-tokenized
+   corpora (TREC) into "can't".
 2. Put spaces around `... -- , ; : ! ? ( ) [ ] { } " $ % #`, except a comma or colon between two digits.
 3. Split on whitespace, then per word: a quote around a word or after it is split off (`'hello'` ->
    `'`, `hello`, `'`; `dogs'` -> `dogs`, `'`).
@@ -52,6 +53,7 @@ def split_words(text):
     text = tf.strings.lower(tf.convert_to_tensor(text, dtype=tf.string), encoding="utf-8")
     text = tf.strings.regex_replace(text, "[\u2018\u2019\u201a\u2032]", "'")
     text = tf.strings.regex_replace(text, "[\u201c\u201d\u201e\u2033]", '"')
+    text = tf.strings.regex_replace(text, r"(\pL)n 't(\s|$)", r"\1n't\2")  # pre-tokenized "can 't" (TREC)
     for _ in range(2):  # twice: "1,000,000" protects "1,0" then "0,0"
         text = tf.strings.regex_replace(text, r"(\d),(\d)", r"\1" + _DIGIT_COMMA + r"\2")
         text = tf.strings.regex_replace(text, r"(\d):(\d)", r"\1" + _DIGIT_COLON + r"\2")
