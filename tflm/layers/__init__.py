@@ -1,4 +1,5 @@
-"""Keras layers: attention, embeddings (pretrained word vectors too), recurrent and Transformer encoders and decoders."""
+"""Keras layers: attention, embeddings (pretrained word vectors too), recurrent and Transformer encoders and
+decoders."""
 
 from tflm.layers.additive_attention import AdditiveAttention
 from tflm.layers.attention_decoder import ATTENTION_TYPES, AttentionDecoder

@@ -9,9 +9,14 @@ loads the vectors for it with `tflm.text.load_vectors` and prints the coverage a
 """
 
 import argparse
+import os
+import sys
 import time
 
-import tflm.text
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import tflm.text  # noqa: E402
+from machine import describe  # noqa: E402
 
 SHARED = "/work/shared/data"
 
@@ -36,6 +41,7 @@ def main():
           f"{tokenizer.vocabulary_size} ({vocabulary_seconds:.1f} s)")
     print(f"matrix {matrix.shape} in {load_seconds:.1f} s")
     print(coverage.summary(examples=20))
+    print(f"machine: {describe()}")
 
 
 if __name__ == "__main__":
