@@ -1,4 +1,5 @@
-"""Keras layers: attention, embeddings, recurrent and Transformer encoders and decoders."""
+"""Keras layers: attention, embeddings (pretrained word vectors too), recurrent and Transformer encoders and
+decoders."""
 
 from tflm.layers.additive_attention import AdditiveAttention
 from tflm.layers.attention_decoder import ATTENTION_TYPES, AttentionDecoder
@@ -11,6 +12,7 @@ from tflm.layers.masking import masked_softmax, padding_mask
 from tflm.layers.multi_head_attention import MultiHeadAttention
 from tflm.layers.relative_attention import RelativeMultiHeadAttention, TransformerXLBlock
 from tflm.layers.rnn_parts import RNNAttentionDecoder, RNNEncoder
+from tflm.layers.pretrained_embedding import CHANNEL_MERGES, EMBEDDING_MODES, PretrainedEmbedding
 from tflm.layers.token_embedding import TokenEmbedding, read_word_vectors
 from tflm.layers.transformer_decoder_block import TransformerDecoderBlock, causal_mask
 from tflm.layers.transformer_encoder_block import TransformerEncoderBlock

@@ -3,6 +3,7 @@ import logging
 import keras
 import numpy as np
 
+from tflm.text.word_vectors import read_vectors
 from tflm.text.wordpiece_tokenizer import WORD_MARKER
 
 logger = logging.getLogger("tflm")
@@ -15,7 +16,8 @@ def read_word_vectors(path, vocabulary, embedding_dim=None):
     lower case. WordPiece continuation pieces (`##...`) and special tokens never match.
 
     Args:
-        path: a text file, one `word v1 v2 ...` per line; a word2vec header line `count dim` is skipped.
+        path: a GloVe/word2vec text file (plain, `.gz`, `.bz2`; a word2vec header line `count dim` is
+            skipped) or a word2vec binary file, streamed by `tflm.text.read_vectors`.
         vocabulary: list of str, the pieces in id order.
         embedding_dim: int, optional. The expected vector size.
     Returns:
@@ -32,27 +34,13 @@ def read_word_vectors(path, vocabulary, embedding_dim=None):
     for word, ids in wanted.items():
         lowered.setdefault(word.lower(), []).extend(ids)
     exact, folded = {}, {}
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for number, line in enumerate(f, start=1):
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # word2vec header
-            if len(parts) < 2:
-                continue
-            word, values = parts[0], parts[1:]
-            if embedding_dim is None:
-                embedding_dim = len(values)
-            if len(values) != embedding_dim:
-                raise ValueError(
-                    f"{path}:{number}: the vector of {word!r} has {len(values)} values, expected "
-                    f"{embedding_dim} (the embedding size). Use vectors of the model's embedding_dim."
-                )
-            if word in wanted:
-                for index in wanted[word]:
-                    exact[index] = np.asarray(values, dtype="float32")
-            elif word.lower() in lowered:
-                for index in lowered[word.lower()]:
-                    folded.setdefault(index, np.asarray(values, dtype="float32"))
+    for word, vector in read_vectors(path, embedding_dim):
+        if word in wanted:
+            for index in wanted[word]:
+                exact[index] = vector
+        elif word.lower() in lowered:
+            for index in lowered[word.lower()]:
+                folded.setdefault(index, vector)
     vectors = {**folded, **exact}
     return vectors, len(vectors)
 

@@ -1,4 +1,4 @@
-"""Text: subword tokenizers (in-graph) and their trainers."""
+"""Text: in-graph tokenizers (subword, character, word) and their trainers; pretrained word vectors."""
 
 from tflm.text.alignment import align_pieces, tokenize_words_with_offsets
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
@@ -7,6 +7,15 @@ from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
 from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, strip_special
 from tflm.text.tokenizer import Tokenizer
 from tflm.text.tokenizers import TOKENIZER_KINDS, load_tokenizer
+from tflm.text.word_tokenizer import ABBREVIATIONS, WordTokenizer, count_words, split_words
+from tflm.text.word_vectors import (
+    VectorCoverage,
+    VectorFileError,
+    is_binary_vectors,
+    load_vectors,
+    read_vectors,
+    vector_file_words,
+)
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer, pretokenize_words
 from tflm.text.vocab import (
     VOCABULARY_TYPES,
@@ -15,4 +24,5 @@ from tflm.text.vocab import (
     train_sentencepiece,
     train_tokenizer,
     train_wordpiece,
+    train_words,
 )

@@ -10,6 +10,7 @@ in-graph decoding and TF Serving. The special ids are fixed for every kind (`tfl
 | `wordpiece` | `WordPieceTokenizer` (reversible pre-tokens) | `.vocab` |
 | `character` | `CharacterTokenizer` | `.chars` |
 | `byte_bpe` | `ByteLevelBPETokenizer` (GPT-2's byte-level BPE) | `.bpe.json` |
+| `word` | `WordTokenizer` (lower-cased GloVe-style words, for pretrained word vectors) | `.words` |
 """
 
 import os
@@ -17,6 +18,7 @@ import os
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
+from tflm.text.word_tokenizer import WordTokenizer
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer
 
 TOKENIZER_KINDS = {
@@ -24,6 +26,7 @@ TOKENIZER_KINDS = {
     "wordpiece": WordPieceTokenizer,
     "character": CharacterTokenizer,
     "byte_bpe": ByteLevelBPETokenizer,
+    "word": WordTokenizer,
 }
 
 
@@ -36,5 +39,5 @@ def load_tokenizer(path):
             return cls.from_file(path)
     raise ValueError(
         f"{path}: unknown vocabulary file type; expected a SentencePiece '.model', a WordPiece '.vocab', a "
-        "character '.chars' or a byte-level BPE '.bpe.json' file."
+        "character '.chars', a byte-level BPE '.bpe.json' or a word '.words' file."
     )

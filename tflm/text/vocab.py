@@ -1,4 +1,4 @@
-"""Training subword vocabularies from text: SentencePiece (unigram, BPE) and WordPiece.
+"""Training vocabularies from text: SentencePiece (unigram, BPE), WordPiece, byte-level BPE, characters and words.
 
 The trainers are the libraries' own: the `sentencepiece` trainer, and keras-hub's
 `compute_word_piece_vocabulary` (tensorflow-text's WordPiece learner). tflm only fixes the special ids and,
@@ -16,6 +16,8 @@ from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
 from tflm.text.special_tokens import SPECIAL_TOKENS
+from tflm.text.word_tokenizer import WordTokenizer, count_words
+from tflm.text.word_vectors import vector_file_words
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer, pretokenize_words
 
 logger = logging.getLogger("tflm")
@@ -116,6 +118,51 @@ def train_byte_level_bpe(texts, vocabulary_size):
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     tokenizer = ByteLevelBPETokenizer(model["vocab"], merges)
     _log_size(tokenizer, vocabulary_size, "byte-level BPE")
+    return tokenizer
+
+
+def train_words(texts, max_size=None, min_count=1, vectors_path=None, max_vector_words=None):
+    """A `WordTokenizer` over the words of `texts`, optionally with the words of a vectors file.
+
+    1. The words of `texts` (`split_words`: lower-cased, GloVe-style) seen at least `min_count` times, most
+       frequent first (ties alphabetical), at most `max_size` of them.
+    2. With `vectors_path`, the file's first `max_vector_words` words (GloVe and word2vec files are sorted by
+       frequency) that step 1 did not keep are added after them, so a model can read words that training
+       never saw through their pretrained vectors.
+
+    Args:
+        texts: iterable of str.
+        max_size: int, optional. The most words taken from `texts` (the special tokens not counted).
+        min_count: int. Words seen fewer times are left out (they become `<unk>`).
+        vectors_path: str, optional. A GloVe/word2vec file (see `tflm.text.read_vectors`).
+        max_vector_words: int, optional. The most words taken from the vectors file (all when None: GloVe 6B
+            has 400,000).
+    Returns:
+        A `WordTokenizer`; its size is `4 + (words kept) + (vector words added)`.
+    Example:
+    >>> tokenizer = train_words(["The cat sat.", "The dog sat."], min_count=2)
+    >>> tokenizer.pieces[4:]
+    ['.', 'sat', 'the']
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count={min_count}: a word must be seen at least once; use min_count=1 or more.")
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size={max_size} must be 0 or more (or None for every word).")
+    counts = count_words(texts)
+    ranked = sorted((item for item in counts.items() if item[1] >= min_count), key=lambda item: (-item[1], item[0]))
+    words = [word for word, _ in ranked[:max_size]]
+    added = 0
+    if vectors_path is not None:
+        known = set(words) | set(SPECIAL_TOKENS)
+        for word in vector_file_words(vectors_path, limit=max_vector_words):
+            if word not in known and word and not any(c.isspace() for c in word):
+                words.append(word)
+                known.add(word)
+                added += 1
+    tokenizer = WordTokenizer(list(SPECIAL_TOKENS) + words)
+    logger.info("word vocabulary has %d words: %d of the %d distinct training words (min_count=%d, max_size=%s)%s.",
+                tokenizer.vocabulary_size, len(words) - added, len(counts), min_count, max_size,
+                f" and {added} from {vectors_path}" if vectors_path else "")
     return tokenizer
 
 

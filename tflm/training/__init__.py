@@ -10,6 +10,7 @@ from tflm.training.checkpoints import (
 )
 from tflm.training.losses import ClassCrossEntropy, Loss, TokenCrossEntropy, token_cross_entropy
 from tflm.training.optimizers import Muon
+from tflm.training.projector import checkpoint_tensor_name, write_projector
 from tflm.training.reporting import flat_hparams
 from tflm.training.schedules import SCHEDULES, WarmupCosine, WarmupInverseSqrt, make_schedule
 from tflm.training.steps import accumulation_steps_for
