@@ -179,10 +179,22 @@ def test_gpt_generation_is_tflms(gpt_run):
     engine = load_engine(path)
     assert isinstance(engine, CTranslate2Generator)
     assert declarations(engine) == declarations(generator)
-    # one batch, as tflm's: the shorter prompts get the longest one's room, up to the model's 24 positions
+    # the longest prompt (20 tokens) + 12 new ones exceed the model's 24 positions: both refuse it, alike
+    from tflm.serving.errors import graph_error_message
+
+    with pytest.raises(tf.errors.InvalidArgumentError) as refused_by_graph:
+        generator.generate(PROMPTS)
+    with pytest.raises(tf.errors.InvalidArgumentError) as refused_by_engine:
+        engine.generate(PROMPTS)
+    message = graph_error_message(refused_by_graph.value.message)
+    assert message == graph_error_message(refused_by_engine.value.message)
+    assert "a prompt of 20 tokens + max_new_tokens 12 = 32 exceeds the model's context of 24 tokens" in message
+    # with truncate, each prompt keeps its last 12 tokens, alike; one batch, as tflm's
+    generator = language_modeling.Generator(generator.model, generator.tokenizer, generator.decoding, truncate=True)
+    engine.truncate = True
     expected = generator.generate(PROMPTS)
     assert engine.generate(PROMPTS) == expected
-    assert len({row[0] for row in expected}) == len(PROMPTS) and len(expected[2][0]) < len(expected[1][0])
+    assert len({row[0] for row in expected}) == len(PROMPTS)
     graph = generator.generate_batch(tf.constant(PROMPTS))
     served = engine.run("serving_default", {"prompt": np.array([p.encode() for p in PROMPTS], dtype=object)})
     assert served["outputs"].shape == (len(PROMPTS), 1)
@@ -218,8 +230,8 @@ def test_the_cli_decodes_with_ctranslate2_as_with_tensorflow(random_run, gpt_run
     assert os.path.getmtime(cache) > converted
     rows = [line.split("\t") for line in n_best.output.splitlines()]
     assert [r[0] for r in rows] == ["0", "0", "1", "1"] and float(rows[0][1]) >= float(rows[1][1])
-    generated = _cli("generate", "--run-dir", gpt_run, "--engine", "ctranslate2", *PROMPTS[:3])
-    expected = _cli("generate", "--run-dir", gpt_run, "--no-stream", *PROMPTS[:3])
+    generated = _cli("generate", "--run-dir", gpt_run, "--engine", "ctranslate2", "--truncate-prompt", *PROMPTS[:3])
+    expected = _cli("generate", "--run-dir", gpt_run, "--no-stream", "--truncate-prompt", *PROMPTS[:3])
     assert generated.exit_code == 0 and generated.output == expected.output
     assert len(generated.output) > len("\n".join(PROMPTS[:3])) + 10
 
@@ -253,7 +265,7 @@ def summary_run(tmp_path_factory):
     a summary's words are its pieces), whose last layer norm is shifted toward EOS: without `min_length` every
     summary ends at once, and with EOS banned the model repeats itself."""
     from tflm.tasks import summarization
-    from tflm.text.tokenizers import SPECIAL_TOKENS, WordPieceTokenizer
+    from tflm.text import SPECIAL_TOKENS, WordPieceTokenizer
 
     run_dir = str(tmp_path_factory.mktemp("ct2-summaries") / "run")
     os.makedirs(os.path.join(run_dir, "vocab"))
