@@ -296,7 +296,8 @@ def overfit_run(tmp_path_factory):
     config.model.params = {"dropout": 0.0}
     config.training = language_modeling.TrainingConfig(epochs=None, max_steps=300, learning_rate=3e-3,
                                                        label_smoothing=0.0, samples=0)
-    config.decoding = DecodingOptions(strategy="greedy", max_length=60, max_length_a=0.0)
+    # 44 new tokens: with the 21-token prompts below, the model's whole context (65 positions: the window + 1)
+    config.decoding = DecodingOptions(strategy="greedy", max_length=44, max_length_a=0.0)
     language_modeling.train(config, run_dir, verbose=False)
     return run_dir
 
@@ -569,7 +570,7 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
     prompts = ["But, soft!", "", "ROMEO:"]
     expected = language_modeling.Generator.from_run_dir(overfit_run).generate(prompts)
     good = {"prompt": prompts[:1], "beam_size": 2, "num_hypotheses": 2, "max_new_tokens": 10,
-            "length_penalty": 0.6, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0}
+            "length_penalty": 0.6, "temperature": 0.0, "top_k": 0, "top_p": 1.0, "seed": 0, "truncate": False}
     refused = [  # (signature, inputs, what the error says): the character vocabulary has 30-odd entries
         ("generate", dict(good, beam_size=4), "beam_size = 4 is out of range: allowed 1 to 3"),
         ("generate", dict(good, max_new_tokens=31), "max_new_tokens = 31 is out of range: allowed 1 to 30"),
@@ -590,6 +591,7 @@ def test_the_exported_lm_gives_the_in_memory_outputs_and_refuses_requests_beyond
     for (signature, _, message), answer in zip(refused, result["results"][2:]):
         assert message in answer.get("error", ""), (signature, message, answer)
     sampled = dict(good, temperature=1.0, num_hypotheses=3)  # sampling may ask more than beam_size
+    del sampled["truncate"]  # (optional for load(...).run and tflm serve: false when left out)
     assert tflm.export.load(path).run("generate", **sampled)["outputs"].shape == (1, 3)
     sampled["num_return_sequences"] = sampled.pop("num_hypotheses")  # the earlier name is an alias
     assert tflm.export.load(path).run("generate", **sampled)["outputs"].shape == (1, 3)

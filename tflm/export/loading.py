@@ -27,14 +27,21 @@ import tensorflow as tf
 # Earlier names of signature inputs: a request that uses one (for an export whose signature has the new name,
 # and not the old) is answered as if it had used the new one, by `ExportedModel.run` and `tflm serve`.
 INPUT_ALIASES = {"num_return_sequences": "num_hypotheses", "n_best": "num_hypotheses"}
+# Controls added after the signature they belong to, and their value when a request leaves them out (so that
+# requests written before keep working with `tflm serve` and `load(...).run`; stock TF Serving needs every input).
+OPTIONAL_INPUTS = {"truncate": False}
 
 
 def with_input_aliases(inputs, names):
-    """`inputs` with each alias in `INPUT_ALIASES` renamed when the signature (`names`) takes the new name."""
+    """`inputs` with each alias in `INPUT_ALIASES` renamed when the signature (`names`) takes the new name, and
+    each `OPTIONAL_INPUTS` the signature takes but the request leaves out at its default."""
     renamed = dict(inputs)
     for old, new in INPUT_ALIASES.items():
         if old in renamed and old not in names and new in names and new not in renamed:
             renamed[new] = renamed.pop(old)
+    for name, default in OPTIONAL_INPUTS.items():
+        if name in names and name not in renamed:
+            renamed[name] = default
     return renamed
 
 
