@@ -75,7 +75,7 @@ def test_the_export_bounds_its_token_limits_by_the_context_and_refuses_through_t
     from tflm.export import export_run
     from tflm.export.check import run_tf1_requests
 
-    path = export_run(small_context_run, "lm", str(tmp_path))  # checked (every signature) before it appears
+    path = export_run(small_context_run, "lm", str(tmp_path), check=False)  # (the TF1 loader is run below)
     info = json.load(open(os.path.join(path, "assets.extra", "tflm.json")))
     assert info["limits"]["max_input_tokens"] == CONTEXT - 1 and info["limits"]["max_new_tokens"] == CONTEXT - 1
     assert info["context"]["tokens"] == CONTEXT

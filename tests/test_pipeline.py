@@ -21,7 +21,7 @@ def pipeline_run(trained_run, tmp_path, monkeypatch):
     task = get_task("translation")
     calls = []
 
-    def evaluate(self, run_dir, split, checkpoint, decoding=None):
+    def evaluate(self, run_dir, split, checkpoint, decoding=None, **options):
         calls.append(("evaluate", split, decoding.max_length))
         return {"bleu": 1.0, "examples": 3}
 

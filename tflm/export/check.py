@@ -219,8 +219,8 @@ def check_saved_model(path, sentences=DEFAULT_SENTENCES, predictor=None, transla
         tensors = {key: tf.constant(value, dtype=specs[key].dtype) for key, value in request["inputs"].items()}
         where = "" if name == "serving_default" else f" of signature {name!r}"
         _compare(report, "tf.saved_model.load" + where, loaded.signatures[name](**tensors), outputs)
-        if name in own:
-            _compare(report, "the in-memory model" + where, own[name].function(**tensors), outputs)
+        if name in own:  # (as a graph, as the export runs it: a decoding loop run eagerly is slow)
+            _compare(report, "the in-memory model" + where, tf.function(own[name].function)(**tensors), outputs)
     return report
 
 
