@@ -22,8 +22,9 @@ quickstart: install
 	$(BIN)/tflm evaluate --run-dir $(RUN)
 	$(BIN)/tflm translate --run-dir $(RUN) "Where is the train station?" "I love you." "Tom is reading a book."
 
+# Two processes, each test file whole in one (its module fixtures made once): 13 minutes instead of 20 on 2 cores.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) runs
