@@ -280,8 +280,8 @@ class ModelRepository:
         """Frees the memory of unloaded versions once the requests still using them have ended (or after
         `grace_seconds`): their TensorFlow graphs, functions and tokenizers sit in reference cycles that
         only the cyclic garbage collector frees (loading one export 8 times in a row: +53 MiB without it, +2 MiB
-        with it); then glibc is asked to hand freed heap pages back (`malloc_trim`). Under load a swap still keeps
-        ~12-17 MiB (docs/benchmarks.md): not yet bounded."""
+        with it); then glibc is asked to hand freed heap pages back (`malloc_trim`). Under load the server's memory
+        grows over the first ~15 swaps and then stays flat (25 swaps measured, docs/benchmarks.md)."""
         if self._retired and (all(ref() is None for ref, _ in self._retired)
                               or time.monotonic() - self._retired[0][1] > grace_seconds):
             self._retired = []
