@@ -80,6 +80,23 @@ def _bounded(signature, predictor, limits):
     return endpoint
 
 
+def set_method_names(directory, signatures):
+    """Writes each signature's TF Serving method (`Signature.method_name`, e.g. `CLASSIFY_METHOD`) into the
+    SavedModel at `directory`. `tf.saved_model.save` marks every signature "tensorflow/serving/predict", and TF
+    Serving's Classify API refuses a signature of any other method."""
+    from tflm.export.loading import saved_model_proto
+
+    methods = {signature.name: signature.method_name for signature in signatures if signature.method_name}
+    if not methods:
+        return
+    saved_model = saved_model_proto(directory)
+    for meta_graph in saved_model.meta_graphs:
+        for name, method in methods.items():
+            meta_graph.signature_def[name].method_name = method
+    with open(os.path.join(directory, "saved_model.pb"), "wb") as f:
+        f.write(saved_model.SerializeToString())
+
+
 def next_version(model_dir):
     """1 + the largest numeric version directory in `model_dir` (1 for a new model)."""
     if not os.path.isdir(model_dir):
@@ -110,6 +127,7 @@ def export_predictor(predictor, base_dir, name, run_dir=None, checkpoint=None, w
     temporary = os.path.join(base_dir, f".{name}.{version}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         build_archive(predictor, limits).write_out(temporary, verbose=False)
+        set_method_names(temporary, predictor.signatures())
         _write_assets(temporary, predictor, config_values)
         _write_extra(temporary, name, predictor, run_dir, checkpoint, list(warmup_inputs), limits, task)
         if check_inputs is not None:
@@ -174,7 +192,10 @@ def _write_extra(directory, name, predictor, run_dir, checkpoint, warmup_inputs,
         "signatures": [signature.name for signature in signatures],
         # what `tflm serve` reads of each signature's declaration: its row inputs and per-row lengths
         "signature_rows": {signature.name: {"rows": list(signature.row_inputs),
-                                            "row_lengths": dict(signature.row_lengths)}
+                                            "row_lengths": dict(signature.row_lengths),
+                                            **({"method": signature.method_name} if signature.method_name else {}),
+                                            **({"example_features": list(signature.example_features)}
+                                               if signature.example_features else {})}
                            for signature in signatures},
     }
     if predictor.context_info() is not None:  # what the model attends to (a language model's context)

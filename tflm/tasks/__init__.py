@@ -31,7 +31,8 @@ tests/plugins/word_pairs.py is a whole example with two text inputs and a per-wo
 """
 
 from tflm.tasks.base import Evaluation, Task, TaskData
-from tflm.tasks.predictor import Predictor, Signature, control_inputs, text_input
+from tflm.tasks.predictor import (CLASSIFY_METHOD, Predictor, Signature, control_inputs, example_input, integer_input,
+                                  parse_example_texts, text_input)
 from tflm.tasks.registry import BUILTIN_TASKS, TaskNotFoundError, get_task, register_task, task_names
 from tflm.tasks.run import Run
 from tflm.tasks.sections import DataConfig, ModelConfig, TrainingConfig, validate_common
@@ -44,6 +45,7 @@ def task_of_run(run_dir):
     return Run.open(run_dir).task
 
 
-__all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "DataConfig", "Evaluation", "ModelConfig", "Predictor", "Run",
-           "Signature", "Task", "TaskData", "TaskNotFoundError", "TrainingConfig", "control_inputs", "get_task",
+__all__ = ["BUILTIN_TASKS", "CLASSIFY_METHOD", "DEFAULT_TASK", "DataConfig", "Evaluation", "ModelConfig", "Predictor", "Run",
+           "Signature", "Task", "TaskData", "TaskNotFoundError", "TrainingConfig", "control_inputs", "example_input", "get_task", "integer_input",
+           "parse_example_texts",
            "register_task", "task_names", "task_of_run", "text_input", "validate_common"]

@@ -58,6 +58,13 @@ class Signature:
             `{"tags": "lengths"}`): that output is padded to the longest row of the batch, and a served request
             gets it padded to its own longest row, whatever else shared the batch; `predict` gives each row
             exactly its own entries.
+        method_name: TF Serving's method of the signature: None for Predict, or `CLASSIFY_METHOD` for one that
+            answers TF Serving's Classify API (REST `:classify`, gRPC `Classify`): it takes one input,
+            `inputs`, a batch of serialized `tf.Example`s, and gives `classes` (string) and/or `scores`
+            (float), each `(batch, classes)`. The exporter writes the method into the SavedModel.
+        example_features: for a signature taking serialized `tf.Example`s (`inputs`): the features a row
+            gives (e.g. `("text",)` or `("text_a", "text_b")`, each one string); `columns` then makes the
+            examples from rows given as for `serving_default` (a str, or a dict naming the features).
     """
 
     name: str
@@ -70,6 +77,8 @@ class Signature:
     vocabulary_size: Optional[int] = None
     warmup: bool = False
     row_lengths: dict = dataclasses.field(default_factory=dict)
+    method_name: Optional[str] = None
+    example_features: tuple = ()
 
     @property
     def row_inputs(self):
@@ -81,7 +90,12 @@ class Signature:
     def columns(self, rows):
         """The inputs of this signature for `rows`, a list with one entry per row: a str (for a signature with
         one row input) or a dict naming each row input (`{"text_a": ..., "text_b": ...}`). Returns
-        {input name: list}; a row that misses an input is an error naming the row and the input."""
+        {input name: list}; a row that misses an input is an error naming the row and the input. For a signature
+        of `example_features`, the rows name those features, and the column is the serialized examples."""
+        if self.example_features:
+            examples = dataclasses.replace(self, inputs=text_input(*self.example_features), example_features=(),
+                                           rows=self.example_features).columns(rows)
+            return {EXAMPLES_INPUT: serialize_examples(examples)}
         names = self.row_inputs or (next(iter(self.inputs)),)
         columns = {name: [] for name in names}
         for index, row in enumerate(rows):
@@ -107,6 +121,40 @@ class Signature:
         """{name: tensor} of `columns` ({name: list}) in the dtypes the signature takes."""
         return {name: tf.constant(values, dtype=self.inputs[name].dtype) if len(values) else
                 tf.zeros([0], self.inputs[name].dtype) for name, values in columns.items()}
+
+
+CLASSIFY_METHOD = "tensorflow/serving/classify"  # TF Serving's method names (a SignatureDef's method_name)
+PREDICT_METHOD = "tensorflow/serving/predict"
+EXAMPLES_INPUT = "inputs"  # the input of serialized tf.Examples that TF Serving's Classify and Regress fill
+
+
+def serialize_examples(columns):
+    """Serialized `tf.train.Example`s, one per row of `columns` ({feature name: list of str}), each feature a
+    `bytes_list` of one UTF-8 string (as TF Serving's REST API makes `{"text": "..."}` into an example)."""
+    names = list(columns)
+    count = len(columns[names[0]]) if names else 0
+    examples = []
+    for index in range(count):
+        features = {name: tf.train.Feature(bytes_list=tf.train.BytesList(value=[_utf8(columns[name][index])]))
+                    for name in names}
+        examples.append(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    return examples
+
+
+def _utf8(value):
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def example_input():
+    """The Classify (and Regress) API's input: serialized `tf.Example`s `(batch,)`, named `inputs`."""
+    return {EXAMPLES_INPUT: tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)}
+
+
+def parse_example_texts(serialized, features):
+    """{feature: string `(batch,)`} of serialized `tf.Example`s, each feature one string (in the graph; a
+    missing feature is TensorFlow's error naming it)."""
+    spec = {name: tf.io.FixedLenFeature([], tf.string) for name in features}
+    return tf.io.parse_example(serialized, spec)
 
 
 def text_input(*names):
