@@ -12,6 +12,8 @@ from tflm.layers.masking import masked_softmax, padding_mask
 from tflm.layers.multi_head_attention import MultiHeadAttention
 from tflm.layers.relative_attention import RelativeMultiHeadAttention, TransformerXLBlock
 from tflm.layers.rnn_parts import RNNAttentionDecoder, RNNEncoder
+from tflm.layers.sentence_encoders import (POOLINGS, SENTENCE_ENCODERS, KimCNN, RecurrentSentenceEncoder,
+                                          SequencePooling, TransformerSentenceEncoder)
 from tflm.layers.pretrained_embedding import CHANNEL_MERGES, EMBEDDING_MODES, PretrainedEmbedding
 from tflm.layers.token_embedding import TokenEmbedding, read_word_vectors
 from tflm.layers.transformer_decoder_block import TransformerDecoderBlock, causal_mask

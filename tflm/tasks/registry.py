@@ -13,7 +13,7 @@ import importlib
 from tflm.tasks.base import Task
 
 BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
-                 "summarization": "tflm.tasks.summarization"}
+                 "summarization": "tflm.tasks.summarization", "classification": "tflm.tasks.classification"}
 _TASKS = {}  # name or import path -> task instance
 
 
