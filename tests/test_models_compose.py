@@ -67,8 +67,8 @@ def test_other_memory_widths_are_projected_and_the_states_left_out():
 
 
 def test_unknown_parts_and_fields_are_errors():
-    with pytest.raises(ValueError, match="encoder='cnn' must be one of transformer, lstm, gru"):
-        composed("cnn", "gru")
+    with pytest.raises(ValueError, match="encoder='mamba' must be one of transformer, lstm, gru, cnn"):
+        composed("mamba", "gru")
     with pytest.raises(ValueError, match="decoder_params has unknown field.*bidirectional"):
         composed("gru", "gru", decoder_params={"bidirectional": False})
     with pytest.raises(ValueError, match="decoder_params has unknown field.*cell"):

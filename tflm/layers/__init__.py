@@ -1,8 +1,9 @@
 """Keras layers: attention, embeddings (pretrained word vectors too), recurrent and Transformer encoders and
-decoders."""
+decoders, a convolutional encoder."""
 
 from tflm.layers.additive_attention import AdditiveAttention
 from tflm.layers.attention_decoder import ATTENTION_TYPES, AttentionDecoder
+from tflm.layers.conv_encoder import CONV_ACTIVATIONS, ConvBlock, ConvEncoder
 from tflm.layers.copy_attention import CopyAttention, copy_distribution, coverage_loss
 from tflm.layers.encoder_decoder import Decoder, Encoder
 from tflm.layers.lstm_encoder import RNN_CELLS, LSTMEncoder, RecurrentStack

@@ -9,7 +9,8 @@ from tflm.models.transformer import TransformerSeq2Seq
 from tflm.models.transformer_xl import TransformerXL
 
 # Model types (a run's config.json `model.type`); each is built as `cls(vocabulary size(s), dtype=..., **params)`.
-# "seq2seq" pairs any encoder with any decoder: params encoder=/decoder= "transformer" | "lstm" | "gru".
+# "seq2seq" pairs any encoder with any decoder: params encoder= "transformer" | "lstm" | "gru" | "cnn",
+# decoder= "transformer" | "lstm" | "gru".
 MODELS = {"lstm": LSTMAttentionSeq2Seq, "gru": GRUAttentionSeq2Seq, "transformer": TransformerSeq2Seq,
           "seq2seq": ComposedSeq2Seq, "gpt": GPT, "transformer_xl": TransformerXL}
 

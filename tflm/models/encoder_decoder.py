@@ -2,13 +2,14 @@ import inspect
 
 import keras
 
+from tflm.layers.conv_encoder import ConvEncoder
 from tflm.layers.rnn_parts import RNNAttentionDecoder, RNNEncoder
 from tflm.layers.transformer_parts import TransformerDecoder, TransformerEncoder
 from tflm.models.seq2seq import Seq2Seq
 
 # The parts `ComposedSeq2Seq` (model type "seq2seq") picks by name: (class, fixed constructor arguments).
 ENCODERS = {"transformer": (TransformerEncoder, {}), "lstm": (RNNEncoder, {"cell": "lstm"}),
-            "gru": (RNNEncoder, {"cell": "gru"})}
+            "gru": (RNNEncoder, {"cell": "gru"}), "cnn": (ConvEncoder, {})}
 DECODERS = {"transformer": (TransformerDecoder, {}), "lstm": (RNNAttentionDecoder, {"cell": "lstm"}),
             "gru": (RNNAttentionDecoder, {"cell": "gru"})}
 
@@ -134,19 +135,22 @@ def make_part(kind, name, vocabulary_size, sizes, params, dtype):
 class ComposedSeq2Seq(EncoderDecoder):
     """An `EncoderDecoder` whose encoder and decoder are chosen by name (model type `"seq2seq"`).
 
-    Each part takes the sizes below that its constructor has (`TransformerEncoder`, `RNNEncoder`,
+    Each part takes the sizes below that its constructor has (`TransformerEncoder`, `RNNEncoder`, `ConvEncoder`,
     `TransformerDecoder`, `RNNAttentionDecoder`), then its own `encoder_params` / `decoder_params`, which
     override them and set anything else (`attention`, `bidirectional`, `position_embedding`, ...; even another
     `hidden_dim`: a memory of another width is projected).
 
     Args:
         source_vocabulary_size, target_vocabulary_size: int.
-        encoder: `"transformer"`, `"lstm"` or `"gru"` (a bidirectional one by default).
+        encoder: `"transformer"`, `"lstm"`, `"gru"` (a bidirectional one by default) or `"cnn"` (convolutions
+            over time, `ConvEncoder`).
         decoder: `"transformer"`, `"lstm"` or `"gru"` (with attention and input feeding).
         hidden_dim: int. Both parts' width.
         embedding_dim: int. Token embedding size of the recurrent parts (default: hidden_dim).
         intermediate_dim, num_heads: int. Of the Transformer parts.
         num_encoder_layers, num_decoder_layers: int.
+        kernel_sizes: list of int. Convolution widths of the `"cnn"` encoder (None: its default, [3, 5]).
+        filters: int. Feature maps per convolution width of the `"cnn"` encoder (None: hidden_dim).
         dropout: float.
         share_embeddings: bool. One embedding table for source and target (joint vocabulary).
         encoder_params, decoder_params: dicts of further constructor arguments of each part.
@@ -160,9 +164,10 @@ class ComposedSeq2Seq(EncoderDecoder):
     def __init__(self, source_vocabulary_size, target_vocabulary_size, encoder="transformer", decoder="transformer",
                  hidden_dim=256, embedding_dim=None, intermediate_dim=1024, num_heads=4, num_encoder_layers=2,
                  num_decoder_layers=2, dropout=0.1, share_embeddings=False, encoder_params=None, decoder_params=None,
-                 **kwargs):
+                 kernel_sizes=None, filters=None, **kwargs):
         sizes = dict(hidden_dim=hidden_dim, embedding_dim=embedding_dim or hidden_dim,
-                     intermediate_dim=intermediate_dim, num_heads=num_heads, dropout=dropout)
+                     intermediate_dim=intermediate_dim, num_heads=num_heads, dropout=dropout,
+                     kernel_sizes=kernel_sizes, filters=filters)
         dtype = part_dtype(kwargs)
         parts = (
             make_part("encoder", encoder, source_vocabulary_size, dict(sizes, num_layers=num_encoder_layers),
@@ -182,6 +187,8 @@ class ComposedSeq2Seq(EncoderDecoder):
         self.num_encoder_layers = num_encoder_layers
         self.num_decoder_layers = num_decoder_layers
         self.dropout = dropout
+        self.kernel_sizes = list(kernel_sizes) if isinstance(kernel_sizes, (list, tuple)) else kernel_sizes
+        self.filters = filters
         self.encoder_params = dict(encoder_params or {})
         self.decoder_params = dict(decoder_params or {})
 
@@ -199,6 +206,8 @@ class ComposedSeq2Seq(EncoderDecoder):
             "num_encoder_layers": self.num_encoder_layers,
             "num_decoder_layers": self.num_decoder_layers,
             "dropout": self.dropout,
+            "kernel_sizes": self.kernel_sizes,
+            "filters": self.filters,
             "share_embeddings": self.share_embeddings,
             "encoder_params": dict(self.encoder_params),
             "decoder_params": dict(self.decoder_params),
