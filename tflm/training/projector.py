@@ -6,13 +6,17 @@ table at position 7 is `model/variables_by_index/00007/.ATTRIBUTES/VARIABLE_VALU
 run (training, best, averaged). `write_projector` writes, in `RUN/logs/`:
 
 - `projector_config.pbtxt`: the checkpoint and, per table, its `tensor_name` and `metadata_path`;
-- `metadata.tsv`: one word a line, the row labels (a single column, so no header line).
+- `metadata.tsv`: one word a line, the row labels of the first (or only) vocabulary (a single column, so no
+  header line), and `metadata-<name>.tsv` for each further one (e.g. a translation's target vocabulary).
 
-Then `tensorboard --logdir RUN/logs` shows the tables under "Projector".
+Then `tensorboard --logdir RUN/logs` shows the tables under "Projector". Every run writes them after training
+(`Task.train`, through the task's `projector_tables` hook, by default `embedding_tables`), and
+`tflm projector --run-dir RUN` writes them for an existing run (`write_run_projector`).
 """
 
 import logging
 import os
+import re
 
 import tensorflow as tf
 
@@ -32,16 +36,24 @@ def checkpoint_tensor_name(model, variable):
                      "one of its embedding tables (e.g. `layer.embeddings`).")
 
 
-def write_projector(run_dir, model, words, tables=None, checkpoint="last"):
+def metadata_file(index, name):
+    """The metadata file of the `index`-th vocabulary: `metadata.tsv` for the first, `metadata-<name>.tsv` after."""
+    return METADATA_FILE if index == 0 else f"metadata-{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.tsv"
+
+
+def write_projector(run_dir, model, words=None, tables=None, checkpoint="last", vocabularies=None):
     """Writes the Embedding Projector's files for a run's embedding tables into `RUN/logs/`.
 
     Args:
         run_dir: str. The run directory (its `checkpoints/` are read, `logs/` written).
         model: the run's Keras model, built (the one whose variables the checkpoints hold).
-        words: list of str. The row labels, one per vocabulary id (`tokenizer.pieces`).
+        words: list of str. The row labels, one per vocabulary id (`tokenizer.pieces`); or give `vocabularies`.
         tables: a variable or a list of variables, optional. The tables to show; by default every 2-D weight
             of `model` with `len(words)` rows (e.g. both tables of a multichannel `PretrainedEmbedding`).
         checkpoint: `"last"`, `"best"`, `"averaged"`, or a checkpoint path or directory.
+        vocabularies: list of `(name, words, tables)`, instead of `words` and `tables`: several vocabularies
+            at once (e.g. a translation's source and target), each with its own metadata file (`metadata.tsv`
+            for the first, `metadata-<name>.tsv` for the others); `tables` as above (None: by row count).
     Returns:
         The path of `projector_config.pbtxt`.
     Raises:
@@ -49,9 +61,53 @@ def write_projector(run_dir, model, words, tables=None, checkpoint="last"):
     Example:
     >>> write_projector("runs/trec", model, tokenizer.pieces)  # doctest: +SKIP
     'runs/trec/logs/projector_config.pbtxt'
+    >>> write_projector("runs/en-es", model, vocabularies=[("source", source.pieces, [encoder_table]),
+    ...                                                    ("target", target.pieces, [decoder_table])])  # doctest: +SKIP
+    'runs/en-es/logs/projector_config.pbtxt'
     """
     from tensorboard.plugins import projector
 
+    if (words is None) == (vocabularies is None):
+        raise ValueError("Give the row labels either as words= (one vocabulary) or as vocabularies= "
+                         "([(name, words, tables)], several), not both and not neither.")
+    if vocabularies is None:
+        vocabularies = [("words", words, tables)]
+    vocabularies = [(name, list(words), _tables_of(model, words, tables)) for name, words, tables in vocabularies]
+    names = [name for name, _, _ in vocabularies]
+    if not vocabularies or len(set(names)) != len(names):
+        raise ValueError(f"The vocabularies need distinct names, and at least one (got {names}).")
+    path = resolve_run_checkpoint(run_dir, checkpoint)
+    if checkpoint in ("last", "best", "averaged") and not os.path.isdir(path):
+        raise CheckpointError(f"{run_dir}: no {checkpoint} checkpoint ({path} is missing). Train the run first.")
+    path = resolve_checkpoint(path)
+    stored = dict(tf.train.list_variables(path))
+    config = projector.ProjectorConfig(model_checkpoint_path=os.path.abspath(path))
+    shown = set()
+    for index, (name, words, tables) in enumerate(vocabularies):
+        for table in tables:
+            tensor = checkpoint_tensor_name(model, table)
+            if tensor in shown:
+                continue  # one table for two vocabularies (shared embeddings): shown once, with the first
+            if list(stored.get(tensor, [])) != [len(words), table.shape[1]]:
+                found = "absent" if tensor not in stored else f"of shape {stored[tensor]}"
+                raise CheckpointError(
+                    f"{path}: the table {table.path} ({tensor}, shape {[len(words), table.shape[1]]}) is {found} in "
+                    "this checkpoint: it was written by another model. Pass the run's own model."
+                )
+            shown.add(tensor)
+            config.embeddings.add(tensor_name=tensor, metadata_path=metadata_file(index, name))
+            logger.info("Projector: %s (%s vocabulary) is %s in %s", table.path, name, tensor, path)
+    logs_dir = os.path.join(run_dir, "logs")
+    os.makedirs(logs_dir, exist_ok=True)
+    for index, (name, words, _) in enumerate(vocabularies):
+        with open(os.path.join(logs_dir, metadata_file(index, name)), "w", encoding="utf-8") as f:
+            f.writelines(_label(word) + "\n" for word in words)
+    projector.visualize_embeddings(logs_dir, config)
+    return os.path.join(logs_dir, "projector_config.pbtxt")
+
+
+def _tables_of(model, words, tables):
+    """The tables of one vocabulary: `tables` as a list, or every 2-D weight with `len(words)` rows."""
     if tables is None:
         tables = [w for w in model.weights if len(w.shape) == 2 and w.shape[0] == len(words)]
         if not tables:
@@ -60,28 +116,7 @@ def write_projector(run_dir, model, words, tables=None, checkpoint="last"):
                              f"have shapes {shapes}. Pass the vocabulary of this model, or tables=.")
     elif not isinstance(tables, (list, tuple)):
         tables = [tables]
-    path = resolve_run_checkpoint(run_dir, checkpoint)
-    if checkpoint in ("last", "best", "averaged") and not os.path.isdir(path):
-        raise CheckpointError(f"{run_dir}: no {checkpoint} checkpoint ({path} is missing). Train the run first.")
-    path = resolve_checkpoint(path)
-    stored = dict(tf.train.list_variables(path))
-    config = projector.ProjectorConfig(model_checkpoint_path=os.path.abspath(path))
-    for table in tables:
-        name = checkpoint_tensor_name(model, table)
-        if list(stored.get(name, [])) != [len(words), table.shape[1]]:
-            found = "absent" if name not in stored else f"of shape {stored[name]}"
-            raise CheckpointError(
-                f"{path}: the table {table.path} ({name}, shape {[len(words), table.shape[1]]}) is {found} in this "
-                "checkpoint: it was written by another model. Pass the run's own model."
-            )
-        config.embeddings.add(tensor_name=name, metadata_path=METADATA_FILE)
-        logger.info("Projector: %s is %s in %s", table.path, name, path)
-    logs_dir = os.path.join(run_dir, "logs")
-    os.makedirs(logs_dir, exist_ok=True)
-    with open(os.path.join(logs_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-        f.writelines(_label(word) + "\n" for word in words)
-    projector.visualize_embeddings(logs_dir, config)
-    return os.path.join(logs_dir, "projector_config.pbtxt")
+    return list(tables)
 
 
 def _label(word):
