@@ -106,6 +106,109 @@ def write_projector(run_dir, model, words=None, tables=None, checkpoint="last", 
     return os.path.join(logs_dir, "projector_config.pbtxt")
 
 
+def embedding_tables(model, tokenizers):
+    """The default `Task.projector_tables`: `[(name, words, tables)]` for a model's token embeddings.
+
+    `tokenizers` is what the task's `build_model` takes: one tokenizer (a language model: its tables with one
+    row per piece), a `(source, target)` pair (an encoder-decoder: the source vocabulary labels the tables of
+    `model.encoder`, the target one those of `model.decoder`, so that two vocabularies of one size each get
+    their own table; one object twice, a joint vocabulary, labels both), a dict of named tokenizers, or None.
+    Only tokenizers with `.pieces` count, and a vocabulary no 2-D weight has as many rows as is left out: a
+    task without tokenizers gets [] (nothing written).
+    """
+    if tokenizers is None:
+        return []
+    if hasattr(tokenizers, "pieces"):
+        named = [("tokens", tokenizers, None)]
+    elif isinstance(tokenizers, dict):
+        named = [(str(name), tokenizer, None) for name, tokenizer in tokenizers.items()]
+    elif isinstance(tokenizers, (list, tuple)) and len(tokenizers) == 2 and tokenizers[0] is tokenizers[1]:
+        named = [("joint", tokenizers[0], None)]
+    elif isinstance(tokenizers, (list, tuple)) and len(tokenizers) == 2:
+        named = [("source", tokenizers[0], "encoder"), ("target", tokenizers[1], "decoder")]
+    elif isinstance(tokenizers, (list, tuple)):
+        named = [(f"vocabulary{index}", tokenizer, None) for index, tokenizer in enumerate(tokenizers)]
+    else:
+        return []
+    found, claimed = [], set()
+    for name, tokenizer, part in named:
+        if not hasattr(tokenizer, "pieces"):
+            continue
+        words = readable_words(tokenizer)
+        tables = [w for w in _weights_of(model, part) if len(w.shape) == 2 and w.shape[0] == len(words)
+                  and id(w) not in claimed]
+        if tables:
+            claimed.update(id(w) for w in tables)
+            found.append((name, words, tables))
+    return found
+
+
+def _weights_of(model, part):
+    """The weights of `model.encoder` or `model.decoder` (`part`), else those whose path names the part; all
+    of the model's when `part` is None or the model has no such part."""
+    if part is None:
+        return model.weights
+    layer = getattr(model, part, None)
+    if layer is not None and hasattr(layer, "weights"):
+        return layer.weights
+    named = [w for w in model.weights if part in str(getattr(w, "path", "")).split("/")]
+    return named or model.weights
+
+
+def readable_words(tokenizer):
+    """A tokenizer's pieces as row labels: a byte-level BPE piece (GPT-2's byte alphabet, `Ġthe`) as its text,
+    a space as `▁` (as SentencePiece writes it) and a control character escaped (`\\n`), so that every label
+    is visible and none is blank."""
+    pieces = tokenizer.pieces
+    if getattr(tokenizer, "kind", None) == "byte_bpe":
+        decoder = _byte_decoder()
+        pieces = [piece if not all(c in decoder for c in piece) else
+                  bytes(decoder[c] for c in piece).decode("utf-8", errors="backslashreplace") for piece in pieces]
+    return ["".join(_visible(c) for c in piece) or "<empty>" for piece in pieces]
+
+
+def _visible(char):
+    """A space as `▁`, a control or other invisible character escaped (`\\n`, `\\u3000`), anything else as is."""
+    if char == " ":
+        return "▁"
+    return char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+
+
+def _byte_decoder():
+    """GPT-2's byte alphabet, character -> byte (byte-level BPE pieces are strings of these characters)."""
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in visible]
+    return {**{chr(b): b for b in visible}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+def write_run_projector(task, run_dir, config, model, tokenizers, checkpoint="last"):
+    """Writes the projector files of a run for the tables its task names (`task.projector_tables`); returns
+    the config's path, or None when the task names none (nothing is written)."""
+    vocabularies = task.projector_tables(config, model, tokenizers)
+    if not vocabularies:
+        logger.info("Projector: the %s task names no embedding tables; nothing to show.", task.name)
+        return None
+    return write_projector(run_dir, model, checkpoint=checkpoint, vocabularies=vocabularies)
+
+
+def write_after_training(task, run_dir, config, model, tokenizers):
+    """`write_run_projector` once training ended (`Task.train`, the chief only). A failure is a warning: the
+    projector never fails a trained run.
+
+    It names the "last" checkpoint: the one `Trainer.fit` saved as it stopped, so it holds exactly the weights
+    `model` holds now, and every run has one (the "best" exists only for a run with validation data, and is
+    the weights of an earlier epoch, while TensorBoard's other dashboards end at the last step).
+    `tflm projector --checkpoint best` shows the best one instead.
+    """
+    try:
+        return write_run_projector(task, run_dir, config, model, tokenizers, checkpoint="last")
+    except Exception as error:  # noqa: BLE001  (a plug-in task's hook or a file system may fail in any way)
+        logger.warning("TensorBoard's Embedding Projector files were not written for %s (%s: %s); the run is "
+                       "fine. `tflm projector --run-dir %s` writes them.", run_dir, type(error).__name__,
+                       str(error).splitlines()[0][:300] if str(error) else "", run_dir)
+        return None
+
+
 def _tables_of(model, words, tables):
     """The tables of one vocabulary: `tables` as a list, or every 2-D weight with `len(words)` rows."""
     if tables is None:
