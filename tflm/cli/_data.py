@@ -1,4 +1,4 @@
-"""Commands around runs: vocabularies, checkpoint averaging, the corpus registry."""
+"""Commands around runs: vocabularies, checkpoint averaging, the Embedding Projector, the corpus registry."""
 
 import os
 import sys
@@ -48,6 +48,28 @@ def average(run_dir, count):
     """
     setup_logging()
     click.echo(open_run(run_dir).average(count))
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", default="last", show_default=True,
+              help="Whose tables to show: last (what training writes), best, averaged, or a checkpoint path.")
+def projector(run_dir, checkpoint):
+    """Write TensorBoard's Embedding Projector files for a run's embedding tables into RUN_DIR/logs.
+
+    Runs of every task: projector_config.pbtxt and metadata.tsv (a word per row; metadata-target.tsv for a
+    translation's own target vocabulary). Training writes them too; this rewrites them for another checkpoint,
+    a run trained before, or a moved run directory. Then `tensorboard --logdir RUN_DIR/logs`, tab Projector.
+    """
+    setup_logging()
+    from tflm.training.projector import write_run_projector
+
+    run = open_run(run_dir)
+    model = run.task.load_model(run_dir, checkpoint, config=run.config, tokenizers=run.tokenizers)
+    path = write_run_projector(run.task, run_dir, run.config, model, run.tokenizers, checkpoint)
+    if path is None:
+        raise click.UsageError(f"{run_dir} is a {run.task.name} run, whose task names no embedding tables to show.")
+    click.echo(path)
 
 
 # ----------------------------------------------------------------------------------------- attention

@@ -17,7 +17,7 @@ module of its own (`tflm train --task mymodule:Reverse`; see `tflm.tasks`):
         def make_predictor(self, config, model, tokenizers, decoding=None):
         def evaluate_split(self, run_dir, config, split, checkpoint, **options):  # -> Evaluation
 
-and optionally `loss` (default: token cross-entropy with the run's label smoothing; a loss says its unit and
+and optionally `projector_tables` (the embedding tables TensorBoard's Projector shows), `loss` (default: token cross-entropy with the run's label smoothing; a loss says its unit and
 whether perplexity means anything), `samples` (outputs logged after each epoch), `export_inputs` (the rows an
 export is checked and warmed up with: texts, or dicts for a signature with several inputs), `option_fields`
 (which `tflm train` option sets which field) and `decoding` (None: the task does not decode).
@@ -32,6 +32,7 @@ from typing import Callable, Optional
 from tflm import config as config_lib
 from tflm.tasks import runs, workers
 from tflm.training.checkpoints import resolve_run_checkpoint, restore_model, save_averaged_checkpoint
+from tflm.training import projector
 from tflm.training.profiling import StepProfiler, parse_profile_range, profiling
 from tflm.training.reporting import flat_hparams, write_metrics
 from tflm.training.steps import accumulation_steps_for
@@ -133,6 +134,12 @@ class Task:
         """The run's decoding settings (None for a task that does not decode)."""
         return getattr(config, "decoding", None)
 
+    def projector_tables(self, config, model, tokenizers):
+        """`[(name, words, tables)]`: what TensorBoard's Embedding Projector shows after training (and `tflm
+        projector`): a vocabulary's row labels and the model's 2-D weights with one row per word. Default: the
+        token embeddings of each tokenizer (`tflm.training.projector.embedding_tables`); [] writes nothing."""
+        return projector.embedding_tables(model, tokenizers)
+
     def class_path(self):
         """The import path of this task's class (`module:Class`) that a run records in config.json, so that
         every later command finds the task again; None for tflm's own tasks and for a class defined in a script
@@ -208,7 +215,8 @@ class Task:
         Saves (or checks) the configuration, creates the distribution strategy (before any TensorFlow op:
         MultiWorkerMirroredStrategy configures collectives at program start), prepares the data (training
         the vocabularies on first use), builds the model and optimizer under the strategy, and trains with
-        checkpoints, validation and samples after each epoch.
+        checkpoints, validation and samples after each epoch; then (the chief) writes the Embedding
+        Projector's files for the run's `projector_tables` into `run_dir/logs` (a failure only warns).
         """
         config = runs.start_run(config, run_dir, self.class_path(), saved_values)
         strategy = make_strategy(config.training.strategy, config.training.devices)
@@ -216,15 +224,19 @@ class Task:
         trainer = self.build_trainer(config, run_dir, data, strategy=strategy, verbose=verbose)
         if profile:
             trainer.profiler = StepProfiler(os.path.join(run_dir, "logs"), *parse_profile_range(profile))
+        tokenizers = data.tokenizers
         data = self.training_data(config, data, trainer.model)
         training = config.training
-        return trainer.fit(
+        result = trainer.fit(
             data.train_dataset, epochs=training.epochs, max_steps=training.max_steps,
             time_budget=config_lib.parse_duration(training.time_budget), valid_data=data.valid,
             steps_per_epoch=data.steps_per_epoch,
             on_epoch_end=self.samples(config, trainer.model, data) if training.samples else None,
             on_epoch_start=data.on_epoch_start,
         )
+        if workers.is_chief():
+            projector.write_after_training(self, run_dir, config, trainer.model, tokenizers)
+        return result
 
     def build_trainer(self, config, run_dir, data, strategy=None, verbose=True):
         """The model, optimizer and `Trainer` of a run, created under its distribution strategy."""
