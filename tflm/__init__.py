@@ -36,6 +36,7 @@ if _backend != "tensorflow":
     )
 
 _SUBMODULES = {
+    "classification": "tflm.tasks.classification",
     "config": "tflm.config",
     "data": "tflm.data",
     "decoding": "tflm.decoding",

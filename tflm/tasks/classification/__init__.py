@@ -1,7 +1,44 @@
-"""Text classification and sentence-pair matching (see `tflm.tasks.classification.task`)."""
+"""Text classification and sentence-pair matching: one text (or a pair) to one label.
 
+    import tflm
+    cls = tflm.classification
+    config = cls.ClassificationConfig(data=cls.ClassificationDataConfig(dataset="trec-6", data_dir="../shared/data"),
+                                      vectors=cls.VectorsConfig(path="glove-6b-50d"),
+                                      model=cls.ModelConfig(type="cnn"))
+    cls.train(config, "runs/trec")
+    cls.evaluate("runs/trec", "test")["accuracy"]
+    cls.load_classifier("runs/trec").predict(["What is the capital of Peru ?"])
+
+See `tflm.tasks.classification.task` for the task and `tflm.layers.sentence_encoders` for the encoders.
+"""
+
+from tflm.tasks import Run, get_task
 from tflm.tasks.classification.classifier import Classifier
-from tflm.tasks.classification.config import ClassificationConfig
+from tflm.tasks.classification.config import (
+    ClassificationConfig,
+    ClassificationDataConfig,
+    ClassificationVocabularyConfig,
+    VectorsConfig,
+)
 from tflm.tasks.classification.task import ClassificationTask, build_classifier
+from tflm.tasks.sections import ModelConfig, TrainingConfig
 
-__all__ = ["Classifier", "ClassificationConfig", "ClassificationTask", "build_classifier"]
+
+def train(config, run_dir, verbose=True):
+    """Trains (or resumes) a classification run; returns the `TrainResult`."""
+    return get_task("classification").train(config.validate(), run_dir, verbose=verbose)
+
+
+def evaluate(run_dir, split="test", checkpoint="best", max_examples=None):
+    """The scores of a run on a split (and `eval/<split>.<checkpoint>.json`)."""
+    return Run.open(run_dir).evaluate(split, checkpoint, max_examples=max_examples)
+
+
+def load_classifier(run_dir, checkpoint="best"):
+    """The run's `Classifier` (`predict`, `predict_proba`, and what `tflm.export` saves)."""
+    return Run.open(run_dir).load_predictor(checkpoint)
+
+
+__all__ = ["Classifier", "ClassificationConfig", "ClassificationDataConfig", "ClassificationTask",
+           "ClassificationVocabularyConfig", "ModelConfig", "TrainingConfig", "VectorsConfig", "build_classifier",
+           "evaluate", "load_classifier", "train"]

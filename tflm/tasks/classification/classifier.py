@@ -82,7 +82,10 @@ class Classifier(Predictor):
         import numpy as np
 
         signature = self.signatures()[0]
-        function = tf.function(lambda *texts: self.probabilities(*texts))
+        if getattr(self, "_graph_probabilities", None) is None:  # (traced once per text shape: a batch of strings)
+            specs = [tf.TensorSpec([None], tf.string)] * len(self.text_fields)
+            self._graph_probabilities = tf.function(self.probabilities, input_signature=specs)
+        function = self._graph_probabilities
         parts = []
         for start in range(0, len(rows), batch_size):
             columns = signature.columns(rows[start:start + batch_size])
