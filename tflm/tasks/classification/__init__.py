@@ -34,6 +34,16 @@ def evaluate(run_dir, split="test", checkpoint="best", max_examples=None):
     return Run.open(run_dir).evaluate(split, checkpoint, max_examples=max_examples)
 
 
+def data_rows(config, split, max_examples=None):
+    """`(rows, labels)` of a split: rows as `Classifier.predict` takes them (str, or dicts naming a pair's texts)."""
+    from tflm.tasks.classification.data import read_split
+
+    data = read_split(config.data, split, max_examples)
+    fields = data.text_fields
+    rows = [dict(zip(fields, texts)) for texts in zip(*(data.texts[f] for f in fields))]
+    return [row["text"] for row in rows] if fields == ("text",) else rows, data.labels
+
+
 def load_classifier(run_dir, checkpoint="best"):
     """The run's `Classifier` (`predict`, `predict_proba`, and what `tflm.export` saves)."""
     return Run.open(run_dir).load_predictor(checkpoint)
@@ -41,4 +51,4 @@ def load_classifier(run_dir, checkpoint="best"):
 
 __all__ = ["Classifier", "ClassificationConfig", "ClassificationDataConfig", "ClassificationTask",
            "ClassificationVocabularyConfig", "ModelConfig", "TrainingConfig", "VectorsConfig", "build_classifier",
-           "evaluate", "load_classifier", "train"]
+           "data_rows", "evaluate", "load_classifier", "train"]
