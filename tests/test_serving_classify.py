@@ -7,6 +7,8 @@ trained run."""
 import base64
 import http.client
 import json
+import os
+import shutil
 
 import grpc
 import keras
@@ -87,11 +89,15 @@ def assert_results(results, wanted):
 def models(tmp_path_factory):
     """(base_dir, {name: (predictor, version path)}): `sentiment` exported and checked (`check_saved_model`: its
     classify signature too, through the TF1 loader; a failed check would raise here), `pairs` (text_a, text_b)
-    exported unchecked (the check is `sentiment`'s)."""
+    exported unchecked (the check is `sentiment`'s), and `foreign`, `pairs` without its tflm.json."""
     base = str(tmp_path_factory.mktemp("classify") / "models")
     single, pair = TinyClassifier(), TinyClassifier(("text_a", "text_b"), seed=1)
-    return base, {"sentiment": (single, export_predictor(single, base, "sentiment", check_inputs=TEXTS)),
-                  "pairs": (pair, export_predictor(pair, base, "pairs"))}
+    models = {"sentiment": (single, export_predictor(single, base, "sentiment", check_inputs=TEXTS)),
+              "pairs": (pair, export_predictor(pair, base, "pairs"))}
+    # `foreign`: the pair model without tflm.json, as a classify SavedModel made elsewhere
+    shutil.copytree(models["pairs"][1], os.path.join(base, "foreign", "1"))
+    os.remove(os.path.join(base, "foreign", "1", "assets.extra", "tflm.json"))
+    return base, models
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +251,15 @@ def test_a_missing_feature_through_grpc_and_the_client_errors(server):
         classify_rest(f"127.0.0.1:{server.rest_port}", "pairs", [{"text_a": "only a"}])
     with pytest.raises(ServingClientError, match="INVALID_ARGUMENT"):
         classify_grpc(f"127.0.0.1:{server.grpc_port}", "pairs", [{"text_a": "only a"}])
+
+
+def test_a_model_without_tflm_json_names_the_missing_feature_from_the_graph(server, models):
+    status, body = post(server, "/v1/models/foreign:classify",
+                        {"signature_name": "classify", "examples": [{"text_a": "only a"}]})
+    assert status == 400, body
+    assert "Feature: text_b (data type: string) is required" in body["error"] and '"context"' in body["error"]
+    assert "Detected at node" not in body["error"]
+    status, body = post(server, "/v1/models/foreign:classify",
+                        {"signature_name": "classify", "examples": PAIRS})
+    assert status == 200
+    assert_results(body["results"], expected(models[1]["pairs"][0], PAIRS))
