@@ -8,7 +8,8 @@ imports nothing from tflm, so a model that needs Python-side registration fails 
     python tflm/export/tf1_loader.py SAVED_MODEL --requests '[{"signature": "serving_default",
                                                              "inputs": {"text": ["Hello."]}}]' [--warmup]
 
-prints `{"results": [outputs of each request], "warmup_requests": N}` (`--warmup` replays
+A string input may hold `{"b64": "..."}` entries (binary bytes such as serialized tf.Examples, for a classify
+signature's `inputs`). Prints `{"results": [outputs of each request], "warmup_requests": N}` (`--warmup` replays
 assets.extra/tf_serving_warmup_requests first), or `{"error": ...}` with exit status 1. With `--keep-going`,
 a request that fails gives `{"error": "<type>: <message>"}` as its result and the others still run (the
 model must load).
@@ -17,6 +18,7 @@ Run as a script (in a fresh process), not imported.
 """
 
 import argparse
+import base64
 import glob
 import importlib.util
 import json
@@ -39,6 +41,15 @@ def load_text_op_libraries():
     for library in libraries:
         tf.load_op_library(library)
     return libraries
+
+
+def _binary(value):
+    """JSON input -> value: `{"b64": ...}` entries decoded to bytes, lists recursively."""
+    if isinstance(value, list):
+        return [_binary(item) for item in value]
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    return value
 
 
 def _jsonable(value):
@@ -73,7 +84,7 @@ class TF1Model:
             info = signature_def.inputs[name]
             dtype = tf.dtypes.as_dtype(info.dtype)
             feed[self.graph.get_tensor_by_name(info.name)] = np.asarray(
-                value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
+                _binary(value), dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
         fetches = {name: self.graph.get_tensor_by_name(info.name) for name, info in signature_def.outputs.items()}
         return {name: _jsonable(value) for name, value in self.session.run(fetches, feed).items()}
 

@@ -1,4 +1,5 @@
-"""What the REST and gRPC front ends share: the repository, batching, limits, deadlines and input validation.
+"""What the REST and gRPC front ends share: the repository, batching, limits, deadlines and input validation,
+for Predict and for Classify (`submit_classify`: serialized tf.Examples into a classify signature's `inputs`).
 
 Every prediction is bounded three ways:
 
@@ -23,7 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from tflm.export.loading import with_input_aliases
+from tflm.tasks.predictor import EXAMPLES_INPUT
 from tflm.serving.batching import Batcher, is_batchable
+from tflm.serving.classify import REST_HINT, classify_signature, example_batch
 from tflm.serving.errors import ServingError, deadline_error, empty_batch_error, serving_error
 
 logger = logging.getLogger("tflm")
@@ -105,6 +108,22 @@ class ServingCore:
         loaded = self.repository.get(name, version)
         specs = loaded.input_specs(signature_name)
         inputs = validate_inputs(specs, inputs, self.max_batch_size)
+        return loaded, self._queue(loaded, signature_name, specs, inputs, deadline)
+
+    def submit_classify(self, name, version, signature_name, examples, context, deadline, hint=REST_HINT):
+        """TF Serving's Classify: checks that the signature (default `serving_default`) is a classify one and
+        the examples (`tf.train.Example`s, each merged with `context`, an Example or None) have the features it
+        needs, and queues it as `submit` queues a prediction (same admission, batching and deadline); returns
+        (loaded version, signature name, future of its outputs, `classes` and/or `scores`). `hint` says how the
+        client names a signature (in the refusal of one that is not classify)."""
+        loaded = self.repository.get(name, version)
+        signature_name = classify_signature(loaded, signature_name, hint)
+        inputs = {EXAMPLES_INPUT: example_batch(loaded, signature_name, examples, context, self.max_batch_size)}
+        return loaded, signature_name, self._queue(loaded, signature_name, loaded.input_specs(signature_name), inputs,
+                                                   deadline)
+
+    def _queue(self, loaded, signature_name, specs, inputs, deadline):
+        """Admits validated inputs and queues them (the batcher, or a worker); returns the future."""
         self._admit()
         try:
             if self.batcher is not None and is_batchable(specs):
@@ -115,15 +134,27 @@ class ServingCore:
             self._release()
             raise
         future.add_done_callback(self._release)
-        return loaded, future
+        return future
 
     def predict(self, name, version, signature_name, inputs, deadline=None):
         """`submit`, then waits for the outputs until `deadline` (a `time.monotonic()` value; default
         `request_timeout` from now); returns (loaded version, name -> numpy array). Raises `ServingError`."""
         deadline = self.deadline() if deadline is None else deadline
         loaded, future = self.submit(name, version, signature_name, inputs, deadline)
+        return loaded, self.wait(future, deadline)
+
+    def classify(self, name, version, signature_name, examples, context=None, deadline=None, hint=REST_HINT):
+        """`submit_classify`, then waits as `predict` does; returns (loaded version, signature name, outputs)."""
+        deadline = self.deadline() if deadline is None else deadline
+        loaded, signature_name, future = self.submit_classify(name, version, signature_name, examples, context,
+                                                              deadline, hint)
+        return loaded, signature_name, self.wait(future, deadline)
+
+    @staticmethod
+    def wait(future, deadline):
+        """The outputs of a queued future, or `ServingError` (DEADLINE_EXCEEDED at `deadline`)."""
         try:
-            return loaded, future.result(timeout=max(deadline - time.monotonic(), 0.0))
+            return future.result(timeout=max(deadline - time.monotonic(), 0.0))
         except concurrent.futures.TimeoutError:
             raise deadline_error() from None
         except BaseException as error:

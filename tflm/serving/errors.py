@@ -54,7 +54,9 @@ def serving_error(error):
 
 def graph_error_message(message):
     """The useful part of a TensorFlow error raised by a signature: the failed check's own message for the
-    in-graph checks of `tflm.export.limits`, without the graph's node names."""
+    in-graph checks of `tflm.export.limits`, without the graph's node names or the traceback of where the op was
+    defined (e.g. `tf.io.parse_example`'s "Feature: text (data type: string) is required but could not be found.",
+    for an example without a feature a classify signature needs)."""
     found = re.search(r"assertion failed: \[(.*?)\]\s*(?:\n|$)", message, re.DOTALL)
     if found:
         return found.group(1).replace("\\'", "'")
@@ -62,5 +64,8 @@ def graph_error_message(message):
     if found:
         return found.group(2).replace("\\'", "'")
     lines = [line for line in message.splitlines() if line.strip() and "{{node" not in line
-             and not line.startswith("Graph execution error")]
+             and not line.startswith(("Graph execution error", "Detected at node", "  File ", "<stack traces"))]
+    if lines and re.match(r"(Name: \S*, )?Feature: \S+ \(data type: \w+\) is required", lines[0].strip()):
+        # a serialized tf.Example without a feature the signature parses (TF Serving's Classify API)
+        return lines[0].strip() + ' Give it in every example (or in the request\'s "context").'
     return lines[0].strip() if lines else message

@@ -1,11 +1,13 @@
 """TF Serving's gRPC API over a `ServingCore`, with the official protos of tensorflow-serving-api.
 
-`PredictionService`: `Predict`, `GetModelMetadata` (and `Classify`/`Regress`, which answer as TF Serving does
-for predict-only models); `ModelService`: `GetModelStatus`.
+`PredictionService`: `Predict`, `Classify` (on a classify signature: `tflm.serving.classify`), `GetModelMetadata`
+(and `Regress`, which answers as TF Serving does for a model without regression signatures); `ModelService`:
+`GetModelStatus`.
 
-A `Predict` gets the sooner of the client's deadline and the server's `--request-timeout` (DEADLINE_EXCEEDED
-after); a full server answers UNAVAILABLE. Every call has a request id (the client's `x-request-id` metadata,
-or a new one), sent back as trailing metadata and named in its error message and log lines.
+A `Predict` or `Classify` gets the sooner of the client's deadline and the server's `--request-timeout`
+(DEADLINE_EXCEEDED after); a full server answers UNAVAILABLE. Every call has a request id (the client's
+`x-request-id` metadata, or a new one), sent back as trailing metadata and named in its error message and log
+lines.
 """
 
 import concurrent.futures
@@ -16,6 +18,7 @@ import grpc
 import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
     model_service_pb2_grpc,
@@ -23,6 +26,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from tflm.serving.classify import GRPC_HINT, examples_of_input, fill_classification_result
 from tflm.serving.core import request_id as make_request_id
 from tflm.serving.errors import ServingError
 
@@ -100,10 +104,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error, rid)
 
     def Classify(self, request, context):  # noqa: N802
-        _abort(context, ServingError(
-            "INVALID_ARGUMENT",
-            "Expected classification signature method_name to be tensorflow/serving/classify. "
-            "Was: tensorflow/serving/predict"), _request_id(context))
+        """TF Serving's Classify: `input.example_list` (or `example_list_with_context`) through a classify
+        signature (`tflm.serving.classify`), batched and bounded as `Predict` is."""
+        rid = _request_id(context)
+        started = time.monotonic()
+        try:
+            spec = request.model_spec
+            examples, shared = examples_of_input(request.input)
+            deadline = self.core.deadline(context.time_remaining())
+            loaded, signature_name, outputs = self.core.classify(spec.name, _version(spec), spec.signature_name,
+                                                                 examples, shared, deadline, GRPC_HINT)
+            response = classification_pb2.ClassificationResponse()
+            response.model_spec.name = loaded.name
+            response.model_spec.version.value = loaded.version
+            response.model_spec.signature_name = signature_name
+            fill_classification_result(response.result, outputs)
+            logger.debug("[%s] gRPC Classify %s -> OK in %.0f ms", rid, spec.name, (time.monotonic() - started) * 1000)
+            return response
+        except ServingError as error:
+            _abort(context, error, rid)
+        except Exception as error:  # noqa: BLE001
+            logger.exception("[%s] gRPC Classify failed", rid)
+            _abort(context, ServingError("INTERNAL", f"{type(error).__name__}: {error}"), rid)
 
     def Regress(self, request, context):  # noqa: N802
         _abort(context, ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "

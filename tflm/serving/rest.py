@@ -3,7 +3,8 @@
     GET  /v1/models/{name}[/versions/{version}]                 model status
     GET  /v1/models/{name}[/versions/{version}]/metadata        signature defs
     POST /v1/models/{name}[/versions/{version}]:predict          {"instances": [...]} or {"inputs": ...}
-    POST /v1/models/{name}[/versions/{version}]:classify|regress  (TF Serving's error: predict-only models)
+    POST /v1/models/{name}[/versions/{version}]:classify         {"examples": [{...}], "context": {...}} (classify.py)
+    POST /v1/models/{name}[/versions/{version}]:regress          (TF Serving's error: no regression signatures)
 
 Errors are `{"error": "..."}` with TF Serving's HTTP status codes (the message ends with the request's id,
 which is also the `X-Request-Id` header of every response and appears in every log line about it):
@@ -18,7 +19,6 @@ that are not batched) runs TensorFlow; large bodies are parsed in a small thread
 """
 
 import asyncio
-import base64
 import concurrent.futures
 import json
 import logging
@@ -28,12 +28,13 @@ import threading
 import time
 import urllib.parse
 
-import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
 
+from tflm.serving.classify import classify_json, parse_classify_request
 from tflm.serving.core import request_id as make_request_id
 from tflm.serving.errors import ServingError, deadline_error, empty_batch_error, serving_error
+from tflm.serving.json_values import decode_value, encode_value  # noqa: F401  (also this module's API)
 
 logger = logging.getLogger("tflm")
 
@@ -41,77 +42,14 @@ ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/
                    r"(?:(?P<metadata>/metadata)|:(?P<method>predict|classify|regress))?/?$")
 
 
-def decode_value(value, where):
-    """JSON value -> Python value: strings to UTF-8 bytes, {"b64": ...} to bytes, lists recursively. A string
-    that is not Unicode text (a lone surrogate such as "\\ud800", which JSON allows) is INVALID_ARGUMENT
-    naming `where`, the element's index and the character."""
-    try:
-        return _decode(value, where)
-    except _NotText as error:
-        element = f" element {''.join(f'[{i}]' for i in error.indices)}" if error.indices else ""
-        raise ServingError("INVALID_ARGUMENT", f"{where}{element}: the string {ascii(error.text[:40])} is not "
-                                               f"Unicode text (a lone surrogate {ascii(error.text[error.position])} "
-                                               f"at character {error.position}); send UTF-8 text, or bytes as "
-                                               "{\"b64\": ...}") from None
-
-
-class _NotText(Exception):
-    """A JSON string holding a lone surrogate; `indices` (outermost first) fill in on the way out."""
-
-    def __init__(self, text, position):
-        super().__init__(text)
-        self.text, self.position, self.indices = text, position, []
-
-
-def _decode(value, where):
-    if isinstance(value, list):
-        decoded = []
-        for index, item in enumerate(value):
-            try:
-                decoded.append(_decode(item, where))
-            except _NotText as error:
-                error.indices.insert(0, index)
-                raise
-        return decoded
-    if isinstance(value, dict):
-        if set(value) == {"b64"}:
-            try:
-                return base64.b64decode(value["b64"], validate=True)
-            except (ValueError, TypeError):
-                raise ServingError("INVALID_ARGUMENT", f"{where}: invalid base64 in {{\"b64\": ...}}") from None
-        raise ServingError("INVALID_ARGUMENT", f"{where}: unexpected JSON object {ascii(json.dumps(value)[:100])}")
-    if isinstance(value, str):
-        try:
-            return value.encode("utf-8")
-        except UnicodeEncodeError as error:
-            raise _NotText(value, error.start) from None
-    return value
-
-
-def encode_value(value, name):
-    """numpy value -> JSON value, as TF Serving writes it (strings as text, `*_bytes` outputs as base64)."""
-    if isinstance(value, np.ndarray):
-        return [encode_value(v, name) for v in value] if value.ndim else encode_value(value.item(), name)
-    if isinstance(value, bytes):
-        if not name.endswith("_bytes"):
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-        return {"b64": base64.b64encode(value).decode("ascii")}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def load_request(body):
-    """The JSON object of a predict request body."""
+def load_request(body, keys="'instances' or 'inputs'"):
+    """The JSON object of a request body (`keys`: what a predict request must hold, for the error message)."""
     try:
         request = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ServingError("INVALID_ARGUMENT", f"JSON Parse error: {error}") from None
     if not isinstance(request, dict):
-        raise ServingError("INVALID_ARGUMENT", "The request must be a JSON object with 'instances' or 'inputs'.")
+        raise ServingError("INVALID_ARGUMENT", f"The request must be a JSON object with {keys}.")
     return request
 
 
@@ -356,7 +294,10 @@ class RestServer:
             signature, inputs, row_format = parsed
             # Queued without a thread of its own: the event loop waits for the batcher's (or a worker's) future,
             # without cancelling it at the deadline (the work frees its slot when it ends).
-            _, future = self.core.submit(name, version, signature, inputs, deadline)
+            if method == "classify":
+                _, _, future = self.core.submit_classify(name, version, signature, *inputs, deadline)
+            else:
+                _, future = self.core.submit(name, version, signature, inputs, deadline)
             waiting = asyncio.wrap_future(future)
             done, _ = await asyncio.wait({waiting}, timeout=max(deadline - time.monotonic(), 0.0))
             if not done:
@@ -366,7 +307,8 @@ class RestServer:
                 outputs = waiting.result()
             except Exception as error:  # noqa: BLE001  (mapped to TF Serving's codes)
                 raise serving_error(error) from None
-            return 200, _json_bytes(format_predict(outputs, row_format))
+            answer = classify_json(outputs) if method == "classify" else format_predict(outputs, row_format)
+            return 200, _json_bytes(answer)
         finally:
             self._active -= 1
 
@@ -388,12 +330,14 @@ class RestServer:
                 f" ({expected} bytes announced)" if expected is not None else "")) from None
 
     def _parse_predict(self, name, version, method, body):
-        """The predict request's (signature name, inputs, row format?)."""
+        """The request's (signature name, inputs, row format?); for classify, inputs are (examples, context)."""
         loaded = self.core.repository.get(name, version)
-        if method in ("classify", "regress"):
-            kind = "classification" if method == "classify" else "regression"
-            raise ServingError("INVALID_ARGUMENT", f"Expected {kind} signature method_name to be "
-                                                   f"tensorflow/serving/{method}. Was: tensorflow/serving/predict")
+        if method == "regress":
+            raise ServingError("INVALID_ARGUMENT", "Expected regression signature method_name to be "
+                                                   "tensorflow/serving/regress. Was: tensorflow/serving/predict")
+        if method == "classify":
+            signature, examples, context = parse_classify_request(load_request(body, "'examples'"), loaded)
+            return signature, (examples, context), None
         request = load_request(body)
         signature = request.get("signature_name")
         inputs, row_format = parse_predict(request, sorted(loaded.input_specs(signature)))
