@@ -170,6 +170,28 @@ def test_the_export_gives_the_in_memory_probabilities_and_a_classify_signature(c
     assert sorted(signature.outputs) == ["classes", "scores"]
 
 
+def test_a_trained_classifier_served_answers_tflm_classify_through_rest_and_grpc(cnn_run, tmp_path):
+    from tflm.export import export_run
+    from tflm.serving import Server
+
+    run = Run.open(str(cnn_run))
+    export_run(run, "keywords", base_dir=str(tmp_path), check=False)
+    texts = ["the sun is here", "a red one", "where is the dog"]
+    expected = run.load_predictor("best").predict(texts)
+    server = Server(str(tmp_path), rest_port=0, grpc_port=0, max_batch_size=8, batch_timeout_ms=5).start()
+    try:
+        for protocol, port in (("rest", server.rest_port), ("grpc", server.grpc_port)):
+            code, output = run_cli("classify", "--server", f"127.0.0.1:{port}", "--model", "keywords", "--protocol",
+                                   protocol, "--json", "-k", 3, *texts)
+            assert code == 0, output
+            answers = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+            assert [a["labels"] for a in answers] == [e["classes"] for e in expected]
+            for answer, wanted in zip(answers, expected):
+                np.testing.assert_allclose(answer["probabilities"], wanted["scores"], atol=1e-5)
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("pair_mode", ["joint", "siamese"])
 def test_sentence_pairs_joint_and_siamese(tmp_path, pair_mode):
     for split, count, seed in (("train", 500, 4), ("valid", 60, 5), ("test", 60, 6)):
