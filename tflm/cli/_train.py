@@ -33,6 +33,11 @@ from tflm.cli._common import main, setup_logging, task_for_new_run
 @click.option("--vocab-type", type=click.Choice(["unigram", "bpe", "wordpiece", "byte_bpe", "character", "word"]))
 @click.option("--vectors", help="Classification: word vectors (a GloVe/word2vec file, or glove-6b-50d).")
 @click.option("--max-examples", type=int, help="Classification: use only the first N training examples.")
+@click.option("--init-from", type=click.Path(exists=True, file_okay=False),
+              help="Classification: start the encoder (and tokenizer) from this masked_lm run.")
+@click.option("--init-from-preset", type=click.Path(exists=True, file_okay=False),
+              help="Classification: start from a keras-hub preset or Hugging Face folder (BERT family).")
+@click.option("--checkpoint", "init_checkpoint", help="With --init-from: which checkpoint of that run (default best).")
 @click.option("--vocab-size", type=int)
 @click.option("--learning-rate", type=float)
 @click.option("--strategy", type=click.Choice(["default", "mirrored", "multiworker", "tpu"]))

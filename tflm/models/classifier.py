@@ -21,8 +21,11 @@ from keras import ops
 
 from tflm.layers.pretrained_embedding import PretrainedEmbedding
 from tflm.layers.sentence_encoders import SENTENCE_ENCODERS, SequencePooling
+from tflm.models.bert import BackboneEncoder
 
 PAIR_MODES = ("joint", "siamese")
+# Encoders that read token ids themselves (their own embeddings): `[CLS] a [SEP] (b [SEP])`, segment ids, mask.
+BACKBONE_ENCODERS = {"bert": (BackboneEncoder, {}, None)}
 
 
 class EncoderNotFoundError(ValueError):
@@ -34,10 +37,13 @@ def resolve_encoder(name):
     `package.module:Class`, a Keras layer of a user's module (found on PYTHONPATH)."""
     if name in SENTENCE_ENCODERS:
         return SENTENCE_ENCODERS[name]
+    if name in BACKBONE_ENCODERS:
+        return BACKBONE_ENCODERS[name]
     module_name, _, class_name = str(name).partition(":")
     if not class_name:
         raise EncoderNotFoundError(f"model.type={name!r} is no classification encoder: use one of "
-                                   f"{', '.join(SENTENCE_ENCODERS)}, or a layer of your own as module:Class.")
+                                   f"{', '.join([*SENTENCE_ENCODERS, *BACKBONE_ENCODERS])}, or a layer of your own "
+                                   "as module:Class.")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -53,7 +59,12 @@ def encoder_arguments(name):
     """The constructor arguments an encoder takes (for checking `model.params`)."""
     cls, fixed, _ = resolve_encoder(name)
     parameters = inspect.signature(cls.__init__).parameters
-    return [p for p in parameters if p not in ("self", "kwargs", *fixed)]
+    return [p for p in parameters if p not in ("self", "kwargs", "vocabulary_size", "backbone", *fixed)]
+
+
+def reads_token_ids(name):
+    """Whether the encoder `name` reads token ids itself (a backbone with its own embeddings)."""
+    return bool(getattr(resolve_encoder(name)[0], "reads_token_ids", False))
 
 
 class TextClassifier(keras.Model):
@@ -77,13 +88,26 @@ class TextClassifier(keras.Model):
     """
 
     def __init__(self, vocabulary_size, num_classes, encoder="cnn", encoder_params=None, embedding_dim=128,
-                 embedding_mode="non_static", pooling=None, pair_mode=None, dropout=0.5, hidden_units=0, **kwargs):
+                 embedding_mode="non_static", pooling=None, pair_mode=None, dropout=0.5, hidden_units=0,
+                 backbone=None, **kwargs):
         super().__init__(**kwargs)
         if pair_mode not in (None, *PAIR_MODES):
             raise ValueError(f"pair_mode={pair_mode!r} must be one of {', '.join(PAIR_MODES)} (or null for one text).")
         cls, fixed, default_pooling = resolve_encoder(encoder)
         self.vocabulary_size, self.num_classes, self.encoder_name = vocabulary_size, num_classes, encoder
         self.pair_mode, self.embedding_mode = pair_mode, embedding_mode
+        self.reads_token_ids = bool(getattr(cls, "reads_token_ids", False))
+        if self.reads_token_ids:  # a backbone: its own embeddings, `[CLS] a [SEP] b [SEP]` (pairs read jointly)
+            if pair_mode == "siamese":
+                raise ValueError(f"pair_mode='siamese' is not for a backbone encoder ({encoder}); pairs are read "
+                                 "jointly as [CLS] a [SEP] b [SEP].")
+            pooling_args = {"pooling": pooling} if pooling else {}
+            self.embedding = self.segment_embedding = self.pooling = None
+            self.encoder = cls(vocabulary_size=vocabulary_size, backbone=backbone, **{**(encoder_params or {}),
+                                                                                     **pooling_args},
+                               dtype=self.dtype_policy, name="encoder")
+            self._make_head(num_classes, dropout, hidden_units)
+            return
         self.embedding = PretrainedEmbedding(vocabulary_size, embedding_dim, mode=embedding_mode,
                                              embeddings_initializer=keras.initializers.RandomUniform(-0.25, 0.25),
                                              dtype=self.dtype_policy, name="embedding")
@@ -95,6 +119,10 @@ class TextClassifier(keras.Model):
         self.encoder = cls(**{**(encoder_params or {}), **fixed}, dtype=self.dtype_policy, name="encoder")
         pooling = pooling or default_pooling or "max"
         self.pooling = SequencePooling(pooling, dtype=self.dtype_policy, name="pooling")
+        self._make_head(num_classes, dropout, hidden_units)
+
+    def _make_head(self, num_classes, dropout, hidden_units):
+        # (made after the encoder: a run's checkpoint holds the weights in the order they were made)
         self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.hidden = (keras.layers.Dense(hidden_units, activation="relu", dtype=self.dtype_policy, name="hidden")
                        if hidden_units else None)
@@ -118,6 +146,9 @@ class TextClassifier(keras.Model):
 
     def features(self, inputs, training=False):
         """What the output layer reads (before dropout): the text's vector, or a pair's."""
+        if self.reads_token_ids:
+            return self.encoder({key: inputs[key] for key in ("token_ids", "segment_ids", "padding_mask")},
+                                training=training)
         if self.pair_mode == "siamese":
             u = self.encode(inputs["token_ids_a"], training=training)
             v = self.encode(inputs["token_ids_b"], training=training)
@@ -133,6 +164,9 @@ class TextClassifier(keras.Model):
     def dummy_inputs(self):
         """A batch to build the model with."""
         ids = ops.convert_to_tensor([[4, 5, 6]], "int32")
+        if self.reads_token_ids:
+            return {"token_ids": ids, "segment_ids": ops.convert_to_tensor([[0, 0, 1]], "int32"),
+                    "padding_mask": ops.ones_like(ids, dtype="bool")}
         if self.pair_mode == "siamese":
             return {"token_ids_a": ids, "token_ids_b": ids}
         if self.pair_mode == "joint":

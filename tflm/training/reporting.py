@@ -217,6 +217,11 @@ class RunReport:
         with self.writers[run].as_default(step=step):
             tf.summary.text(tag, text)
 
+    def scalars(self, metrics, step, run="valid"):
+        """Scalars `{tag: value}` in TensorBoard's `run` at `step` (e.g. a task's own validation scores)."""
+        if self.is_chief:
+            write_metrics(self.writers[run], step, metrics)
+
     def image(self, tag, image, step, run="valid"):
         """An image (uint8 or float `(height, width, channels)`) in TensorBoard's `run` at `step`."""
         with self.writers[run].as_default(step=step):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-SCHEDULES = ("constant", "inverse_sqrt", "cosine")
+SCHEDULES = ("constant", "inverse_sqrt", "cosine", "linear")
 
 
 @keras.saving.register_keras_serializable(package="tflm")
@@ -65,6 +65,22 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+class WarmupLinear(WarmupCosine):
+    """Linear warmup, then linear decay to `final_fraction * peak_learning_rate` (0 by default) at `total_steps`
+    (BERT's fine-tuning schedule)."""
+
+    def __init__(self, peak_learning_rate, warmup_steps, total_steps, final_fraction=0.0):
+        super().__init__(peak_learning_rate, warmup_steps, total_steps, final_fraction)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warmup = float(max(self.warmup_steps, 1))
+        decay_steps = float(max(self.total_steps - self.warmup_steps, 1))
+        progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)
+        decayed = 1.0 - (1.0 - self.final_fraction) * progress
+        return self.peak_learning_rate * ops.where(step < warmup, step / warmup, decayed)
+
+
 def make_schedule(name, learning_rate, warmup_steps=0, total_steps=None):
     """The schedule called `name` (one of `SCHEDULES`)."""
     if name == "constant":
@@ -77,4 +93,8 @@ def make_schedule(name, learning_rate, warmup_steps=0, total_steps=None):
         if not total_steps:
             raise ValueError("The cosine schedule needs the total number of steps (training.max_steps or epochs).")
         return WarmupCosine(learning_rate, warmup_steps, total_steps)
+    if name == "linear":
+        if not total_steps:
+            raise ValueError("The linear schedule needs the total number of steps (training.max_steps or epochs).")
+        return WarmupLinear(learning_rate, warmup_steps, total_steps)
     raise ValueError(f"Unknown learning-rate schedule {name!r}; known: {', '.join(SCHEDULES)}.")

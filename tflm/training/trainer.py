@@ -328,6 +328,10 @@ class Trainer:
         (default: the current step); an `on_epoch_end` callback's way to show what the model does."""
         self.report.text(tag, text, self.step if step is None else step)
 
+    def write_scalars(self, metrics, step=None):
+        """Writes `{tag: number}` (e.g. a task's own validation scores) to `logs/valid` at `step`."""
+        self.report.scalars(metrics, self.step if step is None else step)
+
     def write_image(self, tag, image, step=None):
         """Writes an image `(height, width, channels)` (e.g. an attention heatmap) to `logs/valid` at `step`
         (default: the current step)."""

@@ -47,7 +47,8 @@ class Classifier(Predictor):
 
     def probabilities(self, *texts):
         """float32 `(batch, classes)` for string tensors `(batch,)` (one per text field)."""
-        inputs = dense(encode_texts(self.tokenizer, list(texts), self.model.pair_mode, self.max_length))
+        inputs = dense(encode_texts(self.tokenizer, list(texts), self.model.pair_mode, self.max_length,
+                                    self.model.reads_token_ids))
         return tf.nn.softmax(self.model(inputs, training=False), axis=-1)
 
     def _ranked(self, probabilities):

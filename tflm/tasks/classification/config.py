@@ -1,6 +1,7 @@
 """The configuration of a classification run (one text, or a sentence pair, to one label)."""
 
 import dataclasses
+import os
 from typing import Optional
 
 from tflm import config as config_lib
@@ -54,6 +55,16 @@ class VectorsConfig:
 
 
 @dataclasses.dataclass
+class InitConfig:
+    """Where a fine-tuned run starts: a masked-LM run of tflm (its encoder and tokenizer) or a keras-hub preset or
+    Hugging Face folder of a BERT-family encoder (`--init-from RUN [--checkpoint best]`, `--init-from-preset DIR`)."""
+
+    from_run: Optional[str] = None
+    checkpoint: str = "best"
+    from_preset: Optional[str] = None
+
+
+@dataclasses.dataclass
 class ClassificationConfig:
     task: str = "classification"
     data: ClassificationDataConfig = dataclasses.field(default_factory=ClassificationDataConfig)
@@ -62,6 +73,7 @@ class ClassificationConfig:
     model: ModelConfig = dataclasses.field(default_factory=lambda: ModelConfig(type="cnn"))
     training: TrainingConfig = dataclasses.field(
         default_factory=lambda: TrainingConfig(epochs=10, label_smoothing=0.0, samples=0, log_every_steps=100))
+    init: InitConfig = dataclasses.field(default_factory=InitConfig)
 
     def validate(self):
         if self.task != "classification":
@@ -92,6 +104,15 @@ class ClassificationConfig:
         if self.vectors.mode != "non_static" and not self.vectors.path:
             raise config_lib.ConfigError(f"vectors.mode={self.vectors.mode!r} needs vectors.path (a frozen table "
                                          "of random vectors would learn nothing).")
+        if self.init.from_run and self.init.from_preset:
+            raise config_lib.ConfigError("init.from_run and init.from_preset both set: a run starts from one encoder "
+                                         "(--init-from RUN or --init-from-preset DIR).")
+        if (self.init.from_run or self.init.from_preset) and self.model.type != "bert":
+            raise config_lib.ConfigError(f"--init-from/--init-from-preset start a bert encoder; model.type is "
+                                         f"{self.model.type!r} (use --model bert).")
+        for field, path in (("from_run", self.init.from_run), ("from_preset", self.init.from_preset)):
+            if path and not os.path.isdir(path):
+                raise config_lib.ConfigError(f"init.{field}={path!r}: no such folder.")
         pair_mode = self.model.params.get("pair_mode")
         if pair_mode not in (None, *PAIR_MODES):
             raise config_lib.ConfigError(f"model.params.pair_mode={pair_mode!r} must be one of "

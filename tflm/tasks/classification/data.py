@@ -22,14 +22,14 @@ from tflm.data.classification import (
 from tflm.data.registry import REGISTRY, dataset_info, find_dataset, split_file
 from tflm.tasks import workers
 from tflm.text import load_tokenizer
-from tflm.text.special_tokens import EOS_ID
+from tflm.text.special_tokens import BOS_ID, EOS_ID
 from tflm.text.vocab import train_tokenizer, train_words
 from tflm.text.word_tokenizer import count_words
 from tflm.text.word_vectors import read_vectors
 
 logger = logging.getLogger("tflm")
 
-LABELS_FILE, VECTORS_FILE = "labels.txt", "vectors.json"
+LABELS_FILE, VECTORS_FILE, ENCODER_FILE, PRESET_DIR = "labels.txt", "vectors.json", "encoder.json", "preset"
 
 
 def text_fields(data_config):
@@ -81,6 +81,16 @@ def _saved(run_dir):
     directory = os.path.join(run_dir, "vocab")
     if not os.path.exists(os.path.join(directory, LABELS_FILE)):
         return None
+    encoder = {}
+    if os.path.exists(os.path.join(directory, ENCODER_FILE)):
+        with open(os.path.join(directory, ENCODER_FILE)) as f:
+            encoder = json.load(f)
+    if encoder.get("preset"):  # a keras-hub or Hugging Face folder, copied into the run: its own tokenizer
+        from tflm.models.hub import load_hub_encoder
+
+        preset = os.path.join(directory, PRESET_DIR)
+        return {"tokenizer": load_hub_encoder(preset, tokenizer_only=True)[1], "labels": read_labels(
+            os.path.join(directory, LABELS_FILE)), "embedding_dim": None, "encoder": {**encoder, "preset": preset}}
     tokenizer = next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
                       if name.startswith("tokenizer.")), None)
     if tokenizer is None:
@@ -90,7 +100,7 @@ def _saved(run_dir):
         with open(os.path.join(directory, VECTORS_FILE)) as f:
             vectors = json.load(f)
     return {"tokenizer": tokenizer, "labels": read_labels(os.path.join(directory, LABELS_FILE)),
-            "embedding_dim": vectors.get("dim")}
+            "embedding_dim": vectors.get("dim"), "encoder": encoder}
 
 
 def prepare_vocabulary(config, run_dir, train):
@@ -101,6 +111,8 @@ def prepare_vocabulary(config, run_dir, train):
         return saved
     if not workers.is_chief():
         return workers.wait_for_chief_vocabulary(run_dir, lambda: _saved(run_dir))
+    if config.init.from_run or config.init.from_preset:
+        return _initial_encoder(config, run_dir, train)
     texts = [text for field in train.texts.values() for text in field]
     vocabulary = config.vocabulary
     vectors = resolve_vectors(config.vectors.path, config.data.data_dir)
@@ -122,7 +134,50 @@ def prepare_vocabulary(config, run_dir, train):
     return {"tokenizer": tokenizer, "labels": labels, "embedding_dim": dim}
 
 
-def encode_texts(tokenizer, texts, pair_mode, max_length):
+def _one_each(value, like):
+    """A ragged `(batch, 1)` of `value`, with the row splits of `like`."""
+    lengths = tf.ones_like(like.row_lengths())
+    return tf.RaggedTensor.from_row_lengths(tf.fill(tf.shape(lengths), tf.constant(value, tf.int32)), lengths)
+
+
+def special_ids(tokenizer):
+    """`(cls_id, sep_id)` of a tokenizer: its own (a keras-hub or Hugging Face vocabulary's `[CLS]`, `[SEP]`), or
+    tflm's `<s>` and `</s>`."""
+    return getattr(tokenizer, "cls_id", BOS_ID), getattr(tokenizer, "sep_id", EOS_ID)
+
+
+def _initial_encoder(config, run_dir, train):
+    """The vocabulary of a run that starts from another encoder: a masked-LM run's tokenizer and sizes, or a
+    keras-hub / Hugging Face folder, copied into `run_dir/vocab` (the run never reads the original again)."""
+    import shutil
+
+    directory = os.path.join(run_dir, "vocab")
+    os.makedirs(directory, exist_ok=True)
+    if config.init.from_preset:
+        shutil.copytree(config.init.from_preset, os.path.join(directory, PRESET_DIR), dirs_exist_ok=True)
+        encoder = {"preset": PRESET_DIR, "source": os.path.abspath(config.init.from_preset)}
+    else:
+        from tflm.tasks import Run
+
+        source = Run.open(config.init.from_run)
+        if source.task.name != "masked_lm":
+            raise config_lib.ConfigError(f"--init-from {config.init.from_run}: a {source.task.name} run; fine-tuning "
+                                         "starts from a masked_lm run (or --init-from-preset DIR).")
+        names = [n for n in os.listdir(os.path.join(config.init.from_run, "vocab")) if n.startswith("tokenizer.")]
+        for name in names:
+            shutil.copy(os.path.join(config.init.from_run, "vocab", name), os.path.join(directory, name))
+        encoder = {"sizes": source.config.sizes(), "source": os.path.abspath(config.init.from_run),
+                   "checkpoint": config.init.checkpoint}
+    write_labels(os.path.join(directory, LABELS_FILE), label_set(train.labels))
+    with open(os.path.join(directory, ENCODER_FILE), "w") as f:
+        json.dump(encoder, f, indent=1)
+    saved = _saved(run_dir)
+    logger.info("%d labels: %s; the encoder and its tokenizer come from %s", len(saved["labels"]),
+                ", ".join(saved["labels"]), encoder["source"])
+    return saved
+
+
+def encode_texts(tokenizer, texts, pair_mode, max_length, backbone=False):
     """The model's inputs for texts (in the graph; training and the exported model both use this).
 
     Args:
@@ -130,10 +185,23 @@ def encode_texts(tokenizer, texts, pair_mode, max_length):
         texts: list of string tensors `(batch,)`: one (a text) or two (a pair's).
         pair_mode: None, "joint" (`a </s> b` and segment ids) or "siamese" (each text alone).
         max_length: int. The tokens kept of each text.
+        backbone: bool. For an encoder that reads token ids itself (BERT): `[CLS] a [SEP] (b [SEP])` with segment
+            ids and a padding mask (1 on every real position), the tokenizer's own `[CLS]` and `[SEP]`.
     Returns:
-        A dict of ragged int32 `(batch, None)`: `token_ids` (and `segment_ids`), or `token_ids_a`, `token_ids_b`.
+        A dict of ragged int32 `(batch, None)`: `token_ids` (and `segment_ids`), or `token_ids_a`, `token_ids_b`;
+        with `backbone`, `token_ids`, `segment_ids` and `padding_mask`.
     """
     ids = [tf.cast(tokenizer.tokenize(text)[:, :max_length], tf.int32) for text in texts]
+    if backbone:
+        cls_id, sep_id = special_ids(tokenizer)
+        parts, segments = [_one_each(cls_id, ids[0]), ids[0], _one_each(sep_id, ids[0])], []
+        if len(ids) == 2:
+            parts += [ids[1], _one_each(sep_id, ids[1])]
+        for index, part in enumerate(parts):
+            segments.append(tf.zeros_like(part) if index < 3 else tf.ones_like(part))
+        token_ids = tf.concat(parts, axis=1)
+        return {"token_ids": token_ids, "segment_ids": tf.concat(segments, axis=1),
+                "padding_mask": tf.ones_like(token_ids)}
     if len(ids) == 1:
         return {"token_ids": ids[0]}
     a, b = ids
@@ -156,9 +224,11 @@ def dense(inputs):
 
 def example_inputs(config, tokenizer, data):
     """The encoded inputs of a `ClassificationData` (ragged, one row per example)."""
+    from tflm.models.classifier import reads_token_ids
+
     pair_mode = config.model.params.get("pair_mode", "joint")
     columns = [tf.constant(data.texts[field]) for field in data.text_fields]
-    return encode_texts(tokenizer, columns, pair_mode, config.data.max_length)
+    return encode_texts(tokenizer, columns, pair_mode, config.data.max_length, reads_token_ids(config.model.type))
 
 
 def batches(inputs, labels, batch_size, shuffle_seed=None):

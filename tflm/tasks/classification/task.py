@@ -33,6 +33,18 @@ def build_classifier(config, vocabulary):
     """The `TextClassifier` of `config.model` for a vocabulary (`{"tokenizer", "labels", "embedding_dim"}`), built."""
     params = dict(config.model.params)
     classifier = {name: params.pop(name) for name in CLASSIFIER_PARAMS if name in params}
+    encoder = vocabulary.get("encoder") or {}
+    backbone = None
+    if encoder.get("sizes"):  # a masked-LM run's encoder: its sizes (the weights come in `training_data`)
+        params.update(encoder["sizes"])
+    elif encoder.get("preset"):
+        from tflm.models.hub import load_hub_encoder
+
+        backbone = load_hub_encoder(encoder["preset"])[0]
+    elif config.model.type == "bert":
+        from tflm.models.bert import BERT_PRESETS
+
+        params = {**BERT_PRESETS.get(config.model.preset or "small", {}), **params}
     if "encoder_dropout" in params:
         params["dropout"] = params.pop("encoder_dropout")
     if vocabulary.get("embedding_dim"):
@@ -49,7 +61,7 @@ def build_classifier(config, vocabulary):
     model = TextClassifier(vocabulary["tokenizer"].vocabulary_size, len(vocabulary["labels"]),
                            encoder=config.model.type, encoder_params=params,
                            embedding_mode=config.vectors.mode if config.vectors.path else "non_static",
-                           dtype=model_dtype(config.training.mixed_precision), **classifier)
+                           dtype=model_dtype(config.training.mixed_precision), backbone=backbone, **classifier)
     model(model.dummy_inputs())
     return model
 
@@ -59,7 +71,15 @@ class ClassificationTask(Task):
     name, config_class, command = "classification", ClassificationConfig, "classify"
     final_metrics = ("accuracy", "macro_f1")
     option_fields = {**Task.option_fields, "max_examples": "data.max_examples", "max_train_pairs": "data.max_examples",
-                     "vocab_type": "vocabulary.type", "vocab_size": "vocabulary.size", "vectors": "vectors.path"}
+                     "vocab_type": "vocabulary.type", "vocab_size": "vocabulary.size", "vectors": "vectors.path",
+                     "init_from": "init.from_run", "init_from_preset": "init.from_preset",
+                     "init_checkpoint": "init.checkpoint"}
+
+    def apply_options(self, config, options, overrides=()):
+        """As `Task.apply_options`; `--init-from`/`--init-from-preset` imply `--model bert`."""
+        if (options.get("init_from") or options.get("init_from_preset")) and not options.get("model"):
+            options = {**options, "model": "bert"}
+        return super().apply_options(config, options, overrides)
 
     def decoding(self, config):
         return None
@@ -97,7 +117,11 @@ class ClassificationTask(Task):
         return build_classifier(config, tokenizers)
 
     def training_data(self, config, data, model):
-        """Sets the embedding table from the word vectors (before a resumed run restores its checkpoint)."""
+        """Sets the embedding table from the word vectors, or the encoder from the masked-LM run it starts from
+        (before a resumed run restores its own checkpoint)."""
+        encoder = data.tokenizers.get("encoder") or {}
+        if encoder.get("sizes"):
+            copy_pretrained_encoder(model, encoder["source"], encoder.get("checkpoint", "best"))
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
             coverage = model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces,
@@ -165,6 +189,17 @@ class ClassificationTask(Task):
             writer.close()
         except Exception as error:  # noqa: BLE001  (a picture must never fail an evaluation)
             logger.warning("Could not write the confusion matrix image: %s", error)
+
+
+def copy_pretrained_encoder(model, run_dir, checkpoint="best"):
+    """Sets `model`'s BERT encoder to exactly the weights of a masked-LM run's encoder (its `checkpoint`)."""
+    from tflm.tasks import Run
+
+    source = Run.open(run_dir)
+    pretrained = source.load_model(checkpoint)
+    model.encoder.backbone.set_weights(pretrained.backbone.get_weights())
+    logger.info("The encoder starts from %s (%s checkpoint): %d weights", run_dir, checkpoint,
+                len(pretrained.backbone.weights))
 
 
 class _WeightedClassLoss(ClassCrossEntropy):
