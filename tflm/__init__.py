@@ -44,6 +44,7 @@ _SUBMODULES = {
     "language_modeling": "tflm.tasks.language_modeling",
     "layers": "tflm.layers",
     "log": "tflm.log",
+    "masked_lm": "tflm.tasks.masked_lm",
     "metrics": "tflm.metrics",
     "models": "tflm.models",
     "pipeline": "tflm.pipeline",

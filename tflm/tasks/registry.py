@@ -13,7 +13,8 @@ import importlib
 from tflm.tasks.base import Task
 
 BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
-                 "summarization": "tflm.tasks.summarization", "classification": "tflm.tasks.classification"}
+                 "summarization": "tflm.tasks.summarization", "classification": "tflm.tasks.classification",
+                 "masked_lm": "tflm.tasks.masked_lm"}
 _TASKS = {}  # name or import path -> task instance
 
 

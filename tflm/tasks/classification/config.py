@@ -62,6 +62,7 @@ class InitConfig:
     from_run: Optional[str] = None
     checkpoint: str = "best"
     from_preset: Optional[str] = None
+    weights: bool = True  # false: the run's tokenizer and sizes only, random weights (the from-scratch baseline)
 
 
 @dataclasses.dataclass

@@ -120,7 +120,7 @@ class ClassificationTask(Task):
         """Sets the embedding table from the word vectors, or the encoder from the masked-LM run it starts from
         (before a resumed run restores its own checkpoint)."""
         encoder = data.tokenizers.get("encoder") or {}
-        if encoder.get("sizes"):
+        if encoder.get("sizes") and config.init.weights:
             copy_pretrained_encoder(model, encoder["source"], encoder.get("checkpoint", "best"))
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
