@@ -78,13 +78,21 @@ def is_hub_folder(directory):
     return "registered_name" in config or "model_type" in config
 
 
-def _check_folder(directory, load_weights):
-    """The folder's format ("keras" or "transformers") after checking the files keras-hub will read."""
+def _check_folder(directory):
+    """The folder's config.json, after checking the folder has one that keras-hub can tell the format of."""
     if not os.path.isdir(directory):
         raise HubPresetError(f"{directory}: no such folder. {FIX}")
     if not os.path.isfile(os.path.join(directory, "config.json")):
         raise HubPresetError(f"{directory}: no config.json (found {_found(directory)}). {FIX}")
     config = _read_config(directory)
+    if "registered_name" not in config and "model_type" not in config:
+        raise HubPresetError(f"{directory}/config.json has neither \"registered_name\" (keras-hub) nor "
+                             f"\"model_type\" (Hugging Face); keys: {sorted(config)[:8]}. {FIX}")
+    return config
+
+
+def _check_files(directory, config, load_weights):
+    """Checks the weights and tokenizer files keras-hub will read are there."""
     if "registered_name" in config:
         if load_weights and not any(os.path.exists(os.path.join(directory, name)) for name in KERAS_WEIGHTS):
             raise HubPresetError(f"{directory}: a keras-hub preset without weights (no {' or '.join(KERAS_WEIGHTS)};"
@@ -92,28 +100,24 @@ def _check_folder(directory, load_weights):
         if not os.path.exists(os.path.join(directory, "tokenizer.json")):
             raise HubPresetError(f"{directory}: a keras-hub preset without tokenizer.json (found "
                                  f"{_found(directory)}). Save the tokenizer too: tokenizer.save_to_preset(folder).")
-        return "keras"
-    if "model_type" not in config:
-        raise HubPresetError(f"{directory}/config.json has neither \"registered_name\" (keras-hub) nor "
-                             f"\"model_type\" (Hugging Face); keys: {sorted(config)[:8]}. {FIX}")
-    model_type = config["model_type"]
-    if model_type not in HF_TOKENIZER_FILES:
-        raise HubPresetError(
-            f"{directory}/config.json: model_type {model_type!r} is not a text encoder keras-hub "
-            f"{_keras_hub_version()} converts from Hugging Face; tflm loads {sorted(HF_TOKENIZER_FILES)}. Give "
-            "the folder of one of these (or a keras-hub preset folder of another encoder).")
+        return
     if load_weights and not any(os.path.exists(os.path.join(directory, name)) for name in HF_WEIGHTS):
         other = [name for name in os.listdir(directory) if name.endswith((".bin", ".h5", ".msgpack", ".ckpt.index"))]
         hint = f" ({', '.join(sorted(other))} is not read: convert it to safetensors)" if other else ""
         raise HubPresetError(f"{directory}: no model.safetensors (nor model.safetensors.index.json){hint}; found "
                              f"{_found(directory)}. Save the model with save_pretrained(folder, "
                              "safe_serialization=True).")
-    for choices in HF_TOKENIZER_FILES[model_type]:
+    for choices in HF_TOKENIZER_FILES.get(config["model_type"], ()):
         if not any(os.path.exists(os.path.join(directory, name)) for name in choices):
-            raise HubPresetError(f"{directory}: a {model_type} folder without {' or '.join(choices)} (found "
-                                 f"{_found(directory)}), which keras-hub reads for its tokenizer. Save the "
+            raise HubPresetError(f"{directory}: a {config['model_type']} folder without {' or '.join(choices)} "
+                                 f"(found {_found(directory)}), which keras-hub reads for its tokenizer. Save the "
                                  "tokenizer into the folder too (tokenizer.save_pretrained(folder)).")
-    return "transformers"
+    if config["model_type"] in ("bert", "distilbert"):  # keras-hub's converter reads do_lower_case, with no default
+        with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
+            if "do_lower_case" not in json.load(f):
+                raise HubPresetError(f"{directory}/tokenizer_config.json has no \"do_lower_case\", which keras-hub "
+                                     "reads to build the tokenizer. Add \"do_lower_case\": true (uncased models) "
+                                     "or false (cased).")
 
 
 def _keras_hub_version():
@@ -162,13 +166,14 @@ def load_hub_encoder(directory, load_weights=True):
     from keras_hub.src.utils.preset_utils import get_preset_loader
 
     directory = os.path.abspath(os.path.expanduser(str(directory)))
-    _check_folder(directory, load_weights)
+    config = _check_folder(directory)
     try:
         backbone_cls = get_preset_loader(directory).check_backbone_class()
-    except (ValueError, TypeError, KeyError) as error:  # e.g. a class this keras-hub does not know
-        raise HubPresetError(f"{directory}: keras-hub {_keras_hub_version()} cannot read config.json "
+    except (ValueError, TypeError, KeyError) as error:  # a model_type with no converter, an unknown class
+        raise HubPresetError(f"{directory}/config.json: keras-hub {_keras_hub_version()} cannot load it "
                              f"({type(error).__name__}: {_first_line(error)}). {FIX}") from None
     _check_encoder(directory, backbone_cls)
+    _check_files(directory, config, load_weights)
     try:
         backbone = keras_hub.models.Backbone.from_preset(directory, load_weights=load_weights)
     except (ImportError, OSError, KeyError, ValueError, TypeError) as error:
