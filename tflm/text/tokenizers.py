@@ -11,12 +11,14 @@ in-graph decoding and TF Serving. The special ids are fixed for every kind (`tfl
 | `character` | `CharacterTokenizer` | `.chars` |
 | `byte_bpe` | `ByteLevelBPETokenizer` (GPT-2's byte-level BPE) | `.bpe.json` |
 | `word` | `WordTokenizer` (lower-cased GloVe-style words, for pretrained word vectors) | `.words` |
+| `hub` | `HubTokenizer` (a keras-hub / Hugging Face folder's own tokenizer; its own special ids) | `.hub` (a folder) |
 """
 
 import os
 
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
+from tflm.text.hub_tokenizer import HubTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
 from tflm.text.word_tokenizer import WordTokenizer
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer
@@ -27,6 +29,7 @@ TOKENIZER_KINDS = {
     "character": CharacterTokenizer,
     "byte_bpe": ByteLevelBPETokenizer,
     "word": WordTokenizer,
+    "hub": HubTokenizer,
 }
 
 
@@ -39,5 +42,5 @@ def load_tokenizer(path):
             return cls.from_file(path)
     raise ValueError(
         f"{path}: unknown vocabulary file type; expected a SentencePiece '.model', a WordPiece '.vocab', a "
-        "character '.chars', a byte-level BPE '.bpe.json' or a word '.words' file."
+        "character '.chars', a byte-level BPE '.bpe.json', a word '.words' file or a keras-hub '.hub' folder."
     )
