@@ -71,7 +71,10 @@ class BackboneEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, padding_mask=None, training=False):
-        outputs = self.backbone(inputs, training=training)
+        from tflm.models.hub import encoder_inputs
+
+        outputs = self.backbone(encoder_inputs(self.backbone, inputs["token_ids"], inputs["segment_ids"],
+                                               inputs["padding_mask"]), training=training)
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
         if self.pooling == "cls" and isinstance(outputs, dict) and "pooled_output" in outputs:
             return outputs["pooled_output"]

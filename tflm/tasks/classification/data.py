@@ -85,12 +85,8 @@ def _saved(run_dir):
     if os.path.exists(os.path.join(directory, ENCODER_FILE)):
         with open(os.path.join(directory, ENCODER_FILE)) as f:
             encoder = json.load(f)
-    if encoder.get("preset"):  # a keras-hub or Hugging Face folder, copied into the run: its own tokenizer
-        from tflm.models.hub import load_hub_encoder
-
-        preset = os.path.join(directory, PRESET_DIR)
-        return {"tokenizer": load_hub_encoder(preset, tokenizer_only=True)[1], "labels": read_labels(
-            os.path.join(directory, LABELS_FILE)), "embedding_dim": None, "encoder": {**encoder, "preset": preset}}
+        if encoder.get("preset"):
+            encoder["run_preset"] = os.path.join(directory, encoder["preset"])
     tokenizer = next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
                       if name.startswith("tokenizer.")), None)
     if tokenizer is None:
@@ -153,8 +149,12 @@ def _initial_encoder(config, run_dir, train):
 
     directory = os.path.join(run_dir, "vocab")
     os.makedirs(directory, exist_ok=True)
-    if config.init.from_preset:
-        shutil.copytree(config.init.from_preset, os.path.join(directory, PRESET_DIR), dirs_exist_ok=True)
+    if config.init.from_preset:  # its tokenizer and architecture (no weights: they come from the checkpoints)
+        from tflm.models.hub import load_hub_encoder, save_hub_encoder
+
+        backbone, tokenizer = load_hub_encoder(config.init.from_preset)
+        tokenizer.save(os.path.join(directory, "tokenizer" + tokenizer.file_suffix))
+        save_hub_encoder(backbone, tokenizer, os.path.join(directory, PRESET_DIR), weights=False)
         encoder = {"preset": PRESET_DIR, "source": os.path.abspath(config.init.from_preset)}
     else:
         from tflm.tasks import Run

@@ -37,10 +37,10 @@ def build_classifier(config, vocabulary):
     backbone = None
     if encoder.get("sizes"):  # a masked-LM run's encoder: its sizes (the weights come in `training_data`)
         params.update(encoder["sizes"])
-    elif encoder.get("preset"):
+    elif encoder.get("preset"):  # the architecture of a keras-hub or Hugging Face folder (its weights: training_data)
         from tflm.models.hub import load_hub_encoder
 
-        backbone = load_hub_encoder(encoder["preset"])[0]
+        backbone = load_hub_encoder(encoder["run_preset"], load_weights=False)[0]
     elif config.model.type == "bert":
         from tflm.models.bert import BERT_PRESETS
 
@@ -122,6 +122,12 @@ class ClassificationTask(Task):
         encoder = data.tokenizers.get("encoder") or {}
         if encoder.get("sizes") and config.init.weights:
             copy_pretrained_encoder(model, encoder["source"], encoder.get("checkpoint", "best"))
+        if encoder.get("preset") and config.init.weights:
+            from tflm.models.hub import load_hub_encoder
+
+            source = load_hub_encoder(config.init.from_preset or encoder["source"])[0]
+            model.encoder.backbone.set_weights(source.get_weights())
+            logger.info("The encoder starts from %s: %d weights", encoder["source"], len(source.weights))
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
             coverage = model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces,
