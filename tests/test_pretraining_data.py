@@ -233,10 +233,10 @@ def test_read_documents_splits_wikitext_articles_blocks_and_files(tmp_path):
         ["The game began development in 2010 .", "It was released in Japan .", "Players take control of a squad ."],
         ["Bonnie formed near Cuba !", "It weakened .", "Damage was minor ."],
         ["A short one ."]]
-    speeches = ["First Citizen:\n", "Before we proceed any further, hear me speak.\n", "\n", "All:\n", "Speak, speak.\n"]
+    speeches = ["First Citizen:\n", "Before we proceed any further, hear me speak.\n", "\n", "All:\n",
+                "Speak, speak.\n"]
     assert read_documents(speeches, sentences=False) == [
         ["First Citizen:", "Before we proceed any further, hear me speak."], ["All:", "Speak, speak."]]
-    (tmp_path / "b.txt").write_text("One. Two.\n\nThree.\n", encoding="utf-8")
     folder = tmp_path / "docs"
     folder.mkdir()
     (folder / "1.txt").write_text("Alpha one.\n\nAlpha two.\n", encoding="utf-8")
