@@ -1,4 +1,5 @@
-"""Data: the corpus registry, parallel-text and classification reading, and tf.data pipelines."""
+"""Data: the corpus registry, parallel-text and classification reading, BERT-style pretraining data, and tf.data
+pipelines."""
 
 from tflm.data.classification import (
     ClassificationData,
@@ -22,6 +23,17 @@ from tflm.data.pipeline import (
     tokenize_pairs,
     tokenize_texts,
     translation_dataset,
+)
+from tflm.data.pretraining import (
+    SegmentPairs,
+    mask_tokens,
+    pack,
+    pretraining_dataset,
+    read_documents,
+    segment_pairs,
+    split_sentences,
+    tokenize_documents,
+    word_starts,
 )
 from tflm.data.registry import (
     REGISTRY,

@@ -4,7 +4,17 @@ from tflm.text.alignment import align_pieces, tokenize_words_with_offsets
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
-from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID, strip_special
+from tflm.text.special_tokens import (
+    BOS_ID,
+    CLS_ID,
+    EOS_ID,
+    MASK_TOKEN,
+    PAD_ID,
+    SEP_ID,
+    SPECIAL_TOKENS,
+    UNK_ID,
+    strip_special,
+)
 from tflm.text.tokenizer import Tokenizer
 from tflm.text.tokenizers import TOKENIZER_KINDS, load_tokenizer
 from tflm.text.word_tokenizer import ABBREVIATIONS, WordTokenizer, count_words, split_words

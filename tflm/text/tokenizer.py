@@ -3,7 +3,7 @@ ops only, so one object serves tf.data, `tf.function`s and exported SavedModels)
 
 import tensorflow as tf
 
-from tflm.text.special_tokens import BOS_ID, EOS_ID, PAD_ID, UNK_ID, strip_special
+from tflm.text.special_tokens import BOS_ID, CLS_ID, EOS_ID, MASK_TOKEN, PAD_ID, SEP_ID, UNK_ID, strip_special
 
 
 class Tokenizer(tf.Module):
@@ -15,6 +15,12 @@ class Tokenizer(tf.Module):
 
     kind = None
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+    cls_id, sep_id = CLS_ID, SEP_ID  # BERT's [CLS] and [SEP] are `<s>` and `</s>`
+
+    @property
+    def mask_id(self):
+        """The id of `<mask>` (BERT's [MASK]), or None when the vocabulary was trained without reserving it."""
+        return self._piece_ids.get(MASK_TOKEN)
 
     @property
     def vocabulary_size(self):

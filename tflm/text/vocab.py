@@ -15,7 +15,7 @@ import tensorflow as tf
 from tflm.text.byte_bpe_tokenizer import ByteLevelBPETokenizer
 from tflm.text.character_tokenizer import CharacterTokenizer
 from tflm.text.sentencepiece_tokenizer import SentencePieceTokenizer
-from tflm.text.special_tokens import SPECIAL_TOKENS
+from tflm.text.special_tokens import SPECIAL_TOKENS, check_reserved
 from tflm.text.word_tokenizer import WordTokenizer, count_words
 from tflm.text.word_vectors import vector_file_words
 from tflm.text.wordpiece_tokenizer import WordPieceTokenizer, pretokenize_words
@@ -26,7 +26,7 @@ VOCABULARY_TYPES = ("unigram", "bpe", "wordpiece", "byte_bpe", "character")
 
 
 def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_coverage=0.9999,
-                        max_sentences=2_000_000, seed=0):
+                        max_sentences=2_000_000, seed=0, reserved=()):
     """Trains a SentencePiece model with tflm's fixed special ids.
 
     Args:
@@ -36,6 +36,11 @@ def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_
         character_coverage: float. Fraction of characters covered by the alphabet; the rest map to `<unk>`.
         max_sentences: int. At most this many sentences (sampled) are used.
         seed: int. Seed of SentencePiece's sampling.
+        reserved: tuple of str. Extra pieces given ids 4, 5, ... right after the special tokens, e.g.
+            `("<mask>",)` for BERT-style pretraining. They are SentencePiece *control* symbols (as `<s>` and
+            `</s>` are), not `user_defined_symbols`: those would also be cut out of any text that contains
+            them, so a user's literal "<mask>" would become the mask token; control symbols are never
+            produced from text. Default: none (the vocabularies of earlier tflm versions).
     Returns:
         A `SentencePieceTokenizer`.
     """
@@ -43,9 +48,11 @@ def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_
 
     if model_type not in ("unigram", "bpe"):
         raise ValueError(f"model_type={model_type!r}: SentencePiece models are 'unigram' or 'bpe'.")
+    reserved = check_reserved(reserved)
     texts = [t for t in texts if t]
     if not texts:
         raise ValueError("Cannot train a vocabulary on no text: every given sentence is empty.")
+    extra = {"control_symbols": list(reserved)} if reserved else {}
     sentencepiece.set_random_generator_seed(seed)
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
@@ -62,29 +69,34 @@ def train_sentencepiece(texts, vocabulary_size, model_type="unigram", character_
         bos_piece=SPECIAL_TOKENS[2], eos_piece=SPECIAL_TOKENS[3],
         num_threads=2,
         minloglevel=2,
+        **extra,
     )
     tokenizer = SentencePieceTokenizer(model.getvalue())
     _log_size(tokenizer, vocabulary_size, model_type)
     return tokenizer
 
 
-def train_wordpiece(texts, vocabulary_size):
+def train_wordpiece(texts, vocabulary_size, reserved=()):
     """Trains a WordPiece vocabulary over tflm's reversible pre-tokens.
 
     Args:
         texts: iterable of str.
-        vocabulary_size: int. Upper bound on the number of pieces, special tokens included.
+        vocabulary_size: int. Upper bound on the number of pieces, special and reserved tokens included.
+        reserved: tuple of str. Extra pieces given ids 4, 5, ... right after the special tokens, e.g.
+            `("<mask>",)`. Text never produces them: the pre-tokenizer splits punctuation such as `<` off, so
+            no pre-token is ever `<mask>`. Default: none (the vocabularies of earlier tflm versions).
     Returns:
         A `WordPieceTokenizer`.
     """
     import keras_hub
 
+    reserved = check_reserved(reserved)
     texts = [t for t in texts if t]
     if not texts:
         raise ValueError("Cannot train a vocabulary on no text: every given sentence is empty.")
     words = tf.data.Dataset.from_tensor_slices(texts).batch(4096).map(pretokenize_words)
     vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        words, vocabulary_size, split=False, reserved_tokens=list(SPECIAL_TOKENS)
+        words, vocabulary_size, split=False, reserved_tokens=list(SPECIAL_TOKENS) + list(reserved)
     )
     tokenizer = WordPieceTokenizer(vocabulary)
     _log_size(tokenizer, vocabulary_size, "wordpiece")
@@ -166,16 +178,22 @@ def train_words(texts, max_size=None, min_count=1, vectors_path=None, max_vector
     return tokenizer
 
 
-def train_tokenizer(texts, vocabulary_type="unigram", vocabulary_size=8000, seed=0):
-    """Trains a tokenizer of `vocabulary_type` (one of `VOCABULARY_TYPES`) on `texts`."""
+def train_tokenizer(texts, vocabulary_type="unigram", vocabulary_size=8000, seed=0, reserved=()):
+    """Trains a tokenizer of `vocabulary_type` (one of `VOCABULARY_TYPES`) on `texts`.
+
+    `reserved` (e.g. `("<mask>",)`) puts extra pieces at ids 4, 5, ... (WordPiece, unigram and BPE only).
+    """
+    if check_reserved(reserved) and vocabulary_type not in ("wordpiece", "unigram", "bpe"):
+        raise ValueError(f"reserved={tuple(reserved)!r} needs a 'wordpiece', 'unigram' or 'bpe' vocabulary; "
+                         f"{vocabulary_type!r} vocabularies cannot reserve pieces. Use one of those types.")
     if vocabulary_type == "character":
         return train_characters(texts)
     if vocabulary_type == "byte_bpe":
         return train_byte_level_bpe(texts, vocabulary_size)
     if vocabulary_type == "wordpiece":
-        return train_wordpiece(texts, vocabulary_size)
+        return train_wordpiece(texts, vocabulary_size, reserved=reserved)
     if vocabulary_type in ("unigram", "bpe"):
-        return train_sentencepiece(texts, vocabulary_size, model_type=vocabulary_type, seed=seed)
+        return train_sentencepiece(texts, vocabulary_size, model_type=vocabulary_type, seed=seed, reserved=reserved)
     raise ValueError(
         f"vocabulary type {vocabulary_type!r} is not one of {', '.join(VOCABULARY_TYPES)}."
     )
