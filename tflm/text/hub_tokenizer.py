@@ -61,11 +61,11 @@ class HubTokenizer(Tokenizer):
             raise ValueError(f"{type(tokenizer).__name__} has no {' or '.join(missing)} token (looked for "
                              f"{[a for name in missing for a in _SPECIAL[name]]}); tflm packs `[CLS] a [SEP]` "
                              "with them. Use the tokenizer of a BERT-family encoder.")
-        self.cls_id, self.sep_id = ids["cls"], ids["sep"]
-        self.pad_id = ids["pad"] if ids["pad"] is not None else 0
-        self.mask_id = ids["mask"]
+        self._cls_id, self._sep_id = ids["cls"], ids["sep"]
+        self._pad_id = ids["pad"] if ids["pad"] is not None else 0
+        self._mask_id = ids["mask"]
         self.unk_id = ids["unk"]
-        self.bos_id, self.eos_id = self.cls_id, self.sep_id
+        self.bos_id, self.eos_id = self._cls_id, self._sep_id
         # detokenize drops these (an unknown piece and [MASK] stay visible, as tflm's other tokenizers keep <unk>)
         self._special_ids = tf.constant(sorted({self.cls_id, self.sep_id, self.pad_id}), tf.int32)
         # keras-hub runs Python when eager; this function always runs its TensorFlow path.
@@ -122,6 +122,12 @@ class HubTokenizer(Tokenizer):
     @property
     def vocabulary_size(self):
         return len(self._piece_list)
+
+    # The folder's own special ids (the base class gives tflm's: <s>, </s>, <pad>, <mask> by name).
+    cls_id = property(lambda self: self._cls_id)
+    sep_id = property(lambda self: self._sep_id)
+    pad_id = property(lambda self: self._pad_id)
+    mask_id = property(lambda self: self._mask_id)
 
     def token_to_id(self, token):
         """Returns the id of a piece, or `unk_id` if the vocabulary lacks it (Python-side helper)."""
