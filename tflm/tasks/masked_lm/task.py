@@ -105,6 +105,10 @@ class MaskedLMTask(Task):
     def prepare_data(self, config, run_dir):
         return data_lib.prepare_data(config, run_dir)
 
+    def prepare_vocabulary(self, config, run_dir):
+        data_lib.prepare_vocabulary(config, run_dir, data_lib.documents(config, "train"))
+        return f"{run_dir}/vocab"
+
     def load_tokenizers(self, run_dir):
         return data_lib.load_tokenizer(run_dir)
 
