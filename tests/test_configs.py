@@ -38,6 +38,15 @@ SEQ2SEQ_INPUTS = {"source_ids": IDS, "target_ids": TARGETS}
 
 # (an instance with non-default arguments, how to call it): every public layer and model class
 CASES = {
+    "KimCNN": (lambda: layers.KimCNN(filter_widths=[2, 3], filters=4, activation="tanh"),
+               lambda m: m(X, padding_mask=MASK)),
+    "RecurrentSentenceEncoder": (lambda: layers.RecurrentSentenceEncoder(8, num_layers=2, cell="gru", dropout=0.1),
+                                 lambda m: m(X, padding_mask=MASK)),
+    "TransformerSentenceEncoder": (lambda: layers.TransformerSentenceEncoder(8, 16, num_heads=2, num_layers=1,
+                                                                             dropout=0.1, normalize_first=False),
+                                   lambda m: m(X, padding_mask=MASK)),
+    "SequencePooling": (lambda: layers.SequencePooling("attention", attention_dim=5),
+                        lambda m: m(X, padding_mask=MASK)),
     "AdditiveAttention": (lambda: layers.AdditiveAttention(hidden_dim=6), lambda m: m(X[:, :3], X, MASK)[0]),
     "LuongAttention": (lambda: layers.LuongAttention("general", scale=True), lambda m: m(X[:, :3], X, MASK)[0]),
     "LSTMEncoder": (lambda: layers.LSTMEncoder(8, 2, bidirectional=True, dropout=0.1),
