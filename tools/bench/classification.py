@@ -8,6 +8,7 @@ For each corpus (movie-review-sentiment, trec-6, sms-spam, tatoeba-paraphrase-en
 process one after the other:
 
 - `bow-svm`: TF-IDF word 1-2-grams + linear SVM (`tflm.metrics.bag_of_words_baseline`);
+- `cnn-rand`: Kim's CNN with word embeddings from scratch (128 wide);
 - `cnn-glove-static`, `cnn-glove-non_static`: Kim's CNN (3/4/5 x 100 maps) over glove-6b-50d, frozen or
   fine-tuned (a pair is read jointly, `a </s> b`); `cnn-glove-multichannel`: both copies, widths 1 to 5;
 - `bilstm-glove`: a BiLSTM (2 x 128) over fine-tuned GloVe, max-pooled;
@@ -35,6 +36,7 @@ from machine import describe  # noqa: E402
 DATASETS = ("movie-review-sentiment", "trec-6", "sms-spam", "tatoeba-paraphrase-en")
 POSITIVE = {"sms-spam": "spam"}
 MODELS = {
+    "cnn-rand": dict(type="cnn", vectors=None, params={"dropout": 0.5, "embedding_dim": 128}),
     "cnn-glove-static": dict(type="cnn", vectors="static", params={"dropout": 0.5}),
     "cnn-glove-non_static": dict(type="cnn", vectors="non_static", params={"dropout": 0.5}),
     "cnn-glove-multichannel": dict(type="cnn", vectors="multichannel",
@@ -99,6 +101,8 @@ def main():
     parser.add_argument("--out", default="runs/bench-classification")
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--models", nargs="*", default=["bow-svm", *MODELS])
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table of the records already in docs/results (no training)")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--time-budget", default="10m", help="the most training time of one model")
     parser.add_argument("--seed", type=int, default=0)
