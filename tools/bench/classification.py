@@ -107,8 +107,17 @@ def main():
     parser.add_argument("--time-budget", default="10m", help="the most training time of one model")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    tflm.log.setup_logging(os.path.join(args.out, "bench.log"))
     table = []
+    if args.table_only:
+        args.datasets, args.models = [], []
+        for dataset in DATASETS:
+            for name in ["bow-svm", *MODELS]:
+                path = os.path.join(tflm.results.RESULTS_DIR, f"classification-{dataset}-{name}.json")
+                if os.path.exists(path):
+                    with open(path) as f:
+                        table.append((dataset, name, json.load(f)["metrics"]))
+    else:
+        tflm.log.setup_logging(os.path.join(args.out, "bench.log"))
     for dataset in args.datasets:
         for name in args.models:
             scores, extra = bag_of_words(args.data_dir, dataset) if name == "bow-svm" else \
