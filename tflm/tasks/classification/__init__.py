@@ -18,6 +18,7 @@ from tflm.tasks.classification.config import (
     ClassificationConfig,
     ClassificationDataConfig,
     ClassificationVocabularyConfig,
+    InitConfig,
     VectorsConfig,
 )
 from tflm.tasks.classification.task import ClassificationTask, build_classifier
@@ -50,5 +51,5 @@ def load_classifier(run_dir, checkpoint="best"):
 
 
 __all__ = ["Classifier", "ClassificationConfig", "ClassificationDataConfig", "ClassificationTask",
-           "ClassificationVocabularyConfig", "ModelConfig", "TrainingConfig", "VectorsConfig", "build_classifier",
+           "ClassificationVocabularyConfig", "InitConfig", "ModelConfig", "TrainingConfig", "VectorsConfig", "build_classifier",
            "data_rows", "evaluate", "load_classifier", "train"]
