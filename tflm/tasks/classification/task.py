@@ -130,9 +130,8 @@ class ClassificationTask(Task):
             logger.info("The encoder starts from %s: %d weights", encoder["source"], len(source.weights))
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
-            coverage = model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces,
-                                                    data_lib.word_counts(data.train), seed=config.training.seed)
-            self._coverage = coverage
+            model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces, data_lib.word_counts(data.train),
+                                         seed=config.training.seed)  # (logs the coverage)
         return data
 
     def loss(self, config):

@@ -87,9 +87,8 @@ def fill_in_the_blanks(model, tokenizer, batch, count):
                 original[position] = labels["mask_ids"][row, slot]
                 filled[position] = int(np.argmax(logits[row, slot]))
         length = int(np.sum(inputs["padding_mask"][row].numpy()))
-        show = [tokenizer.pieces[int(i)] for i in ids[:length]]
         lines.append(" | ".join(" ".join(tokenizer.pieces[int(i)] for i in seq[:length])[:300]
-                                for seq in (original, ids, filled)) if show else "")
+                                for seq in (original, ids, filled)))
     return lines
 
 
