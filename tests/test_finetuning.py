@@ -169,3 +169,112 @@ def test_a_classifier_fine_tuned_from_a_keras_hub_folder_exports_and_answers_cla
             [[c.decode() for c in row] for row in served["classes"]]
     finally:
         server.stop()
+
+
+def test_adam_scales_each_variables_learning_rate_and_keeps_frozen_ones_still():
+    from tflm.training.optimizers import FusedAdam
+
+    variables = [keras.Variable(np.array([1.0, -1.0, 2.0], "float32"), name=name) for name in "abcd"]
+    optimizer = FusedAdam(0.1, weight_decay=0.5)
+    optimizer.build(variables)
+    a, b, c, d = variables
+    optimizer.set_learning_rate_multipliers([(a, 0.25, 0), (c, 1.0, 2), (d, 0.5, 1)])
+    gradients = [tf.constant([0.5, -2.0, 3.0])] * 4
+    start = [v.numpy().copy() for v in variables]
+    optimizer.apply(gradients, variables)
+    moved = [v.numpy() - s for v, s in zip(variables, start)]
+    assert np.all(np.abs(moved[1]) > 1e-3)  # b: the schedule's rate (with weight decay)
+    np.testing.assert_allclose(moved[0], 0.25 * moved[1], rtol=1e-5)  # a: a quarter of it, decay included
+    assert np.array_equal(c.numpy(), start[2]) and np.array_equal(d.numpy(), start[3])  # frozen for now
+    optimizer.apply(gradients, variables)
+    assert np.array_equal(c.numpy(), start[2]) and not np.array_equal(d.numpy(), start[3])
+    optimizer.apply(gradients, variables)
+    assert not np.array_equal(c.numpy(), start[2])  # after its two frozen steps
+
+
+def test_layer_decay_and_a_frozen_encoder_when_fine_tuning(pretrained, tmp_path):
+    keyword_splits(tmp_path)
+    task = get_task("classification")
+    config = finetune_config(tmp_path, from_run=pretrained, layer_decay=0.5, frozen_steps=2)
+    run_dir = str(tmp_path / "run")
+    from tflm.tasks import runs
+
+    config = runs.start_run(config, run_dir)
+    data = task.prepare_data(config, run_dir)
+    trainer = task.build_trainer(config, run_dir, data, verbose=False)
+    task.training_data(config, data, trainer.model)
+    factors = {variable.path: factor for variable, factor, frozen in
+               task.learning_rate_multipliers(config, trainer.model)}
+    # one encoder layer (TINY): the embeddings x0.5^2, the layer x0.5, the pooler x1; the head is not listed (x1)
+    assert factors["token_embedding/embeddings"] == 0.25 and factors["pooled_dense/kernel"] == 1.0
+    assert {factor for path, factor in factors.items() if path.startswith("transformer_layer_0/")} == {0.5}
+    assert not any("classes" in path for path in factors)
+    source = Run.open(pretrained).load_model("best").backbone.get_weights()
+    head = [w.numpy().copy() for w in trainer.model.classes.weights]
+    inputs, labels = next(iter(data.train_dataset(0)))
+    for _ in range(2):
+        trainer.train_on_batch(inputs, labels)
+    assert all(np.array_equal(x, y) for x, y in zip(source, trainer.model.encoder.backbone.get_weights()))
+    assert not np.array_equal(head[0], trainer.model.classes.weights[0].numpy())  # the head learns meanwhile
+    trainer.train_on_batch(inputs, labels)
+    assert not all(np.array_equal(x, y) for x, y in zip(source, trainer.model.encoder.backbone.get_weights()))
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+    from tflm.tasks import language_modeling
+
+    directory = tmp_path_factory.mktemp("gpt")
+    write_documents(directory / "text.txt", 40, 4)
+    config = language_modeling.LanguageModelConfig()
+    config.data.dataset = None
+    config.data.train_file = config.data.valid_file = config.data.test_file = str(directory / "text.txt")
+    config.data.sequence_length, config.data.batch_size = 32, 8
+    config.vocabulary = language_modeling.LMVocabularyConfig(type="wordpiece", size=120)
+    config.model.params = {"hidden_dim": 16, "intermediate_dim": 32, "num_heads": 2, "num_layers": 2,
+                           "max_sequence_length": 64, "dropout": 0.0}
+    config.training = language_modeling.TrainingConfig(epochs=None, max_steps=10, samples=0,
+                                                       checkpoint_every_seconds=None)
+    run_dir = str(directory / "run")
+    language_modeling.train(config, run_dir, verbose=False)
+    return run_dir
+
+
+def test_a_gpt_run_is_a_starting_point_with_last_token_pooling(gpt_run, tmp_path):
+    from tflm.models.gpt import GPTEncoder
+    from tflm.tasks.pretrained import pretrained_model_option
+
+    assert pretrained_model_option({"init_from": gpt_run})["model"] == "gpt"
+    keyword_splits(tmp_path)
+    task = get_task("classification")
+    config = finetune_config(tmp_path, from_run=gpt_run, layer_decay=0.8)
+    config.model.type = "gpt"
+    run_dir = str(tmp_path / "run")
+    task.train(config, run_dir, verbose=False)
+    run = Run.open(run_dir)
+    assert run.tokenizers["tokenizer"].pieces == Run.open(gpt_run).tokenizers.pieces
+    assert isinstance(run.load_model("best").encoder, GPTEncoder)
+    assert run.evaluate("test")["accuracy"] >= 70  # the keyword decides the label
+
+    # it started from exactly the GPT's weights
+    config = runs_start(finetune_config(tmp_path, from_run=gpt_run), str(tmp_path / "again"), model_type="gpt")
+    data = task.prepare_data(config, str(tmp_path / "again"))
+    trainer = task.build_trainer(config, str(tmp_path / "again"), data, verbose=False)
+    task.training_data(config, data, trainer.model)
+    source = Run.open(gpt_run).load_model("best").get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(source, trainer.model.encoder.backbone.get_weights()))
+
+    # the last real token's state: padding after it changes nothing; without the mask it would
+    encoder = trainer.model.encoder
+    alone = {"token_ids": np.array([[2, 7, 8, 3]]), "padding_mask": np.ones([1, 4], "int32")}
+    batch = {"token_ids": np.array([[2, 7, 8, 3, 0, 0], [2, 9, 10, 11, 12, 3]]),
+             "padding_mask": np.array([[1, 1, 1, 1, 0, 0], [1] * 6], "int32")}
+    np.testing.assert_allclose(encoder(alone), encoder(batch)[:1], atol=1e-5)
+    assert np.max(np.abs(encoder(dict(batch, padding_mask=np.ones([2, 6], "int32")))[:1] - encoder(alone))) > 1e-4
+
+
+def runs_start(config, run_dir, model_type):
+    from tflm.tasks import runs
+
+    config.model.type = model_type
+    return runs.start_run(config, run_dir)

@@ -70,11 +70,19 @@ class BackboneEncoder(keras.layers.Layer):
     def build(self, input_shape=None):
         self.built = True
 
-    def call(self, inputs, padding_mask=None, training=False):
+    def _outputs(self, inputs, training=False):
         from tflm.models.hub import encoder_inputs
 
-        outputs = self.backbone(encoder_inputs(self.backbone, inputs["token_ids"], inputs["segment_ids"],
-                                               inputs["padding_mask"]), training=training)
+        return self.backbone(encoder_inputs(self.backbone, inputs["token_ids"], inputs["segment_ids"],
+                                            inputs["padding_mask"]), training=training)
+
+    def sequence_output(self, inputs, training=False):
+        """The last layer's state of every position `(batch, length, hidden_dim)` (for tagging and QA)."""
+        outputs = self._outputs(inputs, training=training)
+        return outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+
+    def call(self, inputs, padding_mask=None, training=False):
+        outputs = self._outputs(inputs, training=training)
         sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
         if self.pooling == "cls" and isinstance(outputs, dict) and "pooled_output" in outputs:
             return outputs["pooled_output"]

@@ -22,10 +22,11 @@ from keras import ops
 from tflm.layers.pretrained_embedding import PretrainedEmbedding
 from tflm.layers.sentence_encoders import SENTENCE_ENCODERS, SequencePooling
 from tflm.models.bert import BackboneEncoder
+from tflm.models.gpt import GPTEncoder
 
 PAIR_MODES = ("joint", "siamese")
 # Encoders that read token ids themselves (their own embeddings): `[CLS] a [SEP] (b [SEP])`, segment ids, mask.
-BACKBONE_ENCODERS = {"bert": (BackboneEncoder, {}, None)}
+BACKBONE_ENCODERS = {"bert": (BackboneEncoder, {}, None), "gpt": (GPTEncoder, {}, None)}
 
 
 class EncoderNotFoundError(ValueError):

@@ -95,3 +95,49 @@ class GPT(LanguageModel):
             "position_embedding": self.position_embedding,
         })
         return config
+
+
+class GPTEncoder(keras.layers.Layer):
+    """A tflm GPT as the encoder of a classification (or tagging) model, as GPT-1 was fine-tuned: it reads token ids
+    (`<s> a </s> (b </s>)`; `reads_token_ids`) with causal attention, and a text's vector is the last real token's
+    state, the only one that has read the whole text. Segment ids are not read (GPT has no segment embedding; the
+    separator tells the texts of a pair apart).
+
+    Args:
+        vocabulary_size: int. For a new GPT (when `backbone` is None).
+        backbone: a `GPT` (e.g. a language-model run's, whose weights are copied into it), or None.
+        pooling: "last" (the last real token) or "mean" (over the real tokens).
+        **sizes: the arguments of a new `GPT`.
+    """
+
+    reads_token_ids = True
+
+    def __init__(self, vocabulary_size=None, backbone=None, pooling="last", hidden_dim=256, intermediate_dim=1024,
+                 num_heads=4, num_layers=4, dropout=0.1, max_sequence_length=512, position_embedding="learned",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling={pooling!r} must be 'last' or 'mean' for a GPT encoder.")
+        self.pooling = pooling
+        self.backbone = backbone if backbone is not None else GPT(
+            vocabulary_size, hidden_dim, intermediate_dim, num_heads, num_layers, dropout, max_sequence_length,
+            position_embedding, dtype=self.dtype_policy, name="gpt")
+
+    @property
+    def max_sequence_length(self):
+        return self.backbone.max_sequence_length
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def sequence_output(self, inputs, training=False):
+        """The last block's normalized states `(batch, length, hidden_dim)` (each has read only what precedes it)."""
+        return self.backbone.forward_hidden(ops.cast(inputs["token_ids"], "int32"), training=training)[0]
+
+    def call(self, inputs, padding_mask=None, training=False):
+        sequence = self.sequence_output(inputs, training=training)
+        mask = ops.cast(inputs["padding_mask"], sequence.dtype)
+        if self.pooling == "mean":
+            return ops.sum(sequence * mask[..., None], 1) / ops.maximum(ops.sum(mask, 1, keepdims=True), 1.0)
+        last = ops.maximum(ops.cast(ops.sum(mask, 1), "int32") - 1, 0)  # right padding: the last real position
+        return ops.take_along_axis(sequence, last[:, None, None], axis=1)[:, 0]

@@ -258,7 +258,7 @@ class Task:
         if accumulation > 1:
             logger.info("Accumulating the gradients of %d batches per step (effective batch %d)", accumulation,
                         training.effective_batch_size)
-        return Trainer(
+        trainer = Trainer(
             model, optimizer, run_dir, strategy=strategy, loss=loss,
             label_smoothing=training.label_smoothing if loss is None else 0.0,
             clip_norm=training.clip_norm, keep_checkpoints=training.keep_checkpoints,
@@ -268,6 +268,20 @@ class Task:
             accumulation_steps=accumulation, hparams=flat_hparams(config),
             final_metrics=[f"{split}/{name}" for split in ("valid", "test") for name in self.final_metrics],
         )
+        multipliers = self.learning_rate_multipliers(config, model)
+        if multipliers:  # (after the Trainer has built the optimizer on the model's variables)
+            inner = getattr(optimizer, "inner_optimizer", optimizer)  # (under a float16 loss scale)
+            if not hasattr(inner, "set_learning_rate_multipliers"):
+                raise config_lib.ConfigError(f"Per-layer learning rates need training.optimizer=adam, not "
+                                             f"{training.optimizer!r}.")
+            inner.set_learning_rate_multipliers(multipliers)
+        return trainer
+
+    def learning_rate_multipliers(self, config, model):
+        """`[(variable, factor, frozen_steps)]`: variables trained at `factor` times the learning rate, and still
+        for the first `frozen_steps` steps (layer-wise decay and a frozen encoder when fine-tuning,
+        `tflm.tasks.pretrained`); [] (the default) trains every variable at the schedule's rate."""
+        return []
 
     def prepare_model_for_training(self, config, model):
         """Called once the model is built for training, before the `Trainer` (e.g. Transformer-XL carries

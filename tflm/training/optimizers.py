@@ -42,9 +42,56 @@ class FusedAdam(keras.optimizers.Adam):
     so checkpoints are interchangeable with `keras.optimizers.Adam`'s.
     """
 
+    # Per-variable learning rates (`set_learning_rate_multipliers`): a factor for each variable (layer-wise decay)
+    # and a number of first steps during which it stays still (a frozen encoder). Keras' optimizers have one
+    # learning rate for all variables.
+    _multipliers = None  # {variable index: (factor, frozen_steps)}
+
+    def set_learning_rate_multipliers(self, multipliers):
+        """Scales the learning rate (and the decoupled weight decay) of some variables; call it after `build`.
+
+        Args:
+            multipliers: `[(variable, factor, frozen_steps)]`: that variable's updates use `factor` times the
+                learning rate, and none during the first `frozen_steps` optimizer steps. Other variables: 1, 0.
+        """
+        self._multipliers = {self._get_variable_index(variable): (float(factor), int(frozen))
+                             for variable, factor, frozen in multipliers}
+
+    def _scaled_learning_rate(self, variable, learning_rate):
+        import tensorflow as tf
+
+        factor, frozen = (self._multipliers or {}).get(self._get_variable_index(variable), (1.0, 0))
+        if factor == 1.0 and not frozen:
+            return learning_rate
+        learning_rate = learning_rate * tf.cast(factor, learning_rate.dtype)
+        if frozen:
+            learning_rate = tf.where(self.iterations < frozen, tf.zeros_like(learning_rate), learning_rate)
+        return learning_rate
+
+    def _apply_weight_decay(self, variables):
+        if self.weight_decay is None or not self._multipliers:
+            return super()._apply_weight_decay(variables)
+        import tensorflow as tf
+
+        # (as Keras' TensorFlow optimizer does it, each variable decayed at its own learning rate)
+        def distributed_apply(distribution, variables, **kwargs):
+            def decay(variable, learning_rate):
+                variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * learning_rate)
+
+            for variable in variables:
+                if not self._use_weight_decay(variable):
+                    continue
+                learning_rate = self._scaled_learning_rate(variable, tf.cast(self.learning_rate, variable.dtype))
+                value = variable.value if isinstance(variable, keras.Variable) else variable
+                distribution.extended.update(value, decay, args=(learning_rate,), group=False)
+
+        tf.__internal__.distribute.interim.maybe_merge_call(distributed_apply, self._distribution_strategy,
+                                                            variables)
+
     def update_step(self, gradient, variable, learning_rate):
         import tensorflow as tf
 
+        learning_rate = self._scaled_learning_rate(variable, tf.convert_to_tensor(learning_rate))
         handle = getattr(variable, "handle", None)
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices) or handle is None:
             return super().update_step(gradient, variable, learning_rate)

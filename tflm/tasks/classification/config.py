@@ -8,6 +8,7 @@ from tflm import config as config_lib
 from tflm.data.classification import FORMATS
 from tflm.layers.pretrained_embedding import EMBEDDING_MODES
 from tflm.models.classifier import PAIR_MODES, EncoderNotFoundError, encoder_arguments
+from tflm.tasks.pretrained import InitConfig, validate_init
 from tflm.tasks.sections import DataConfig, ModelConfig, TrainingConfig
 from tflm.training.optimizers import OPTIMIZERS
 
@@ -55,17 +56,6 @@ class VectorsConfig:
 
 
 @dataclasses.dataclass
-class InitConfig:
-    """Where a fine-tuned run starts: a masked-LM run of tflm (its encoder and tokenizer) or a keras-hub preset or
-    Hugging Face folder of a BERT-family encoder (`--init-from RUN [--checkpoint best]`, `--init-from-preset DIR`)."""
-
-    from_run: Optional[str] = None
-    checkpoint: str = "best"
-    from_preset: Optional[str] = None
-    weights: bool = True  # false: the run's tokenizer and sizes only, random weights (the from-scratch baseline)
-
-
-@dataclasses.dataclass
 class ClassificationConfig:
     task: str = "classification"
     data: ClassificationDataConfig = dataclasses.field(default_factory=ClassificationDataConfig)
@@ -105,15 +95,7 @@ class ClassificationConfig:
         if self.vectors.mode != "non_static" and not self.vectors.path:
             raise config_lib.ConfigError(f"vectors.mode={self.vectors.mode!r} needs vectors.path (a frozen table "
                                          "of random vectors would learn nothing).")
-        if self.init.from_run and self.init.from_preset:
-            raise config_lib.ConfigError("init.from_run and init.from_preset both set: a run starts from one encoder "
-                                         "(--init-from RUN or --init-from-preset DIR).")
-        if (self.init.from_run or self.init.from_preset) and self.model.type != "bert":
-            raise config_lib.ConfigError(f"--init-from/--init-from-preset start a bert encoder; model.type is "
-                                         f"{self.model.type!r} (use --model bert).")
-        for field, path in (("from_run", self.init.from_run), ("from_preset", self.init.from_preset)):
-            if path and not os.path.isdir(path):
-                raise config_lib.ConfigError(f"init.{field}={path!r}: no such folder.")
+        validate_init(self)
         pair_mode = self.model.params.get("pair_mode")
         if pair_mode not in (None, *PAIR_MODES):
             raise config_lib.ConfigError(f"model.params.pair_mode={pair_mode!r} must be one of "

@@ -21,6 +21,7 @@ from tflm.data.classification import (
 )
 from tflm.data.registry import REGISTRY, dataset_info, find_dataset, split_file
 from tflm.tasks import workers
+from tflm.tasks.pretrained import saved_encoder
 from tflm.text import load_tokenizer
 from tflm.text.special_tokens import BOS_ID, EOS_ID
 from tflm.text.vocab import train_tokenizer, train_words
@@ -29,7 +30,7 @@ from tflm.text.word_vectors import read_vectors
 
 logger = logging.getLogger("tflm")
 
-LABELS_FILE, VECTORS_FILE, ENCODER_FILE, PRESET_DIR = "labels.txt", "vectors.json", "encoder.json", "preset"
+LABELS_FILE, VECTORS_FILE = "labels.txt", "vectors.json"
 
 
 def text_fields(data_config):
@@ -81,12 +82,7 @@ def _saved(run_dir):
     directory = os.path.join(run_dir, "vocab")
     if not os.path.exists(os.path.join(directory, LABELS_FILE)):
         return None
-    encoder = {}
-    if os.path.exists(os.path.join(directory, ENCODER_FILE)):
-        with open(os.path.join(directory, ENCODER_FILE)) as f:
-            encoder = json.load(f)
-        if encoder.get("preset"):
-            encoder["run_preset"] = os.path.join(directory, encoder["preset"])
+    encoder = saved_encoder(directory)
     tokenizer = next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
                       if name.startswith("tokenizer.")), None)
     if tokenizer is None:
@@ -143,34 +139,12 @@ def special_ids(tokenizer):
 
 
 def _initial_encoder(config, run_dir, train):
-    """The vocabulary of a run that starts from another encoder: a masked-LM run's tokenizer and sizes, or a
-    keras-hub / Hugging Face folder, copied into `run_dir/vocab` (the run never reads the original again)."""
-    import shutil
+    """The vocabulary of a run that starts from another encoder (`tflm.tasks.pretrained`), and its labels."""
+    from tflm.tasks.pretrained import prepare_initial_encoder
 
     directory = os.path.join(run_dir, "vocab")
-    os.makedirs(directory, exist_ok=True)
-    if config.init.from_preset:  # its tokenizer and architecture (no weights: they come from the checkpoints)
-        from tflm.models.hub import load_hub_encoder, save_hub_encoder
-
-        backbone, tokenizer = load_hub_encoder(config.init.from_preset)
-        tokenizer.save(os.path.join(directory, "tokenizer" + tokenizer.file_suffix))
-        save_hub_encoder(backbone, tokenizer, os.path.join(directory, PRESET_DIR), weights=False)
-        encoder = {"preset": PRESET_DIR, "source": os.path.abspath(config.init.from_preset)}
-    else:
-        from tflm.tasks import Run
-
-        source = Run.open(config.init.from_run)
-        if source.task.name != "masked_lm":
-            raise config_lib.ConfigError(f"--init-from {config.init.from_run}: a {source.task.name} run; fine-tuning "
-                                         "starts from a masked_lm run (or --init-from-preset DIR).")
-        names = [n for n in os.listdir(os.path.join(config.init.from_run, "vocab")) if n.startswith("tokenizer.")]
-        for name in names:
-            shutil.copy(os.path.join(config.init.from_run, "vocab", name), os.path.join(directory, name))
-        encoder = {"sizes": source.config.sizes(), "source": os.path.abspath(config.init.from_run),
-                   "checkpoint": config.init.checkpoint}
+    encoder = prepare_initial_encoder(config.init, directory)
     write_labels(os.path.join(directory, LABELS_FILE), label_set(train.labels))
-    with open(os.path.join(directory, ENCODER_FILE), "w") as f:
-        json.dump(encoder, f, indent=1)
     saved = _saved(run_dir)
     logger.info("%d labels: %s; the encoder and its tokenizer come from %s", len(saved["labels"]),
                 ", ".join(saved["labels"]), encoder["source"])

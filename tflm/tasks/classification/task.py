@@ -23,6 +23,8 @@ from tflm.tasks.registry import register_task
 from tflm.tasks.classification import data as data_lib
 from tflm.tasks.classification.classifier import Classifier
 from tflm.tasks.classification.config import CLASSIFIER_PARAMS, ClassificationConfig
+from tflm.tasks.pretrained import (encoder_setup, initialize_encoder, learning_rate_multipliers,
+                                   pretrained_model_option)
 from tflm.tasks.sections import model_dtype
 from tflm.training.losses import ClassCrossEntropy
 
@@ -33,18 +35,7 @@ def build_classifier(config, vocabulary):
     """The `TextClassifier` of `config.model` for a vocabulary (`{"tokenizer", "labels", "embedding_dim"}`), built."""
     params = dict(config.model.params)
     classifier = {name: params.pop(name) for name in CLASSIFIER_PARAMS if name in params}
-    encoder = vocabulary.get("encoder") or {}
-    backbone = None
-    if encoder.get("sizes"):  # a masked-LM run's encoder: its sizes (the weights come in `training_data`)
-        params.update(encoder["sizes"])
-    elif encoder.get("preset"):  # the architecture of a keras-hub or Hugging Face folder (its weights: training_data)
-        from tflm.models.hub import load_hub_encoder
-
-        backbone = load_hub_encoder(encoder["run_preset"], load_weights=False)[0]
-    elif config.model.type == "bert":
-        from tflm.models.bert import BERT_PRESETS
-
-        params = {**BERT_PRESETS.get(config.model.preset or "small", {}), **params}
+    model_type, params, backbone = encoder_setup(config, vocabulary.get("encoder") or {}, params)
     if "encoder_dropout" in params:
         params["dropout"] = params.pop("encoder_dropout")
     if vocabulary.get("embedding_dim"):
@@ -59,7 +50,7 @@ def build_classifier(config, vocabulary):
         raise ValueError(f"model.params.pair_mode={classifier['pair_mode']!r} needs two text fields "
                          f"(data.text_fields), not {list(data_lib.text_fields(config.data))}.")
     model = TextClassifier(vocabulary["tokenizer"].vocabulary_size, len(vocabulary["labels"]),
-                           encoder=config.model.type, encoder_params=params,
+                           encoder=model_type, encoder_params=params,
                            embedding_mode=config.vectors.mode if config.vectors.path else "non_static",
                            dtype=model_dtype(config.training.mixed_precision), backbone=backbone, **classifier)
     model(model.dummy_inputs())
@@ -76,10 +67,12 @@ class ClassificationTask(Task):
                      "init_checkpoint": "init.checkpoint"}
 
     def apply_options(self, config, options, overrides=()):
-        """As `Task.apply_options`; `--init-from`/`--init-from-preset` imply `--model bert`."""
-        if (options.get("init_from") or options.get("init_from_preset")) and not options.get("model"):
-            options = {**options, "model": "bert"}
-        return super().apply_options(config, options, overrides)
+        """As `Task.apply_options`; `--init-from RUN` implies the run's model (`--model bert` or `gpt`),
+        `--init-from-preset` implies `--model bert`."""
+        return super().apply_options(config, pretrained_model_option(options), overrides)
+
+    def learning_rate_multipliers(self, config, model):
+        return learning_rate_multipliers(model.encoder, config.init) if model_reads_token_ids(model) else []
 
     def decoding(self, config):
         return None
@@ -119,15 +112,8 @@ class ClassificationTask(Task):
     def training_data(self, config, data, model):
         """Sets the embedding table from the word vectors, or the encoder from the masked-LM run it starts from
         (before a resumed run restores its own checkpoint)."""
-        encoder = data.tokenizers.get("encoder") or {}
-        if encoder.get("sizes") and config.init.weights:
-            copy_pretrained_encoder(model, encoder["source"], encoder.get("checkpoint", "best"))
-        if encoder.get("preset") and config.init.weights:
-            from tflm.models.hub import load_hub_encoder
-
-            source = load_hub_encoder(config.init.from_preset or encoder["source"])[0]
-            model.encoder.backbone.set_weights(source.get_weights())
-            logger.info("The encoder starts from %s: %d weights", encoder["source"], len(source.weights))
+        if model_reads_token_ids(model):
+            initialize_encoder(model.encoder, data.tokenizers.get("encoder") or {}, config.init)
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
             model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces, data_lib.word_counts(data.train),
@@ -196,15 +182,8 @@ class ClassificationTask(Task):
             logger.warning("Could not write the confusion matrix image: %s", error)
 
 
-def copy_pretrained_encoder(model, run_dir, checkpoint="best"):
-    """Sets `model`'s BERT encoder to exactly the weights of a masked-LM run's encoder (its `checkpoint`)."""
-    from tflm.tasks import Run
-
-    source = Run.open(run_dir)
-    pretrained = source.load_model(checkpoint)
-    model.encoder.backbone.set_weights(pretrained.backbone.get_weights())
-    logger.info("The encoder starts from %s (%s checkpoint): %d weights", run_dir, checkpoint,
-                len(pretrained.backbone.weights))
+def model_reads_token_ids(model):
+    return bool(getattr(model, "reads_token_ids", False))
 
 
 class _WeightedClassLoss(ClassCrossEntropy):
