@@ -14,6 +14,8 @@ The public API (subpackages are imported on first use, so `import tflm` and `tfl
 - `tflm.translation`: configuration, training, `Translator` and evaluation of translation runs;
 - `tflm.language_modeling`: the same for language models (GPT, Transformer-XL), with `Generator`;
 - `tflm.summarization`: summarization runs (copy attention, coverage, ROUGE, baselines), with `Summarizer`;
+- `tflm.classification`, `tflm.masked_lm`: text classification and sentence pairs; BERT-style pretraining;
+- `tflm.tagging`, `tflm.question_answering`: a label per word; extractive question answering (SQuAD);
 - `tflm.export`: SavedModels for TF Serving and their servability check; `tflm.serving`: `tflm serve`;
 - `tflm.pipeline`: `tflm run CONFIG.yaml`, from raw text to a checked export; `tflm.results`: result records.
 """
@@ -50,7 +52,9 @@ _SUBMODULES = {
     "pipeline": "tflm.pipeline",
     "results": "tflm.results",
     "serving": "tflm.serving",
+    "question_answering": "tflm.tasks.extractive_qa",
     "summarization": "tflm.tasks.summarization",
+    "tagging": "tflm.tasks.tagging",
     "tasks": "tflm.tasks",
     "text": "tflm.text",
     "training": "tflm.training",

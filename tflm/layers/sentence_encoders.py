@@ -117,6 +117,8 @@ class KimCNN(keras.layers.Layer):
     TensorShape([2, 300])
     """
 
+    pools = True  # one vector per text (not a state per token: no tagger reads it)
+
     def __init__(self, filter_widths=(3, 4, 5), filters=100, activation="relu", **kwargs):
         super().__init__(**kwargs)
         self.filter_widths, self.filters, self.activation = tuple(filter_widths), filters, activation

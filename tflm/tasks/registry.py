@@ -14,7 +14,8 @@ from tflm.tasks.base import Task
 
 BUILTIN_TASKS = {"translation": "tflm.tasks.translation", "language_modeling": "tflm.tasks.language_modeling",
                  "summarization": "tflm.tasks.summarization", "classification": "tflm.tasks.classification",
-                 "masked_lm": "tflm.tasks.masked_lm"}
+                 "masked_lm": "tflm.tasks.masked_lm", "tagging": "tflm.tasks.tagging",
+                 "extractive_qa": "tflm.tasks.extractive_qa"}
 _TASKS = {}  # name or import path -> task instance
 
 
