@@ -1,5 +1,5 @@
-"""Data: the corpus registry, parallel-text and classification reading, BERT-style pretraining data, and tf.data
-pipelines."""
+"""Data: the corpus registry, parallel-text, classification and SQuAD reading, BERT-style pretraining data,
+question-answering windows, and tf.data pipelines."""
 
 from tflm.data.classification import (
     ClassificationData,
@@ -35,6 +35,7 @@ from tflm.data.pretraining import (
     tokenize_documents,
     word_starts,
 )
+from tflm.data.qa_windows import answer_positions, context_words, decode_answers, qa_features
 from tflm.data.registry import (
     REGISTRY,
     DatasetInfo,
@@ -45,3 +46,4 @@ from tflm.data.registry import (
     split_file,
     verify_files,
 )
+from tflm.data.squad import QAExample, SquadDataError, read_squad, write_squad
