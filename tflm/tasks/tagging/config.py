@@ -96,9 +96,12 @@ class TaggingConfig:
         from tflm.models.classifier import EncoderNotFoundError, resolve_encoder
 
         try:
-            resolve_encoder(self.model.type)
+            encoder = resolve_encoder(self.model.type)[0]
         except EncoderNotFoundError as error:
             raise config_lib.ConfigError(str(error).replace("classification encoder", "tagging encoder")) from None
+        if getattr(encoder, "pools", False):
+            raise config_lib.ConfigError(f"model.type={self.model.type!r} gives one vector per text; a tagger needs a "
+                                         "state per token: use bert, gpt, bilstm, bigru or transformer.")
         if self.training.optimizer not in OPTIMIZERS:
             raise config_lib.ConfigError(f"training.optimizer={self.training.optimizer!r} must be one of "
                                          f"{', '.join(OPTIMIZERS)}.")

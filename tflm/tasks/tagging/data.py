@@ -97,12 +97,15 @@ def special_ids(tokenizer):
     return tokenizer.cls_id, tokenizer.sep_id
 
 
-def encode_sentences(tokenizer, sentences, max_length):
+def encode_sentences(tokenizer, sentences, max_length, with_words=False):
     """The model's ragged inputs for sentences (string tensor `(batch,)`, words separated by spaces): `[CLS]
-    pieces [SEP]`, segment ids, padding mask and each kept word's first-piece position (`word_starts`). The
-    training pipeline and the exported model both use this."""
+    pieces [SEP]`, segment ids, padding mask and each kept word's first-piece position (`word_starts`); with
+    `with_words`, also the kept `words`. The training pipeline and the exported model both use this."""
     cls_id, sep_id = special_ids(tokenizer)
-    return align_text(tokenizer, sentences, max_length, cls_id=cls_id, sep_id=sep_id)
+    aligned = align_text(tokenizer, sentences, max_length, cls_id=cls_id, sep_id=sep_id)
+    if not with_words:
+        aligned.pop("words")
+    return aligned
 
 
 def dense(inputs):

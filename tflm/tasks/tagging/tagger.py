@@ -35,12 +35,13 @@ class Tagger(Predictor):
 
     def tag(self, text):
         """Words, labels, scores `(batch, words)` and `lengths` `(batch,)` for sentences `(batch,)`."""
-        encoded = encode_sentences(self.tokenizer, text, self.max_length)
+        encoded = encode_sentences(self.tokenizer, text, self.max_length, with_words=True)
+        words = encoded.pop("words")
         probabilities = tf.nn.softmax(self.model(dense(encoded), training=False), axis=-1)  # (batch, words, labels)
         lengths = tf.cast(encoded["word_starts"].row_lengths(), tf.int32)
         width = tf.shape(probabilities)[1]
         tagged = tf.sequence_mask(lengths, width)
-        words = tf.strings.split(text).to_tensor("")
+        words = words.to_tensor("")
         words = tf.pad(words, [[0, 0], [0, tf.maximum(width - tf.shape(words)[1], 0)]], constant_values="")
         words = tf.where(tagged, words[:, :width], "")
         ids = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
