@@ -137,6 +137,19 @@ def test_served_tags_are_the_same_under_concurrent_batched_requests(tagging_run,
                 assert prediction["labels"][:length] == wanted["labels"]
                 assert prediction["words"][:length] == wanted["words"]
                 assert set(prediction["labels"][length:]) <= {""}
+        # tflm tag asks the server (gRPC) and the run alike; --restore rebuilds the text from the labels
+        from click.testing import CliRunner
+
+        from tflm.cli import main
+
+        for where in (["--server", f"127.0.0.1:{server.grpc_port}", "--model", "punct", "--protocol", "grpc"],
+                      ["--run-dir", str(tagging_run)]):
+            result = CliRunner().invoke(main, ["tag", *where, "--json", *sentences[:2]])
+            assert result.exit_code == 0, result.output
+            lines = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+            assert [line["labels"] for line in lines] == [e["labels"] for e in expected[:2]]
+        result = CliRunner().invoke(main, ["tag", "--run-dir", str(tagging_run), "--restore", sentences[0]])
+        assert result.output.strip().splitlines()[-1] == restore(expected[0]["words"], expected[0]["labels"])
     finally:
         server.stop()
 

@@ -8,7 +8,7 @@ TensorFlow is imported inside the commands, so `tflm --help` answers at once. Th
 import os
 import sys
 
-from tflm.cli import _classify, _data, _deploy, _predict, _train  # noqa: F401  (they add their commands to `main`)
+from tflm.cli import _classify, _data, _deploy, _extract, _predict, _train  # noqa: F401  (they add their commands to `main`)
 from tflm.cli._common import main
 
 

@@ -137,3 +137,53 @@ def classify_grpc(address, model, examples, signature_name="classify", version=N
             raise ServingClientError(f"{address}: {error.code().name}: {error.details()}") from None
     return [[(c.label, float(str(np.float32(c.score)))) for c in classification.classes]  # (as REST writes scores)
             for classification in response.result.classifications]
+
+
+def predict_rest(address, model, rows, signature_name="serving_default", version=None, timeout=60.0):
+    """TF Serving's REST Predict (row format): `rows` are str (a signature of one input) or dicts naming the
+    inputs (`{"question": ..., "context": ...}`); returns one dict of outputs per row (a signature of one output:
+    `{"outputs": value}`)."""
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
+    payload = {"signature_name": signature_name, "instances": list(rows)}
+    request = urllib.request.Request(f"http://{address}{path}", data=json.dumps(payload).encode("utf-8"),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            predictions = json.loads(response.read())["predictions"]
+    except urllib.error.HTTPError as error:
+        raise ServingClientError(f"{address}: HTTP {error.code}: {error.read().decode('utf-8', 'replace')}") from None
+    except urllib.error.URLError as error:
+        raise ServingClientError(f"{address}: cannot reach the server ({error.reason}).") from None
+    return [p if isinstance(p, dict) else {"outputs": p} for p in predictions]
+
+
+def predict_grpc(address, model, columns, signature_name="serving_default", version=None, timeout=60.0):
+    """TF Serving's gRPC Predict: `columns` is `{input name: list of str}`; returns one dict of outputs per row
+    (NumPy values; strings decoded)."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature_name
+    if version:
+        request.model_spec.version.value = int(version)
+    for name, values in columns.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(list(values), dtype=tf.string))
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise ServingClientError(f"{address}: {error.code().name}: {error.details()}") from None
+    outputs = {name: np.asarray(tf.make_ndarray(tensor)) for name, tensor in response.outputs.items()}
+    count = len(next(iter(columns.values()))) if columns else 0
+
+    def plain(value):
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        if isinstance(value, np.ndarray):
+            return [plain(v) for v in value]
+        return value.item() if hasattr(value, "item") else value
+
+    return [{name: plain(value[index]) for name, value in outputs.items()} for index in range(count)]
