@@ -209,3 +209,19 @@ def test_bad_tagging_input_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="model.type='cnn' gives one vector per text"):
         config_for(tmp_path, model={"type": "cnn", "params": {}})
     assert Run.open(str(tmp_path / "run")).task.name == "tagging"  # (the failed run is still there to fix)
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "transformer", "gpt"])
+def test_any_encoder_with_a_state_per_token_tags_from_each_words_first_piece(encoder):
+    from tflm.models.token_models import TokenTagger
+
+    params = {"bilstm": {"hidden_dim": 8}, "transformer": {"num_layers": 1, "num_heads": 2, "hidden_dim": 16},
+              "gpt": {"hidden_dim": 16, "intermediate_dim": 32, "num_heads": 2, "num_layers": 1}}[encoder]
+    extra = {} if encoder == "gpt" else {"embedding_dim": 16}
+    model = TokenTagger(30, 5, encoder=encoder, encoder_params=params, dropout=0.0, **extra)
+    inputs = {"token_ids": np.array([[2, 7, 8, 9, 10, 3, 0]]), "segment_ids": np.zeros([1, 7], "int32"),
+              "padding_mask": np.array([[1, 1, 1, 1, 1, 1, 0]]), "word_starts": np.array([[1, 4, 5]])}
+    logits = np.asarray(model(inputs))
+    assert logits.shape == (1, 3, 5)
+    states = np.asarray(model.states(inputs))
+    np.testing.assert_allclose(logits[0], np.asarray(model.labels(states[0, [1, 4, 5]])), atol=1e-5)
