@@ -117,17 +117,24 @@ def dense(inputs):
     return {name: padded(value) for name, value in inputs.items()}
 
 
-def encode_labels(tagged, labels, where="training"):
-    """Label ids `[[int]]` of a split's sentences; a label the training split never had is an error naming it."""
+def encode_labels(tagged, labels, unknown="error"):
+    """Label ids `[[int]]` of a split's sentences. A label the training split never had is an error naming it
+    (`unknown="error"`: your own files), or -1, left out of the loss, with one warning (`"ignore"`: a derived
+    corpus, whose rare labels a smaller training split may lack; evaluation still counts them)."""
     index = {label: i for i, label in enumerate(labels)}
-    ids = []
+    ids, missing = [], []
     for number, sentence in enumerate(tagged.labels):
-        unknown = [label for label in sentence if label not in index]
-        if unknown:
-            raise ValueError(f"{tagged.path or where}: sentence {number + 1} has label {unknown[0]!r}, which the "
-                             f"training split does not have (its labels: {', '.join(labels)}). Add it to the "
-                             "training data or correct it.")
-        ids.append([index[label] for label in sentence])
+        for label in sentence:
+            if label not in index:
+                if unknown == "error":
+                    raise ValueError(f"{tagged.path}: sentence {number + 1} has label {label!r}, which the training "
+                                     f"split does not have (its labels: {', '.join(labels)}). Add it to the training "
+                                     "data or correct it.")
+                missing.append(label)
+        ids.append([index.get(label, -1) for label in sentence])
+    if missing:
+        logger.warning("%s: %d words have labels the training split lacks (%s): left out of the validation loss",
+                       tagged.path, len(missing), ", ".join(sorted(set(missing))[:5]))
     return ids
 
 
@@ -142,7 +149,7 @@ def examples(config, tokenizer, tagged, labels, batch=4096):
             parts[-1] = {key: value[:0] for key, value in parts[-1].items()}
     inputs = {key: tf.concat([part[key] for part in parts], axis=0) for key in parts[0]}
     kept = inputs["word_starts"].row_lengths().numpy()
-    ids = encode_labels(tagged, labels)
+    ids = encode_labels(tagged, labels, "ignore" if config.data.derive else "error")
     cut = sum(len(row) - int(k) for row, k in zip(ids, kept))
     if cut:
         logger.info("%d words of %s are past data.max_length=%d pieces: not trained on", cut,
