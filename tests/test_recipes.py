@@ -29,3 +29,20 @@ def test_a_recipe_hides_tensorflow_s_cpp_log_lines_unless_verbose(tmp_path):
         pytest.skip("TensorFlow wrote no C++ log line on this machine: nothing to hide")
     assert run_recipe(tmp_path) == []  # the traceback still reaches stderr (checked in run_recipe)
     assert run_recipe(tmp_path, TFLM_VERBOSE="1")  # as the `tflm` command: the variable shows them too
+
+
+def test_every_pipeline_file_of_the_recipes_is_a_valid_configuration(tmp_path, monkeypatch):
+    """`tflm run recipes/configs/*.yaml`: each file's task, sections and pipeline steps validate (a pretrained
+    encoder's folder is made up where the file starts from one)."""
+    import glob
+
+    from tflm.pipeline import load_pipeline
+
+    configs = sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "configs",
+                                            "*.yaml")))
+    assert len(configs) >= 7
+    (tmp_path / "runs" / "pipeline-pretraining").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    for path in configs:
+        loaded = load_pipeline(path, overrides=["data.data_dir=../shared/data"])
+        assert loaded is not None, path
