@@ -16,19 +16,23 @@ class ServingClientError(RuntimeError):
     """The server answered with an error, or could not be reached."""
 
 
-def translate_rest(address, model, sentences, version=None, timeout=60.0):
-    """Translations of `sentences` from `http://address/v1/models/model[/versions/v]:predict`."""
-    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
-    body = json.dumps({"instances": list(sentences)}).encode("utf-8")
-    request = urllib.request.Request(f"http://{address}{path}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+def _post(address, path, payload, timeout):
+    """POSTs JSON to `http://address/path`; the answer's JSON, or `ServingClientError` saying what went wrong."""
+    request = urllib.request.Request(f"http://{address}{path}", data=json.dumps(payload).encode("utf-8"),
+                                     method="POST", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            predictions = json.loads(response.read())["predictions"]
+            return json.loads(response.read())
     except urllib.error.HTTPError as error:
         raise ServingClientError(f"{address}: HTTP {error.code}: {error.read().decode('utf-8', 'replace')}") from None
     except urllib.error.URLError as error:
         raise ServingClientError(f"{address}: cannot reach the server ({error.reason}).") from None
+
+
+def translate_rest(address, model, sentences, version=None, timeout=60.0):
+    """Translations of `sentences` from `http://address/v1/models/model[/versions/v]:predict`."""
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
+    predictions = _post(address, path, {"instances": list(sentences)}, timeout)["predictions"]
     return [p["outputs"] if isinstance(p, dict) else p for p in predictions]
 
 
@@ -77,15 +81,7 @@ def classify_rest(address, model, examples, signature_name="classify", version=N
     payload = {"signature_name": signature_name, "examples": [_example_features(e) for e in examples]}
     if context is not None:
         payload["context"] = context
-    request = urllib.request.Request(f"http://{address}{path}", data=json.dumps(payload).encode("utf-8"),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            results = json.loads(response.read())["results"]
-    except urllib.error.HTTPError as error:
-        raise ServingClientError(f"{address}: HTTP {error.code}: {error.read().decode('utf-8', 'replace')}") from None
-    except urllib.error.URLError as error:
-        raise ServingClientError(f"{address}: cannot reach the server ({error.reason}).") from None
+    results = _post(address, path, payload, timeout)["results"]
     return [[(label, float(score)) for label, score in result] for result in results]
 
 
@@ -145,15 +141,7 @@ def predict_rest(address, model, rows, signature_name="serving_default", version
     `{"outputs": value}`)."""
     path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + ":predict"
     payload = {"signature_name": signature_name, "instances": list(rows)}
-    request = urllib.request.Request(f"http://{address}{path}", data=json.dumps(payload).encode("utf-8"),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            predictions = json.loads(response.read())["predictions"]
-    except urllib.error.HTTPError as error:
-        raise ServingClientError(f"{address}: HTTP {error.code}: {error.read().decode('utf-8', 'replace')}") from None
-    except urllib.error.URLError as error:
-        raise ServingClientError(f"{address}: cannot reach the server ({error.reason}).") from None
+    predictions = _post(address, path, payload, timeout)["predictions"]
     return [p if isinstance(p, dict) else {"outputs": p} for p in predictions]
 
 
@@ -178,12 +166,6 @@ def predict_grpc(address, model, columns, signature_name="serving_default", vers
             raise ServingClientError(f"{address}: {error.code().name}: {error.details()}") from None
     outputs = {name: np.asarray(tf.make_ndarray(tensor)) for name, tensor in response.outputs.items()}
     count = len(next(iter(columns.values()))) if columns else 0
+    from tflm.tasks.predictor import _plain
 
-    def plain(value):
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-        if isinstance(value, np.ndarray):
-            return [plain(v) for v in value]
-        return value.item() if hasattr(value, "item") else value
-
-    return [{name: plain(value[index]) for name, value in outputs.items()} for index in range(count)]
+    return [{name: _plain(value[index]) for name, value in outputs.items()} for index in range(count)]

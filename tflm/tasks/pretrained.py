@@ -219,3 +219,55 @@ def pretrained_model_option(options):
     if options.get("init_from") and os.path.isdir(options["init_from"]):
         return {**options, "model": source_model_type(options["init_from"])}
     return options
+
+
+class PretrainedEncoderTask:
+    """What a task whose model may start from a pretrained encoder adds to `Task` (a mixin, before `Task` in the
+    bases): the `--init-from` options, `--model` implied by them, the weights copied in before the first step,
+    and the fine-tuning learning rates. The model has `encoder` and `reads_token_ids` (tflm's models of
+    classification, tagging and extractive QA)."""
+
+    init_option_fields = {"init_from": "init.from_run", "init_from_preset": "init.from_preset",
+                          "init_checkpoint": "init.checkpoint"}
+
+    def apply_options(self, config, options, overrides=()):
+        """As `Task.apply_options`; `--init-from RUN` implies the run's model (`--model bert` or `gpt`),
+        `--init-from-preset` implies `--model bert`."""
+        return super().apply_options(config, pretrained_model_option(options), overrides)
+
+    def training_data(self, config, data, model):
+        """Copies the pretrained encoder's weights into the model (before a resumed run restores its own
+        checkpoint); then the task's own `training_data`."""
+        if getattr(model, "reads_token_ids", False):
+            initialize_encoder(model.encoder, data.tokenizers.get("encoder") or {}, config.init)
+        return super().training_data(config, data, model)
+
+    def learning_rate_multipliers(self, config, model):
+        if not getattr(model, "reads_token_ids", False):
+            return []
+        return learning_rate_multipliers(model.encoder, config.init)
+
+
+def prepare_encoder_vocabulary(config, directory, texts):
+    """The tokenizer of a run's vocabulary folder: a pretrained encoder's (`config.init`), or one trained on
+    `texts()` (a function: the texts are read only when needed) with `config.vocabulary`'s type and size."""
+    from tflm.tasks import workers
+    from tflm.text.vocab import train_tokenizer
+
+    os.makedirs(directory, exist_ok=True)
+    if config.init.from_run or config.init.from_preset:
+        encoder = prepare_initial_encoder(config.init, directory)
+        logger.info("The encoder and its tokenizer come from %s", encoder["source"])
+        return
+    tokenizer = train_tokenizer(texts(), config.vocabulary.type, config.vocabulary.size, seed=config.training.seed)
+    workers.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
+
+
+def saved_tokenizer(directory):
+    """The tokenizer saved in a run's vocabulary folder (`tokenizer.*`), or None."""
+    from tflm.text import load_tokenizer
+
+    if not os.path.isdir(directory):
+        return None
+    return next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
+                 if name.startswith("tokenizer.")), None)

@@ -23,8 +23,7 @@ from tflm.tasks.registry import register_task
 from tflm.tasks.classification import data as data_lib
 from tflm.tasks.classification.classifier import Classifier
 from tflm.tasks.classification.config import CLASSIFIER_PARAMS, ClassificationConfig
-from tflm.tasks.pretrained import (encoder_setup, initialize_encoder, learning_rate_multipliers,
-                                   pretrained_model_option)
+from tflm.tasks.pretrained import PretrainedEncoderTask, encoder_setup
 from tflm.tasks.sections import model_dtype
 from tflm.training.losses import ClassCrossEntropy
 
@@ -58,21 +57,12 @@ def build_classifier(config, vocabulary):
 
 
 @register_task
-class ClassificationTask(Task):
+class ClassificationTask(PretrainedEncoderTask, Task):
     name, config_class, command = "classification", ClassificationConfig, "classify"
     final_metrics = ("accuracy", "macro_f1")
     option_fields = {**Task.option_fields, "max_examples": "data.max_examples", "max_train_pairs": "data.max_examples",
                      "vocab_type": "vocabulary.type", "vocab_size": "vocabulary.size", "vectors": "vectors.path",
-                     "init_from": "init.from_run", "init_from_preset": "init.from_preset",
-                     "init_checkpoint": "init.checkpoint"}
-
-    def apply_options(self, config, options, overrides=()):
-        """As `Task.apply_options`; `--init-from RUN` implies the run's model (`--model bert` or `gpt`),
-        `--init-from-preset` implies `--model bert`."""
-        return super().apply_options(config, pretrained_model_option(options), overrides)
-
-    def learning_rate_multipliers(self, config, model):
-        return learning_rate_multipliers(model.encoder, config.init) if model_reads_token_ids(model) else []
+                     **PretrainedEncoderTask.init_option_fields}
 
     def decoding(self, config):
         return None
@@ -110,10 +100,9 @@ class ClassificationTask(Task):
         return build_classifier(config, tokenizers)
 
     def training_data(self, config, data, model):
-        """Sets the embedding table from the word vectors, or the encoder from the masked-LM run it starts from
+        """Sets the embedding table from the word vectors, or the encoder from the run or folder it starts from
         (before a resumed run restores its own checkpoint)."""
-        if model_reads_token_ids(model):
-            initialize_encoder(model.encoder, data.tokenizers.get("encoder") or {}, config.init)
+        data = super().training_data(config, data, model)
         if config.vectors.path:
             path = data_lib.resolve_vectors(config.vectors.path, config.data.data_dir)
             model.embedding.load_vectors(path, data.tokenizers["tokenizer"].pieces, data_lib.word_counts(data.train),
@@ -180,10 +169,6 @@ class ClassificationTask(Task):
             writer.close()
         except Exception as error:  # noqa: BLE001  (a picture must never fail an evaluation)
             logger.warning("Could not write the confusion matrix image: %s", error)
-
-
-def model_reads_token_ids(model):
-    return bool(getattr(model, "reads_token_ids", False))
 
 
 class _WeightedClassLoss(ClassCrossEntropy):

@@ -15,9 +15,7 @@ from tflm import config as config_lib
 from tflm.data.qa_windows import answer_positions, qa_features
 from tflm.data.squad import read_squad
 from tflm.tasks import workers
-from tflm.tasks.pretrained import prepare_initial_encoder, saved_encoder
-from tflm.text import load_tokenizer
-from tflm.text.vocab import train_tokenizer
+from tflm.tasks.pretrained import prepare_encoder_vocabulary, saved_encoder, saved_tokenizer
 
 logger = logging.getLogger("tflm")
 
@@ -41,8 +39,7 @@ def saved_vocabulary(run_dir):
     directory = os.path.join(run_dir, "vocab")
     if not os.path.exists(os.path.join(directory, QA_FILE)):
         return None
-    tokenizer = next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
-                      if name.startswith("tokenizer.")), None)
+    tokenizer = saved_tokenizer(directory)
     if tokenizer is None:
         return None
     with open(os.path.join(directory, QA_FILE)) as f:
@@ -58,15 +55,7 @@ def prepare_vocabulary(config, run_dir, train):
     if not workers.is_chief():
         return workers.wait_for_chief_vocabulary(run_dir, lambda: saved_vocabulary(run_dir))
     directory = os.path.join(run_dir, "vocab")
-    os.makedirs(directory, exist_ok=True)
-    if config.init.from_run or config.init.from_preset:
-        encoder = prepare_initial_encoder(config.init, directory)
-        logger.info("The encoder and its tokenizer come from %s", encoder["source"])
-    else:
-        contexts = sorted({example.context for example in train})
-        tokenizer = train_tokenizer(contexts + [example.question for example in train], config.vocabulary.type,
-                                    config.vocabulary.size, seed=config.training.seed)
-        workers.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
+    prepare_encoder_vocabulary(config, directory, lambda: sorted({e.context for e in train}) + [e.question for e in train])
     no_answer = config.data.no_answer
     if no_answer is None:
         no_answer = any(example.is_impossible for example in train)

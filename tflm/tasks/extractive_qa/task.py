@@ -20,8 +20,7 @@ from tflm.tasks.base import Evaluation, Task, TaskData
 from tflm.tasks.extractive_qa import data as data_lib
 from tflm.tasks.extractive_qa.answerer import Answerer
 from tflm.tasks.extractive_qa.config import QAConfig
-from tflm.tasks.pretrained import (encoder_setup, initialize_encoder, learning_rate_multipliers,
-                                   pretrained_model_option)
+from tflm.tasks.pretrained import PretrainedEncoderTask, encoder_setup
 from tflm.tasks.registry import register_task
 from tflm.tasks.sections import model_dtype
 from tflm.training.losses import Loss
@@ -59,16 +58,11 @@ class SpanCrossEntropy(Loss):
 
 
 @register_task
-class ExtractiveQATask(Task):
+class ExtractiveQATask(PretrainedEncoderTask, Task):
     name, config_class, command = "extractive_qa", QAConfig, "answer"
     final_metrics = ("exact_match", "f1")
     option_fields = {**Task.option_fields, "max_examples": "data.max_examples", "max_train_pairs": "data.max_examples",
-                     "init_from": "init.from_run", "init_from_preset": "init.from_preset",
-                     "init_checkpoint": "init.checkpoint"}
-
-    def apply_options(self, config, options, overrides=()):
-        """As `Task.apply_options`; `--init-from RUN` implies the run's model (bert or gpt)."""
-        return super().apply_options(config, pretrained_model_option(options), overrides)
+                     **PretrainedEncoderTask.init_option_fields}
 
     def decoding(self, config):
         return None
@@ -104,12 +98,6 @@ class ExtractiveQATask(Task):
     def build_model(self, config, tokenizers):
         return build_span_extractor(config, tokenizers)
 
-    def training_data(self, config, data, model):
-        initialize_encoder(model.encoder, data.tokenizers.get("encoder") or {}, config.init)
-        return data
-
-    def learning_rate_multipliers(self, config, model):
-        return learning_rate_multipliers(model.encoder, config.init)
 
     def loss(self, config):
         return SpanCrossEntropy()

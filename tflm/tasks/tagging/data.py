@@ -13,9 +13,7 @@ from tflm import config as config_lib
 from tflm.data.classification import read_labels, write_labels
 from tflm.data.tagging import align_text, label_set, read_conll
 from tflm.tasks import workers
-from tflm.tasks.pretrained import prepare_initial_encoder, saved_encoder
-from tflm.text import load_tokenizer
-from tflm.text.vocab import train_tokenizer
+from tflm.tasks.pretrained import prepare_encoder_vocabulary, saved_encoder, saved_tokenizer
 
 logger = logging.getLogger("tflm")
 
@@ -60,8 +58,7 @@ def saved_vocabulary(run_dir):
     directory = os.path.join(run_dir, "vocab")
     if not os.path.exists(os.path.join(directory, LABELS_FILE)):
         return None
-    tokenizer = next((load_tokenizer(os.path.join(directory, name)) for name in sorted(os.listdir(directory))
-                      if name.startswith("tokenizer.")), None)
+    tokenizer = saved_tokenizer(directory)
     if tokenizer is None:
         return None
     return {"tokenizer": tokenizer, "labels": read_labels(os.path.join(directory, LABELS_FILE)),
@@ -77,15 +74,7 @@ def prepare_vocabulary(config, run_dir, train):
     if not workers.is_chief():
         return workers.wait_for_chief_vocabulary(run_dir, lambda: saved_vocabulary(run_dir))
     directory = os.path.join(run_dir, "vocab")
-    os.makedirs(directory, exist_ok=True)
-    if config.init.from_run or config.init.from_preset:
-        encoder = prepare_initial_encoder(config.init, directory)
-        logger.info("The encoder and its tokenizer come from %s", encoder["source"])
-    else:
-        texts = [" ".join(words) for words in train.words]
-        tokenizer = train_tokenizer(texts, config.vocabulary.type, config.vocabulary.size,
-                                    seed=config.training.seed)
-        workers.save_vocabulary({os.path.join(directory, "tokenizer" + tokenizer.file_suffix): tokenizer})
+    prepare_encoder_vocabulary(config, directory, lambda: [" ".join(words) for words in train.words])
     labels = label_set(train)
     write_labels(os.path.join(directory, LABELS_FILE), labels)
     logger.info("%d labels: %s", len(labels), ", ".join(labels))

@@ -18,8 +18,7 @@ import tensorflow as tf
 
 from tflm.models.token_models import TokenTagger
 from tflm.tasks.base import Evaluation, Task, TaskData
-from tflm.tasks.pretrained import (encoder_setup, initialize_encoder, learning_rate_multipliers,
-                                   pretrained_model_option)
+from tflm.tasks.pretrained import PretrainedEncoderTask, encoder_setup
 from tflm.tasks.registry import register_task
 from tflm.tasks.sections import model_dtype
 from tflm.tasks.tagging import data as data_lib
@@ -58,16 +57,11 @@ class WordCrossEntropy(ClassCrossEntropy):
 
 
 @register_task
-class TaggingTask(Task):
+class TaggingTask(PretrainedEncoderTask, Task):
     name, config_class, command = "tagging", TaggingConfig, "tag"
     final_metrics = ("f1", "accuracy")
     option_fields = {**Task.option_fields, "max_examples": "data.max_examples", "max_train_pairs": "data.max_examples",
-                     "init_from": "init.from_run", "init_from_preset": "init.from_preset",
-                     "init_checkpoint": "init.checkpoint"}
-
-    def apply_options(self, config, options, overrides=()):
-        """As `Task.apply_options`; `--init-from RUN` implies the run's model (bert or gpt)."""
-        return super().apply_options(config, pretrained_model_option(options), overrides)
+                     **PretrainedEncoderTask.init_option_fields}
 
     def decoding(self, config):
         return None
@@ -103,14 +97,6 @@ class TaggingTask(Task):
     def build_model(self, config, tokenizers):
         return build_tagger(config, tokenizers)
 
-    def training_data(self, config, data, model):
-        """Copies the pretrained encoder's weights (before a resumed run restores its own checkpoint)."""
-        if model.reads_token_ids:
-            initialize_encoder(model.encoder, data.tokenizers.get("encoder") or {}, config.init)
-        return data
-
-    def learning_rate_multipliers(self, config, model):
-        return learning_rate_multipliers(model.encoder, config.init) if model.reads_token_ids else []
 
     def loss(self, config):
         return WordCrossEntropy()
