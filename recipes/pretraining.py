@@ -37,6 +37,10 @@ def parse_args():
     parser.add_argument("--finetune-epochs", type=int, default=5)
     parser.add_argument("--scratch", action="store_true",
                         help="also train the same encoder (same tokenizer and sizes) from random weights")
+    parser.add_argument("--scratch-only", action="store_true",
+                        help="only those baselines (they need the pretraining run's vocabulary, not its weights)")
+    parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (pretrained)")
+    parser.add_argument("--frozen-steps", type=int, default=0, help="steps with the pretrained encoder frozen")
     parser.add_argument("--export-name", default=None, help="export the first fine-tuned run to saved_models/NAME")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines")
@@ -57,7 +61,9 @@ def finetune(args, dataset, pretrained):
         training=cls.TrainingConfig(epochs=args.finetune_epochs, time_budget=args.finetune_budget, learning_rate=1e-4,
                                     schedule="linear", warmup_steps=100, label_smoothing=0.0, samples=0,
                                     checkpoint_every_seconds=None),
-        init=cls.InitConfig(from_run=args.run_dir, weights=pretrained),
+        init=cls.InitConfig(from_run=args.run_dir, weights=pretrained,
+                            layer_decay=args.layer_decay if pretrained else 1.0,
+                            frozen_steps=args.frozen_steps if pretrained else 0),
     )
     result = cls.train(config, run_dir)
     scores = cls.evaluate(run_dir, "test")
@@ -90,23 +96,25 @@ def main():
                                     learning_rate=args.learning_rate, schedule="linear", warmup_steps=500,
                                     weight_decay=0.01, label_smoothing=0.0, samples=3, checkpoint_every_seconds=300),
     )
-    mlm.train(config, args.run_dir)
-    pretraining = mlm.evaluate(args.run_dir, "test")
-    tflm.results.write_record(f"recipe-pretraining-{os.path.basename(os.path.normpath(args.run_dir))}", "masked_lm",
-                              args.corpus, f"bert {args.preset}",
-                              {k: v for k, v in pretraining.items() if isinstance(v, (int, float))})
+    results = {"finetuned": {}, "scratch": {}}
+    if not args.scratch_only:
+        mlm.train(config, args.run_dir)
+        results["pretraining"] = mlm.evaluate(args.run_dir, "test")
+        tflm.results.write_record(f"recipe-pretraining-{os.path.basename(os.path.normpath(args.run_dir))}",
+                                  "masked_lm", args.corpus, f"bert {args.preset}",
+                                  {k: v for k, v in results["pretraining"].items() if isinstance(v, (int, float))})
 
     # 2. Fine-tune on each labelled set (a new classification head on the pretrained encoder; warmup then linear
     #    decay), and the same encoder from scratch with the same budget.
-    results = {"pretraining": pretraining, "finetuned": {}, "scratch": {}}
     for dataset in args.finetune:
-        run_dir, results["finetuned"][dataset] = finetune(args, dataset, True)
-        if args.scratch:
+        if not args.scratch_only:
+            run_dir, results["finetuned"][dataset] = finetune(args, dataset, True)
+        if args.scratch or args.scratch_only:
             results["scratch"][dataset] = finetune(args, dataset, False)[1]
-        if args.export_name and dataset == args.finetune[0]:
+        if args.export_name and dataset == args.finetune[0] and not args.scratch_only:
             results["export"] = tflm.export.export_run(run_dir, args.export_name)
 
-    with open(os.path.join(args.run_dir, "results.json"), "w") as f:
+    with open(os.path.join(args.run_dir, "results-scratch.json" if args.scratch_only else "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))
 
