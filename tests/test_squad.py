@@ -127,10 +127,14 @@ def test_windows_cover_every_context_piece(tokenizer):
     assert len(tokenizer.tokenize([question])[0]) > max_question
     words = context_words(contexts)[0].to_list()
     for row, context in enumerate(contexts):
-        # The context's pieces: each word tokenized on its own, <unk> for a word without pieces.
+        # The context's pieces: each word tokenized on its own (as inside the text where it follows the word
+        # before without whitespace), <unk> for a word without pieces.
         pieces, piece_words = [], []
+        starts, ends = features["word_byte_starts"][row], features["word_byte_ends"][row]
         for index, word in enumerate(words[row]):
-            ids = tokenizer.tokenize([word.decode()])[0].numpy().tolist() or [tokenizer.unk_id]
+            attached = index > 0 and starts[index] == ends[index - 1]
+            tokenize = tokenizer.tokenize_attached if attached else tokenizer.tokenize
+            ids = tokenize([word.decode()])[0].numpy().tolist() or [tokenizer.unk_id]
             pieces += ids
             piece_words += [index] * len(ids)
         windows = np.flatnonzero(features["example_index"] == row)
@@ -165,6 +169,19 @@ def test_windows_cover_every_context_piece(tokenizer):
             assert context[char_start:char_end].encode() == word == context.encode()[byte_start:byte_end]
     assert len(np.flatnonzero(features["example_index"] == 0)) > 5
     assert [len(words[row]) for row in (2, 3)] == [0, 0]  # still one window each
+
+
+def test_a_context_is_read_as_the_pieces_of_its_running_text(tokenizer):
+    """Words that follow the one before without whitespace ("1990" in "(1990),") are tokenized as inside the text:
+    the window holds exactly the pieces `tokenizer.tokenize(context)` gives (what a pretrained encoder read)."""
+    contexts = ["Tom was born (1990), in Zürich; he left.", "e-mail: x@y.z ok"]
+    features = _numpy(qa_features(tokenizer, ["who ?"] * 2, contexts, max_length=64, max_question_length=4))
+    for row, context in enumerate(contexts):
+        window = features["token_ids"][row][features["context_mask"][row]]
+        assert window.tolist() == tokenizer.tokenize(tf.constant([context]))[0].numpy().tolist()
+    # (read word by word on its own, "1990" would take its word-start form)
+    alone = tokenizer.tokenize(tf.constant(["1990"]))[0].numpy().tolist()
+    assert alone != tokenizer.tokenize_attached(tf.constant(["1990"]))[0].numpy().tolist()
 
 
 def test_context_words_split_like_bert():

@@ -107,8 +107,18 @@ def qa_features(tokenizer, questions, contexts, max_length=384, doc_stride=128, 
     contexts = tf.convert_to_tensor(contexts, dtype=tf.string)
     words, byte_starts, byte_ends, char_starts, char_ends = context_words(contexts)
 
-    # Pieces of every word of the batch: (words, None), at least one each.
-    word_pieces = tokenizer.tokenize(words.flat_values)
+    # Pieces of every word of the batch: (words, None), at least one each. A word that follows the one before
+    # without whitespace ("1990" in "(1990),") is tokenized as inside running text (`tokenize_attached`: no
+    # word-start marker), so that the model reads the pieces it was pretrained on.
+    flat_words = words.flat_values
+    previous_end = tf.concat([[-1], byte_ends.flat_values[:-1]], 0)
+    attached = tf.equal(byte_starts.flat_values, previous_end)
+    attached &= tf.not_equal(tf.range(tf.shape(flat_words)[0], dtype=words.row_splits.dtype),
+                             tf.gather(words.row_splits, words.value_rowids()))  # (never a context's first word)
+    alone, continuing = tokenizer.tokenize(flat_words), tokenizer.tokenize_attached(flat_words)
+    count = tf.shape(flat_words, out_type=tf.int64)[0]
+    choice = tf.range(count) + count * tf.cast(attached, tf.int64)
+    word_pieces = tf.gather(tf.concat([tf.cast(alone, tf.int32), tf.cast(continuing, tf.int32)], axis=0), choice)
     padded = tf.pad(word_pieces.to_tensor(default_value=tokenizer.unk_id), [[0, 0], [0, 1]],
                     constant_values=tokenizer.unk_id)  # at least one column
     word_pieces = tf.RaggedTensor.from_tensor(padded, lengths=tf.maximum(word_pieces.row_lengths(), 1))

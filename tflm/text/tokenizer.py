@@ -39,6 +39,18 @@ class Tokenizer(tf.Module):
             return self._tokenize(tf.expand_dims(text, 0))[0]
         return self._tokenize(text)
 
+    def tokenize_attached(self, words):
+        """Tokenizes words that continue the text before them without whitespace (the "1990" of "(1990)"), as they
+        would be tokenized inside that text; for a word read on its own (extractive QA splits its contexts into
+        words). Default: as `tokenize`, right for tokenizers without a word-start marker.
+
+        Args:
+            words: string `(batch,)`, each one pre-token (no whitespace, no punctuation inside a word).
+        Returns:
+            A ragged int32 `(batch, None)`.
+        """
+        return self.tokenize(words)
+
     def detokenize(self, token_ids):
         """Turns ids back into text: stops at the first EOS, drops PAD and BOS.
 

@@ -84,6 +84,12 @@ class WordPieceTokenizer(Tokenizer):
         words = pretokenize_words(text)  # (batch, words)
         return self._tokenizer.tokenize(words).merge_dims(1, 2)  # (batch, words, pieces) -> (batch, pieces)
 
+    def tokenize_attached(self, words):
+        """A word continuing the text without whitespace has no `▁` (see `pretokenize_words`): its pieces as in
+        running text ("(1990)," gives `▁`, `(`, `1`, `##99`, `##0`, `)`, `,`; "1990" alone would give `▁1990`)."""
+        words = tf_text.normalize_utf8(tf.convert_to_tensor(words, tf.string), "NFC")
+        return tf.cast(self._tokenizer.tokenize(words), tf.int32)
+
     def _detokenize(self, token_ids):
         pieces = tf.gather(self._pieces, token_ids)
         pieces = tf.strings.regex_replace(pieces, "^" + self.suffix_indicator, "")
