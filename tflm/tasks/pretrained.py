@@ -158,9 +158,9 @@ def encoder_setup(config, encoder, params=None):
 
         return "bert", {**BERT_PRESETS.get(config.model.preset or "small", {}), **params}, None
     if config.model.type == "gpt":
-        from tflm.models import PRESETS
+        from tflm.models import preset_params
 
-        preset = PRESETS.get("gpt", {}).get(config.model.preset or "small", {}) if config.model.preset else {}
+        preset = preset_params("gpt", config.model.preset)  # ({} without a preset: GPTEncoder's own sizes)
         return "gpt", {**{k: v for k, v in preset.items() if k in GPT_SIZES}, **params}, None
     return config.model.type, params, None
 
