@@ -41,6 +41,8 @@ def parse_args():
                         help="only those baselines (they need the pretraining run's vocabulary, not its weights)")
     parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay (pretrained)")
     parser.add_argument("--frozen-steps", type=int, default=0, help="steps with the pretrained encoder frozen")
+    parser.add_argument("--variant", default="", help="fine-tune only (the pretraining as it is), into run "
+                        "directories and records named RUN_DIR-<dataset>-VARIANT (e.g. other fine-tuning options)")
     parser.add_argument("--export-name", default=None, help="export the first fine-tuned run to saved_models/NAME")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--verbose", action="store_true", help="show TensorFlow's C++ log lines")
@@ -51,7 +53,8 @@ def finetune(args, dataset, pretrained):
     """A classification run on `dataset`: the pretrained encoder, or (`pretrained=False`) the same encoder and
     tokenizer with random weights."""
     cls = tflm.classification
-    run_dir = f"{args.run_dir}-{dataset}" + ("" if pretrained else "-scratch")
+    suffix = ("" if pretrained else "-scratch") + (f"-{args.variant}" if args.variant else "")
+    run_dir = f"{args.run_dir}-{dataset}{suffix}"
     config = cls.ClassificationConfig(
         data=cls.ClassificationDataConfig(dataset=dataset, data_dir=args.data_dir, batch_size=32, max_length=62,
                                           class_weights=dataset == "sms-spam",
@@ -71,7 +74,7 @@ def finetune(args, dataset, pretrained):
                "train_seconds": round(result.train_seconds, 1)}
     if "positive" in scores:
         metrics["spam_f1"] = scores["positive"]["f1"]
-    kind = "pretrained" if pretrained else "scratch"
+    kind = ("pretrained" if pretrained else "scratch") + (f", {args.variant}" if args.variant else "")
     tflm.results.write_record(f"recipe-pretraining-{os.path.basename(run_dir)}", "classification", dataset,
                               f"bert {args.preset} {kind} ({args.corpus})", metrics)
     return run_dir, metrics
@@ -97,7 +100,7 @@ def main():
                                     weight_decay=0.01, label_smoothing=0.0, samples=3, checkpoint_every_seconds=300),
     )
     results = {"finetuned": {}, "scratch": {}}
-    if not args.scratch_only:
+    if not args.scratch_only and not args.variant:
         mlm.train(config, args.run_dir)
         results["pretraining"] = mlm.evaluate(args.run_dir, "test")
         tflm.results.write_record(f"recipe-pretraining-{os.path.basename(os.path.normpath(args.run_dir))}",
@@ -114,7 +117,8 @@ def main():
         if args.export_name and dataset == args.finetune[0] and not args.scratch_only:
             results["export"] = tflm.export.export_run(run_dir, args.export_name)
 
-    with open(os.path.join(args.run_dir, "results-scratch.json" if args.scratch_only else "results.json"), "w") as f:
+    name = "results" + ("-scratch" if args.scratch_only else "") + (f"-{args.variant}" if args.variant else "")
+    with open(os.path.join(args.run_dir, name + ".json"), "w") as f:
         json.dump(results, f, indent=1)
     print(json.dumps(results, indent=1))
 
