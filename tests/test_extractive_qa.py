@@ -52,6 +52,16 @@ def qa_run(tmp_path_factory):
     return run_dir
 
 
+
+@pytest.fixture(scope="module")
+def exported(qa_run, tmp_path_factory):
+    """`(base_dir, version path)`: the run exported once, checked through TF Serving's TF1 session loader."""
+    from tflm.export import export_run
+
+    base_dir = tmp_path_factory.mktemp("export")
+    path = export_run(Run.open(str(qa_run)), "qa", base_dir=str(base_dir), check=True, check_sentences=4)
+    return base_dir, path
+
 def test_a_span_extractor_finds_answers_and_says_when_there_is_none(qa_run):
     run = Run.open(str(qa_run))
     assert run.tokenizers["no_answer"] is True  # (the training set has unanswerable questions: SQuAD v2.0)
@@ -69,28 +79,27 @@ def test_a_span_extractor_finds_answers_and_says_when_there_is_none(qa_run):
     assert answers[1]["answer"] == "" and answers[1]["start"] == -1
 
 
-def test_the_export_gives_the_in_memory_answers_and_passes_the_tf1_loader(qa_run, tmp_path):
-    from tflm.export import export_run, load
+def test_the_export_gives_the_in_memory_answers_and_passes_the_tf1_loader(qa_run, exported):
+    from tflm.export import load
 
     run = Run.open(str(qa_run))
-    path = export_run(run, "qa", base_dir=str(tmp_path), check=True, check_sentences=4)  # (TF1 session loader)
+    path = exported[1]
     rows = [{"question": e.question, "context": e.context} for e in
             [example(random.Random(9), i) for i in range(5)]]
     expected = run.load_predictor("best").predict(rows)
-    exported = load(path).run("serving_default", question=[r["question"] for r in rows],
+    served = load(path).run("serving_default", question=[r["question"] for r in rows],
                               context=[r["context"] for r in rows])
     for index, wanted in enumerate(expected):
-        assert exported["answer"][index].decode() == wanted["answer"]
-        assert int(exported["start"][index]) == wanted["start"] and int(exported["end"][index]) == wanted["end"]
-        assert abs(float(exported["score"][index]) - wanted["score"]) < 1e-3
+        assert served["answer"][index].decode() == wanted["answer"]
+        assert int(served["start"][index]) == wanted["start"] and int(served["end"][index]) == wanted["end"]
+        assert abs(float(served["score"][index]) - wanted["score"]) < 1e-3
 
 
-def test_served_answers_are_the_same_under_concurrent_batched_requests(qa_run, tmp_path):
-    from tflm.export import export_run
+def test_served_answers_are_the_same_under_concurrent_batched_requests(qa_run, exported):
     from tflm.serving import Server
 
     run = Run.open(str(qa_run))
-    export_run(run, "qa", base_dir=str(tmp_path), check=False)
+    tmp_path = exported[0]
     rng = random.Random(11)
     rows = [{"question": e.question, "context": e.context} for e in [example(rng, i) for i in range(6)]]
     expected = run.load_predictor("best").predict(rows)

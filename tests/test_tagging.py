@@ -60,6 +60,16 @@ def tagging_run(tmp_path_factory):
     return run_dir
 
 
+
+@pytest.fixture(scope="module")
+def exported(tagging_run, tmp_path_factory):
+    """`(base_dir, version path)`: the run exported once, checked through TF Serving's TF1 session loader."""
+    from tflm.export import export_run
+
+    base_dir = tmp_path_factory.mktemp("export")
+    path = export_run(Run.open(str(tagging_run)), "punct", base_dir=str(base_dir), check=True, check_sentences=4)
+    return base_dir, path
+
 def test_a_tagger_learns_the_punctuation_and_case_of_its_words(tagging_run):
     scores = Run.open(str(tagging_run)).evaluate("test")
     assert scores["scheme"] == "tokens" and scores["untagged_words"] == 0
@@ -93,11 +103,11 @@ def test_a_word_split_into_many_pieces_gets_one_label(tagging_run):
     assert tagger.predict([many])[0]["lengths"] == 22
 
 
-def test_the_export_gives_the_in_memory_tags_and_passes_the_tf1_loader(tagging_run, tmp_path):
-    from tflm.export import export_run, load
+def test_the_export_gives_the_in_memory_tags_and_passes_the_tf1_loader(tagging_run, exported):
+    from tflm.export import load
 
     run = Run.open(str(tagging_run))
-    path = export_run(run, "punct", base_dir=str(tmp_path), check=True, check_sentences=4)  # (TF1 session loader)
+    path = exported[1]
     sentences = ["where is tom", "yes mary is at home with the dog", "", "ok " + " ".join(["cat"] * 30)]
     expected = run.load_predictor("best").predict(sentences)
     answer = load(path)(sentences)
@@ -109,12 +119,11 @@ def test_the_export_gives_the_in_memory_tags_and_passes_the_tf1_loader(tagging_r
         np.testing.assert_allclose(answer["scores"][row][:length], wanted["scores"], atol=1e-5)
 
 
-def test_served_tags_are_the_same_under_concurrent_batched_requests(tagging_run, tmp_path):
-    from tflm.export import export_run
+def test_served_tags_are_the_same_under_concurrent_batched_requests(tagging_run, exported):
     from tflm.serving import Server
 
     run = Run.open(str(tagging_run))
-    export_run(run, "punct", base_dir=str(tmp_path), check=False)
+    tmp_path = exported[0]
     sentences = ["where is tom", "no the cat is big", "ok", "what was here with mary at london", "the dog"]
     expected = run.load_predictor("best").predict(sentences)
     server = Server(str(tmp_path), rest_port=0, grpc_port=0, max_batch_size=8, batch_timeout_ms=20).start()
