@@ -10,8 +10,8 @@ source again once its first checkpoint exists):
     vocab/preset/         a keras-hub / Hugging Face folder's architecture and tokenizer (no weights)
 
 and its first training copies the source's weights into the encoder (`initialize_encoder`). Fine-tuning may scale
-each layer's learning rate (`init.layer_decay`: the top layer x1, each layer below x decay more, the embeddings
-least; the task's head x1) and keep the encoder still for the first `init.frozen_steps` steps, so that a new head
+each layer's learning rate (`init.layer_decay`: the pooler and the task's head x1, the top layer x decay, each
+layer below x decay more, the embeddings least) and keep the encoder still for the first `init.frozen_steps` steps, so that a new head
 learns before its gradients reach the encoder.
 """
 
