@@ -22,6 +22,7 @@ import re
 import tensorflow as tf
 
 from tflm.data.registry import open_text
+from tflm.text.alignment import starts_in_rows
 from tflm.text.special_tokens import CLS_ID, SEP_ID
 
 SCHEMES = ("bio", "bioes")
@@ -284,7 +285,7 @@ def align_words(tokenizer, words, max_length, cls_id=CLS_ID, sep_id=SEP_ID):
         tf.cast(empty, tf.int64))
     pieces = tf.concat([pieces, unknown], axis=1)  # a word without pieces: one <unk>
     lengths = pieces.row_lengths()  # (num_words,), each >= 1
-    before = _exclusive_cumsum_in_rows(lengths, words.row_splits)  # pieces of the sentence before each word
+    before = starts_in_rows(words.with_flat_values(lengths))  # pieces of the sentence before each word
     keep = before + lengths <= tf.cast(max_length, tf.int64) - 2  # a prefix of each sentence's words
     kept_per_sentence = tf.reduce_sum(words.with_flat_values(tf.cast(keep, tf.int64)), axis=1)
     kept_pieces = tf.ragged.boolean_mask(pieces, keep)  # (kept words, pieces)
@@ -300,14 +301,6 @@ def align_words(tokenizer, words, max_length, cls_id=CLS_ID, sep_id=SEP_ID):
         "padding_mask": tf.ones_like(token_ids),
         "word_starts": tf.RaggedTensor.from_row_lengths(starts, kept_per_sentence),
     }
-
-
-def _exclusive_cumsum_in_rows(lengths, row_splits):
-    """For flat `lengths` grouped into rows by `row_splits`: the sum of the lengths before each one in its row."""
-    before = tf.math.cumsum(lengths, exclusive=True)
-    totals = tf.concat([before, tf.reduce_sum(lengths, keepdims=True)], axis=0)
-    row_first = tf.gather(totals, row_splits[:-1])
-    return before - tf.repeat(row_first, row_splits[1:] - row_splits[:-1])
 
 
 def align_text(tokenizer, sentences, max_length, cls_id=CLS_ID, sep_id=SEP_ID):

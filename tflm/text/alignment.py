@@ -24,7 +24,7 @@ def _split_words(text):
     return words, tf.cast(starts, tf.int64), tf.cast(ends, tf.int64)
 
 
-def _starts_in_rows(lengths):
+def starts_in_rows(lengths):
     """Exclusive cumulative sums of `lengths` within each row of its ragged partition: int64 `(n,)` flat."""
     flat = tf.cast(lengths.flat_values, tf.int64)
     before = tf.math.cumsum(flat, exclusive=True)
@@ -35,7 +35,7 @@ def _starts_in_rows(lengths):
 def _joined_words(words):
     """Pre-split `words` `(batch, words)` as one text each, joined by single spaces, with their offsets in it."""
     lengths = words.with_flat_values(tf.cast(tf.strings.length(words.flat_values), tf.int64))  # bytes
-    starts = words.with_flat_values(_starts_in_rows(lengths + 1))  # the words and one space before each
+    starts = words.with_flat_values(starts_in_rows(lengths + 1))  # the words and one space before each
     return tf.strings.reduce_join(words, axis=1, separator=" "), starts, starts + lengths
 
 
@@ -73,7 +73,7 @@ def tokenize_words_with_offsets(tokenizer, words):
         ids = tf.RaggedTensor.from_tensor(ids)
     ids = tf.cast(ids, tf.int32)
     lengths = ids.with_flat_values(tf.gather(_piece_lengths(tokenizer), ids.flat_values))
-    starts = _starts_in_rows(lengths)
+    starts = starts_in_rows(lengths)
     ends = starts + lengths.flat_values
     # a word's last piece ends with the word (an <unk> piece has no length of its own)
     has_pieces = ids.row_lengths() > 0
