@@ -7,7 +7,6 @@ import concurrent.futures
 import json
 import random
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tflm.data.punctuation import derive_corpus, restore
-from tflm.data.tagging import TaggingData, write_conll
+from tflm.data.tagging import write_conll
 from tflm.tasks import Run, get_task
 
 NAMES = ["tom", "mary", "paris", "london"]
@@ -176,7 +176,7 @@ def test_bio_entities_from_a_pretrained_encoder_in_any_label_column(tmp_path):
             for _ in range(count):
                 for word in [rng.choice(WORDS) for _ in range(rng.randint(1, 4))]:
                     if word in ("tom", "mary") or rng.random() < 0.2:
-                        f.write(f"tom NNP B-PER x\nsmith NNP I-PER x\n")
+                        f.write("tom NNP B-PER x\nsmith NNP I-PER x\n")
                     f.write(f"{word} NN O x\n")
                 f.write("\n")
     preset = tmp_path / "preset"

@@ -2,6 +2,7 @@
 (extractive-QA runs), from a run or from a server's Predict API (REST or gRPC)."""
 
 import json
+import sys
 
 import click
 
@@ -24,30 +25,31 @@ def _server_options(function):
 
 def _answers(command, rows, run_dir, server, model_name, protocol, checkpoint, batch_size):
     """The outputs of each row (a dict per row, a per-word output cut to the row's length)."""
-    if bool(run_dir) == bool(server):
-        raise click.UsageError("Give --run-dir RUN (a trained run) or --server HOST:PORT --model NAME, one of them.")
-    if server and not model_name:
-        raise click.UsageError("--server needs --model NAME (the served model's name).")
     if run_dir:
         run = open_run(run_dir)
         require_command(run.task, run_dir, command)
-        predictor = run.load_predictor(checkpoint)
-        return [answer for start in range(0, len(rows), batch_size)
-                for answer in predictor.predict(rows[start:start + batch_size])]
-    from tflm.serving.client import ServingClientError, predict_grpc, predict_rest
+        ask = run.load_predictor(checkpoint).predict
+    else:
+        from tflm.serving.client import predict_grpc, predict_rest
+
+        def ask(part):
+            if protocol == "rest":
+                return predict_rest(server, model_name, part)
+            names = list(part[0]) if isinstance(part[0], dict) else ["text"]
+            return predict_grpc(server, model_name, {name: [row[name] if isinstance(row, dict) else row
+                                                            for row in part] for name in names})
+    from tflm.serving.client import ServingClientError
 
     answers = []
-    try:
-        for start in range(0, len(rows), batch_size):
-            part = rows[start:start + batch_size]
-            if protocol == "rest":
-                answers += predict_rest(server, model_name, part)
-            else:
-                names = list(part[0]) if isinstance(part[0], dict) else ["text"]
-                columns = {name: [row[name] if isinstance(row, dict) else row for row in part] for name in names}
-                answers += predict_grpc(server, model_name, columns)
-    except ServingClientError as error:
-        raise click.ClickException(str(error)) from None
+    label = {"tag": "Tagging", "answer": "Answering"}[command]
+    with click.progressbar(length=len(rows), label=label, file=sys.stderr,  # (a long input: how far it is)
+                           hidden=len(rows) <= 4 * batch_size or not sys.stderr.isatty()) as bar:
+        try:
+            for start in range(0, len(rows), batch_size):
+                answers += ask(rows[start:start + batch_size])
+                bar.update(min(batch_size, len(rows) - start))
+        except ServingClientError as error:
+            raise click.ClickException(str(error)) from None
     for answer in answers:  # (a served row is padded to its request's longest row)
         if "lengths" in answer:
             length = int(answer["lengths"])
@@ -55,6 +57,14 @@ def _answers(command, rows, run_dir, server, model_name, protocol, checkpoint, b
                 if key in answer:
                     answer[key] = answer[key][:length]
     return answers
+
+
+def _check_source(run_dir, server, model_name):
+    """A usage error (before any input is read) unless the command has a run or a server to ask."""
+    if bool(run_dir) == bool(server):
+        raise click.UsageError("Give --run-dir RUN (a trained run) or --server HOST:PORT --model NAME, one of them.")
+    if server and not model_name:
+        raise click.UsageError("--server needs --model NAME (the served model's name).")
 
 
 def _lines(arguments, input_file):
@@ -76,6 +86,7 @@ def tag(sentences, run_dir, server, model_name, protocol, checkpoint, as_json, b
     Predict). --restore prints the text that punctuation-and-case labels rebuild (`data.derive: punctuation`).
     """
     setup_logging(verbose=False)
+    _check_source(run_dir, server, model_name)
     lines = _lines(sentences, input_file)
     answers = _answers("tag", lines, run_dir, server, model_name, protocol, checkpoint, batch_size)
     for line, answer in zip(lines, answers):
@@ -103,6 +114,7 @@ def answer(run_dir, server, model_name, protocol, checkpoint, as_json, batch_siz
     none (a model trained with unanswerable questions, SQuAD v2.0).
     """
     setup_logging(verbose=False)
+    _check_source(run_dir, server, model_name)
     if (question is None) != (context is None):
         raise click.UsageError("Give --question and --context together (or --input).")
     if question is not None and input_file:

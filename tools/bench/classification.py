@@ -129,7 +129,7 @@ def main():
             tflm.results.write_record(f"classification-{dataset}-{name}", "classification", dataset, model, metrics)
             table.append((dataset, name, metrics))
             print(json.dumps({"dataset": dataset, "model": name, **metrics}), flush=True)
-    print(f"\n| corpus | model | accuracy | macro-F1 | spam F1 | train s | train ex/s | serving ex/s |\n|---|---|---:|---:|"
+    print("\n| corpus | model | accuracy | macro-F1 | spam F1 | train s | train ex/s | serving ex/s |\n|---|---|---:|---:|"
           "---:|---:|---:|---:|")
     for dataset, name, m in table:
         print(f"| {dataset} | {name} | {m['accuracy']:.2f} | {m['macro_f1']:.2f} | {m.get('spam_f1', '')} | "

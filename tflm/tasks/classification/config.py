@@ -1,7 +1,6 @@
 """The configuration of a classification run (one text, or a sentence pair, to one label)."""
 
 import dataclasses
-import os
 from typing import Optional
 
 from tflm import config as config_lib
